@@ -1,0 +1,3 @@
+from dipeo_cli.cli import main
+
+main()

@@ -1,0 +1,130 @@
+"""What a handler receives as `ctx`, and the run-wide resources handlers share.
+
+    ctx.execution_id      the execution's id
+    ctx.node_id           the node being run
+    ctx.inputs            dict keyed by arrow label ("default" for unlabelled arrows)
+    ctx.variables         the execution variables (--input-data, --inputs, -i)
+    ctx.iteration         1 on the node's first execution, 2 on its second, ...
+    ctx.get_node_output(node_id)   latest NodeOutput of another node, or None
+    ctx.execution_count(node_id)   how often that node has started
+    ctx.state_store       the StateStore; see NodeScopedStore for what writes do
+    ctx.base_dir          where relative file paths are resolved (DIPEO_BASE_DIR or the cwd)
+    ctx.resources         run-wide services (python worker pool, ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dipeo_cli.graph import ExecutableGraph, ExecutableNode
+    from dipeo_cli.state import NodeExecutionStatus, NodeOutput
+
+
+@dataclass
+class RunResources:
+    """Services shared by every node of one run, created lazily, closed at the end."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    diagram_dir: Path = field(default_factory=Path.cwd)
+    _closers: list[Callable[[], Any]] = field(default_factory=list)
+    _services: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
+        """The run's one instance of a service, created by `factory` on first use."""
+        if name not in self._services:
+            instance = factory()
+            self._services[name] = instance
+            self._closers.append(lambda: closer(instance))
+        return self._services[name]
+
+    async def close(self) -> None:
+        while self._closers:
+            result = self._closers.pop()()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+class NodeScopedStore:
+    """The StateStore as a handler sees it.
+
+    Handlers written in DiPeO's original style call
+    `await ctx.state_store.update_node_status(execution_id, node_id, status, output=None)`
+    themselves. The executor already records RUNNING before and COMPLETED/FAILED after every
+    handler call, so these calls are accepted and change nothing: a handler that makes them and
+    one that does not produce the same history. Reads go to the real store.
+    """
+
+    def __init__(self, store: Any | None) -> None:
+        self._store = store
+
+    async def update_node_status(
+        self,
+        execution_id: str,
+        node_id: str,
+        status: NodeExecutionStatus,
+        output: NodeOutput | None = None,
+        **_: Any,
+    ) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._store is None:
+            raise AttributeError(f"no history store in this run (ctx.state_store.{name})")
+        return getattr(self._store, name)
+
+
+class NodeContext:
+    __slots__ = (
+        "execution_id",
+        "node_id",
+        "node",
+        "inputs",
+        "variables",
+        "iteration",
+        "state_store",
+        "resources",
+        "graph",
+        "_outputs",
+        "_counts",
+    )
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        node: ExecutableNode,
+        inputs: dict[str, Any],
+        variables: dict[str, Any],
+        iteration: int,
+        state_store: NodeScopedStore,
+        resources: RunResources,
+        graph: ExecutableGraph,
+        outputs: dict[str, NodeOutput],
+        counts: dict[str, int],
+    ) -> None:
+        self.execution_id = execution_id
+        self.node_id = node.id
+        self.node = node
+        self.inputs = inputs
+        self.variables = variables
+        self.iteration = iteration
+        self.state_store = state_store
+        self.resources = resources
+        self.graph = graph
+        self._outputs = outputs
+        self._counts = counts
+
+    @property
+    def base_dir(self) -> Path:
+        return self.resources.base_dir
+
+    def get_node_output(self, node_id: str) -> NodeOutput | None:
+        return self._outputs.get(node_id)
+
+    def execution_count(self, node_id: str) -> int:
+        return self._counts.get(node_id, 0)

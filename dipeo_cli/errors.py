@@ -1,0 +1,82 @@
+"""The one error tree of dipeo.
+
+    DipeoError                      base of every error this package raises on purpose
+    ├── DiagramError                the diagram cannot run; carries every Problem found (exit 2)
+    ├── UsageError                  bad command-line input: unknown option value, bad JSON (exit 2)
+    ├── PluginError                 a --plugin or entry point could not be loaded (exit 2)
+    ├── HistoryError                the history database cannot be read or written
+    │   └── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
+    └── NodeError                   raised inside a run; fails one node, never the process
+        ├── NodeTimeoutError        a node ran past its `timeout`
+        └── IterationLimitError     a node would run more often than `--max-iterations`
+
+Handlers may raise anything: the executor turns every exception a handler raises into a FAILED
+node with the exception's message. NodeError exists so that our own handlers can say precisely
+what went wrong without a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DipeoError(Exception):
+    """Base class of every error dipeo raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a diagram, located as precisely as we can.
+
+    `where` names the node label, connection or person ("node 'Check'",
+    "connection 'A' -> 'B'"); `line` is a 1-based line number for syntax errors.
+    """
+
+    message: str
+    where: str | None = None
+    line: int | None = None
+
+    def render(self, file: str | None) -> str:
+        location = file or "<diagram>"
+        if self.line is not None:
+            location = f"{location}:{self.line}"
+        if self.where:
+            return f"{location}: {self.where}: {self.message}"
+        return f"{location}: {self.message}"
+
+
+class DiagramError(DipeoError):
+    """A diagram that cannot run. Holds every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem], file: str | None = None) -> None:
+        self.problems = list(problems)
+        self.file = file
+        super().__init__("\n".join(p.render(file) for p in self.problems))
+
+
+class UsageError(DipeoError):
+    """Invalid command-line input (bad JSON in --input-data, unknown status, ...)."""
+
+
+class PluginError(DipeoError):
+    """A plugin module or entry point failed to import or register."""
+
+
+class HistoryError(DipeoError):
+    """The history database could not be opened, migrated, read or written."""
+
+
+class ExecutionNotFoundError(HistoryError):
+    """No execution (or more than one) matches the id or prefix the user gave."""
+
+
+class NodeError(DipeoError):
+    """A node failed for a reason our own code can state in one line."""
+
+
+class NodeTimeoutError(NodeError):
+    """A node ran longer than its `timeout` property allows."""
+
+
+class IterationLimitError(NodeError):
+    """A node would exceed the run-wide iteration cap (`--max-iterations`)."""

@@ -1,0 +1,150 @@
+"""The handler registry: `@node_handler`, and loading plugins that register more handlers.
+
+A handler is an async function `(node, ctx) -> NodeOutput` registered for one node type:
+
+    @node_handler("shout", props=ShoutProps)
+    async def shout(node, ctx):
+        return create_node_output(str(ctx.inputs.get("default", "")).upper())
+
+`props` (optional) is a pydantic model; `dipeo validate` checks every node of that type against
+it before anything runs, and the handler finds the validated instance in `node.config`.
+Built-in handlers live in `dipeo_cli.handlers` and register the same way. Plugins come from
+`--plugin module_or_file.py` and from the entry-point group `dipeo.handlers`; the CLI loads them
+when it starts, never at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dipeo_cli.errors import PluginError
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+ENTRY_POINT_GROUP = "dipeo.handlers"
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    type: str
+    fn: Handler
+    props: type | None = None  # a pydantic model class validating the node's properties
+    inputs: tuple[str, ...] = ("default", "first")  # input handles arrows may target
+    outputs: tuple[str, ...] = ("default",)  # output ports; "error" is always allowed too
+    origin: str = "builtin"
+
+
+class HandlerRegistry:
+    """Node type -> HandlerSpec. Registering a type again replaces it (a plugin may override
+    a built-in handler); `origin` records who registered it."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+
+    def register(self, spec: HandlerSpec) -> None:
+        self._specs[spec.type] = spec
+
+    def get(self, node_type: str) -> HandlerSpec | None:
+        return self._specs.get(node_type)
+
+    def types(self) -> list[str]:
+        return sorted(self._specs)
+
+
+REGISTRY = HandlerRegistry()
+_current_origin = "builtin"
+
+
+def node_handler(
+    node_type: str,
+    *,
+    props: type | None = None,
+    inputs: tuple[str, ...] = ("default", "first"),
+    outputs: tuple[str, ...] = ("default",),
+) -> Callable[[Handler], Handler]:
+    """Register the decorated async function as the handler of `node_type`."""
+
+    def register(fn: Handler) -> Handler:
+        REGISTRY.register(
+            HandlerSpec(
+                type=node_type.lower(),
+                fn=fn,
+                props=props,
+                inputs=inputs,
+                outputs=outputs,
+                origin=_current_origin,
+            )
+        )
+        return fn
+
+    return register
+
+
+def load_builtin_handlers() -> HandlerRegistry:
+    """Import the built-in handler modules (each registers itself) and return the registry."""
+    import dipeo_cli.handlers  # noqa: F401  (registration happens on import)
+
+    return REGISTRY
+
+
+def load_plugin(target: str) -> None:
+    """Import a plugin given as a path to a .py file or as an importable module name."""
+    global _current_origin
+    previous, _current_origin = _current_origin, target
+    try:
+        path = Path(target)
+        if target.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise PluginError(f"plugin file not found: {target}")
+            name = f"dipeo_plugin_{abs(hash(str(path.resolve())))}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise PluginError(f"cannot load plugin file {target}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(target)
+    except PluginError:
+        raise
+    except Exception as exc:  # any error in third-party code: say where, keep the cause
+        raise PluginError(f"plugin {target} failed to load: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _current_origin = previous
+
+
+def load_entry_point_plugins() -> None:
+    """Load every plugin registered under the `dipeo.handlers` entry-point group."""
+    global _current_origin
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        previous, _current_origin = _current_origin, f"entry point {entry.name}"
+        try:
+            loaded = entry.load()
+            if callable(loaded) and not isinstance(loaded, type):
+                # An entry point may name a `register()` function instead of a module.
+                if getattr(loaded, "__name__", "") == "register":
+                    loaded()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin entry point {entry.name} ({entry.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            _current_origin = previous
+
+
+def load_plugins(targets: list[str] | tuple[str, ...] = ()) -> HandlerRegistry:
+    """Built-ins, then entry points, then `--plugin` targets (later registrations win)."""
+    load_builtin_handlers()
+    load_entry_point_plugins()
+    for target in targets:
+        load_plugin(target)
+    return REGISTRY

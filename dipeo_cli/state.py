@@ -1,0 +1,186 @@
+"""The execution state model: ExecutionState, NodeState, NodeOutput, TokenUsage and the enums.
+
+These names, fields and status values are public API (see the execution state model spec):
+handler authors, `dipeo show --json` consumers and the history database depend on them.
+Extensions over the spec are marked "extension" and listed in CHANGELOG.md.
+
+`apply_event` is the only place that turns executor events into state changes; the CLI, the
+history store and the live view all see the same state because they all go through it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dipeo_cli import events as ev
+
+
+class ExecutionStatus(str, Enum):
+    STARTED = "STARTED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.ABORTED)
+
+
+class NodeExecutionStatus(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    # The node hit its own `max_iteration` and declined to run again: a normal end state.
+    MAXITER_REACHED = "MAXITER_REACHED"
+
+
+class TokenUsage(BaseModel):
+    input: int = 0
+    output: int = 0
+    cached: int | None = None
+    total: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        cached = None
+        if self.cached is not None or other.cached is not None:
+            cached = (self.cached or 0) + (other.cached or 0)
+        return TokenUsage(
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cached=cached,
+            total=self.total + other.total,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return self.total == 0 and self.input == 0 and self.output == 0
+
+
+class NodeOutput(BaseModel):
+    """The one output format of every node type.
+
+    `value` holds the data, keyed by output port ("default", "condtrue", "error", ...);
+    `metadata` holds everything that is not data (timings, tokens, files written, ...).
+    """
+
+    value: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def create_node_output(
+    value: Any = None, metadata: dict[str, Any] | None = None
+) -> NodeOutput:
+    """Build a NodeOutput. A value that is not a dict becomes the `default` port's value."""
+    if not isinstance(value, dict):
+        value = {"default": value}
+    return NodeOutput.model_construct(value=value, metadata=dict(metadata or {}))
+
+
+class NodeState(BaseModel):
+    status: NodeExecutionStatus = NodeExecutionStatus.PENDING
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: str | None = None
+    skip_reason: str | None = None
+    token_usage: TokenUsage | None = None
+    # extensions: how the diagram names the node, and how often it ran
+    label: str = ""
+    type: str = ""
+    iterations: int = 0
+
+
+class ExecutionState(BaseModel):
+    model_config = ConfigDict(validate_assignment=False)
+
+    id: str
+    status: ExecutionStatus = ExecutionStatus.STARTED
+    diagram_id: str | None = None
+    started_at: str
+    ended_at: str | None = None
+    node_states: dict[str, NodeState] = Field(default_factory=dict)
+    node_outputs: dict[str, NodeOutput] = Field(default_factory=dict)
+    token_usage: TokenUsage = Field(default_factory=TokenUsage)
+    error: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    duration_seconds: float | None = None
+    is_active: bool | None = True
+    # extension: the endpoint value (or a dict by endpoint label when there are several)
+    result: Any = None
+
+
+def iso(timestamp: float) -> str:
+    """An ISO 8601 UTC time with microseconds, the format every stored time uses."""
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
+
+def parse_iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def new_state(event: ev.ExecutionStarted) -> ExecutionState:
+    """The state right after an ExecutionStarted event."""
+    state = ExecutionState(
+        id=event.execution_id,
+        status=ExecutionStatus.RUNNING,
+        diagram_id=event.diagram_id,
+        started_at=iso(event.at),
+        variables=dict(event.variables),
+    )
+    for node in event.nodes:
+        state.node_states[node.id] = NodeState(label=node.label, type=node.type)
+    return state
+
+
+def apply_event(state: ExecutionState, event: ev.Event) -> None:
+    """Apply one executor event to the state, in place. No I/O."""
+    if isinstance(event, ev.NodeStarted):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus.RUNNING
+        node.started_at = iso(event.at)
+        node.ended_at = None
+        node.iterations = event.iteration
+    elif isinstance(event, ev.NodeCompleted):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus.COMPLETED
+        node.ended_at = iso(event.at)
+        node.error = None
+        state.node_outputs[event.node_id] = event.output
+        _add_tokens(state, node, event.token_usage)
+    elif isinstance(event, ev.NodeFailed):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus.FAILED
+        node.ended_at = iso(event.at)
+        node.error = event.error
+        if event.output is not None:
+            state.node_outputs[event.node_id] = event.output
+        _add_tokens(state, node, event.token_usage)
+    elif isinstance(event, ev.NodeSkipped):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus.SKIPPED
+        node.skip_reason = event.reason
+    elif isinstance(event, ev.NodeCapped):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus.MAXITER_REACHED
+    elif isinstance(event, ev.ExecutionFinished):
+        state.status = event.status
+        state.error = event.error
+        state.result = event.result
+        state.ended_at = iso(event.at)
+        state.duration_seconds = round(event.at - parse_iso(state.started_at), 6)
+        state.is_active = False
+
+
+def _add_tokens(state: ExecutionState, node: NodeState, usage: TokenUsage | None) -> None:
+    if usage is None or usage.is_empty:
+        return
+    node.token_usage = usage if node.token_usage is None else node.token_usage + usage
+    state.token_usage = state.token_usage + usage
