@@ -1,0 +1,22 @@
+"""Every test gets its own data directory (history database) and working directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DIAGRAMS = REPO.parent / "shared" / "diagrams" / "dipeo"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dipeo-home"
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("DIPEO_HOME", str(home))
+    monkeypatch.delenv("DIPEO_BASE_DIR", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(work)
+    return work
