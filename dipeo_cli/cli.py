@@ -1,0 +1,302 @@
+"""The `dipeo` command: the only module that imports Typer.
+
+A thin translator: parse options, call the runner/store/renderer, map errors to exit codes.
+Heavy modules are imported inside the commands so that `dipeo --help` stays fast.
+
+Exit codes: 0 completed, 1 execution failed, 2 invalid usage or invalid diagram (nothing ran),
+124 timed out, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any, NoReturn, Optional
+
+import typer
+
+from dipeo_cli import __version__
+
+app = typer.Typer(
+    name="dipeo",
+    help="Run DiPeO diagrams from the command line and keep a history of every execution.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_USAGE = 2
+STATUSES = ("STARTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED")
+
+DbOption = typer.Option(None, "--db", help="History database file (default: $DIPEO_HOME/history.db).")
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dipeo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Run DiPeO diagrams from the command line and keep a history of every execution."""
+
+
+def _color(stream: Any) -> bool:
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    from dipeo_cli.redact import redact
+
+    print(f"error: {redact(message)}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
+    chosen = [name for name, on in (("light", light), ("native", native), ("readable", readable)) if on]
+    if len(chosen) > 1:
+        _fail("use only one of --light, --native, --readable")
+    return chosen[0] if chosen else None
+
+
+def _print_json(data: Any) -> None:
+    from dipeo_cli.redact import redact_json
+
+    sys.stdout.write(json.dumps(redact_json(data), indent=2, ensure_ascii=False, default=str))
+    sys.stdout.write("\n")
+
+
+@app.command()
+def run(
+    diagram: str = typer.Argument(..., help="Diagram file: light YAML, native JSON or readable YAML."),
+    input_data: Optional[str] = typer.Option(None, "--input-data", help="Variables as a JSON object."),
+    inputs: Optional[str] = typer.Option(None, "--inputs", help="Variables from a JSON or YAML file."),
+    var: Optional[list[str]] = typer.Option(None, "-i", "--var", help="One variable, key=value (repeatable; JSON values accepted)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Fail the execution after this many seconds (exit 124)."),
+    max_iterations: int = typer.Option(100, "--max-iterations", min=1, help="Most executions of one node without its own max_iteration."),
+    max_parallel: int = typer.Option(256, "--max-parallel", min=1, help="Most nodes running at once."),
+    continue_on_error: bool = typer.Option(False, "--continue-on-error", help="A failing node passes its error on as output instead of stopping the run."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Handler plugin: a .py file or a module name (repeatable)."),
+    light: bool = typer.Option(False, "--light", help="Read the file as light YAML."),
+    native: bool = typer.Option(False, "--native", help="Read the file as native JSON."),
+    readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
+    as_json: bool = JsonOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only the summary (or JSON)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Validate, run and record a diagram, showing every node's status live."""
+    from dipeo_cli.errors import DipeoError
+    from dipeo_cli.executor import RunOptions
+    from dipeo_cli.runner import parse_variables, prepare
+
+    if timeout is not None and timeout <= 0:
+        _fail("--timeout must be greater than 0")
+    try:
+        variables = parse_variables(input_data, inputs, var)
+        graph = prepare(diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ()))
+    except DipeoError as exc:
+        _fail(str(exc))
+    options = RunOptions(
+        max_iterations=max_iterations,
+        timeout=timeout,
+        max_parallel=max_parallel,
+        continue_on_error=continue_on_error,
+    )
+    outcome = asyncio.run(_run(graph, variables, options, db, quiet))
+    state = outcome.state
+    if as_json:
+        from dipeo_cli.runner import run_json
+
+        _print_json(run_json(state))
+    else:
+        from dipeo_cli.render import print_summary
+
+        print_summary(state, sys.stdout, color=_color(sys.stdout))
+    raise typer.Exit(outcome.exit_code)
+
+
+async def _run(
+    graph: Any, variables: dict[str, Any], options: Any, db: str | None, quiet: bool
+) -> Any:
+    from pathlib import Path
+
+    from dipeo_cli.render import choose_mode, open_progress
+    from dipeo_cli.runner import execute
+    from dipeo_cli.store import open_store
+
+    store = await _open_store(open_store, Path(db) if db else None)
+    progress = open_progress(choose_mode(sys.stderr, quiet), sys.stderr)
+    try:
+        return await execute(graph, store=store, progress=progress, variables=variables, options=options)
+    finally:
+        await store.close()
+
+
+async def _open_store(open_store: Any, path: Any) -> Any:
+    from dipeo_cli.errors import HistoryError
+
+    try:
+        return await open_store(path)
+    except HistoryError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def validate(
+    diagram: str = typer.Argument(..., help="Diagram file to check."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Handler plugin (repeatable)."),
+    light: bool = typer.Option(False, "--light"),
+    native: bool = typer.Option(False, "--native"),
+    readable: bool = typer.Option(False, "--readable"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Check a diagram without running it; report every problem at once (exit 2 if any)."""
+    from dipeo_cli.errors import DiagramError, DipeoError
+    from dipeo_cli.runner import prepare
+
+    try:
+        graph = prepare(diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ()))
+    except DiagramError as exc:
+        if as_json:
+            _print_json(
+                {
+                    "valid": False,
+                    "file": diagram,
+                    "problems": [
+                        {"message": p.message, "where": p.where, "line": p.line} for p in exc.problems
+                    ],
+                }
+            )
+            raise typer.Exit(EXIT_USAGE)
+        _fail(f"{diagram} is not valid ({len(exc.problems)} problem(s)):\n{exc}")
+    except DipeoError as exc:
+        _fail(str(exc))
+    summary = {
+        "valid": True,
+        "file": diagram,
+        "problems": [],
+        "node_count": len(graph.nodes),
+        "arrow_count": len(graph.edges),
+        "format": graph.diagram.format,
+    }
+    if as_json:
+        _print_json(summary)
+    else:
+        print(f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows")
+
+
+@app.command()
+def history(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many executions."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only executions with this status."),
+    diagram: Optional[str] = typer.Option(None, "--diagram", help="Only executions of diagrams whose path contains this."),
+    as_json: bool = JsonOption,
+    db: Optional[str] = DbOption,
+) -> None:
+    """List past executions, newest first."""
+    from dipeo_cli.state import ExecutionStatus
+
+    wanted = None
+    if status is not None:
+        if status.upper() not in STATUSES:
+            _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        wanted = ExecutionStatus(status.upper())
+    states = asyncio.run(_list(db, limit, wanted, diagram))
+    if as_json:
+        from dipeo_cli.runner import history_json
+
+        _print_json([history_json(s) for s in states])
+        return
+    from dipeo_cli.render import print_history
+
+    print_history(states, sys.stdout, color=_color(sys.stdout))
+
+
+async def _list(db: str | None, limit: int, status: Any, diagram: str | None) -> Any:
+    from pathlib import Path
+
+    from dipeo_cli.store import open_store
+
+    store = await _open_store(open_store, Path(db) if db else None)
+    try:
+        return await store.list_executions(limit=limit, status=status, diagram=diagram)
+    finally:
+        await store.close()
+
+
+@app.command()
+def show(
+    execution: str = typer.Argument("latest", help="Execution id, a unique prefix of one, or 'latest'."),
+    node: Optional[str] = typer.Option(None, "--node", help="Only this node (label or id), in full."),
+    as_json: bool = JsonOption,
+    db: Optional[str] = DbOption,
+) -> None:
+    """Show one execution: node states, outputs, errors, token usage."""
+    from dipeo_cli.errors import ExecutionNotFoundError
+
+    try:
+        state, events = asyncio.run(_find(db, execution))
+    except ExecutionNotFoundError as exc:
+        _fail(str(exc))
+    if as_json:
+        from dipeo_cli.runner import show_json
+
+        data = show_json(state)
+        if node is not None:
+            node_id = _node_id(state, node)
+            data = {
+                "execution_id": state.id,
+                "node_id": node_id,
+                "state": data["node_states"][node_id],
+                "output": data["node_outputs"].get(node_id),
+            }
+        _print_json(data)
+        return
+    from dipeo_cli.render import print_execution
+
+    try:
+        print_execution(state, sys.stdout, color=_color(sys.stdout), node=node, events=events)
+    except KeyError as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
+
+
+def _node_id(state: Any, node: str) -> str:
+    if node in state.node_states:
+        return node
+    for node_id, node_state in state.node_states.items():
+        if node_state.label == node:
+            return node_id
+    labels = ", ".join(sorted(s.label for s in state.node_states.values()))
+    _fail(f"no node '{node}' in execution {state.id} (nodes: {labels})")
+
+
+async def _find(db: str | None, execution: str) -> Any:
+    from pathlib import Path
+
+    from dipeo_cli.store import open_store
+
+    store = await _open_store(open_store, Path(db) if db else None)
+    try:
+        state = await store.find_execution(execution)
+        events = await store.get_events(state.id)
+        return state, events
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+"""Run an ExecutableGraph: schedule ready nodes concurrently, route outputs along arrows, enforce
+timeouts and iteration limits, and report every status change as an event.
+
+The executor knows nothing about SQLite, Rich or Typer: it calls `emit(event)` (synchronously,
+in order) and the caller hands each event to the state, the store and the view.
+
+Rules (DESIGN.md §2), in the words the code uses:
+
+- Each arrow (edge) holds at most one *pending* value (delivered, not yet consumed) and keeps its
+  *last* value. An edge is *blocked* when its source's latest execution did not deliver on its
+  port (a condition branch not taken, a failed or capped source); *blocked for good* when, in
+  addition, the source can never run again.
+- A node's *required* edges: on its first execution every incoming edge except those that close
+  a loop; on later executions the non-`first` edges from inside its own loop (or, for a node
+  downstream of a loop, the edges from nodes that repeat). Edges from outside reuse their last
+  value.
+- A node is ready when at least one required edge is pending and every other required edge is
+  pending or blocked for good. When nothing runs and nothing is ready (quiescence), a node with a
+  pending value runs with what it has if none of its missing inputs can still arrive. When that
+  yields nothing either, the execution is over: nodes that never ran are SKIPPED with a reason.
+- No polling: the loop sleeps until a running node finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dipeo_cli import events as ev
+from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
+from dipeo_cli.errors import IterationLimitError, NodeTimeoutError
+from dipeo_cli.graph import Edge, ExecutableGraph, ExecutableNode
+from dipeo_cli.state import ExecutionStatus, NodeOutput, TokenUsage, create_node_output
+from dipeo_cli.values import to_text
+
+DEFAULT_MAX_ITERATIONS = 100
+DEFAULT_MAX_PARALLEL = 256
+
+# Per-node outcome the scheduler tracks (the full NodeState lives in state.py).
+_IDLE, _RUNNING, _DONE, _FAILED, _SKIPPED, _CAPPED = range(6)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_iterations: int = DEFAULT_MAX_ITERATIONS  # run-wide cap for nodes without max_iteration
+    timeout: float | None = None  # whole execution, seconds
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+    continue_on_error: bool = False
+
+
+def convert(value: Any, content_type: str | None) -> Any:
+    """Apply an arrow's content_type to the value it carries."""
+    if content_type is None or content_type == "variable":
+        return value
+    if content_type == "raw_text":
+        return to_text(value)
+    if content_type in ("object", "json"):
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+    if content_type == "conversation_state":
+        if isinstance(value, dict) and "messages" in value:
+            return value
+        if isinstance(value, list):
+            return {"messages": value}
+        return {"messages": [{"role": "assistant", "content": to_text(value)}]}
+    return value
+
+
+class Executor:
+    def __init__(
+        self,
+        graph: ExecutableGraph,
+        *,
+        execution_id: str,
+        emit: Callable[[ev.Event], None],
+        variables: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        store: Any | None = None,
+        resources: RunResources | None = None,
+        diagram_id: str | None = None,
+    ) -> None:
+        self.graph = graph
+        self.execution_id = execution_id
+        self.variables = dict(variables or {})
+        self.options = options or RunOptions()
+        self.resources = resources or RunResources()
+        self.diagram_id = diagram_id
+        self._emit = emit
+        self._scoped_store = NodeScopedStore(store)
+
+        n_edges = len(graph.edges)
+        self._pending: list[Any] = [None] * n_edges
+        self._has_pending = [False] * n_edges
+        self._last: list[Any] = [None] * n_edges
+        self._has_last = [False] * n_edges
+        self._seq = [0] * n_edges  # delivery order, so that the latest value wins per label
+        self._blocked = [False] * n_edges
+        self._delivery = 0
+
+        self._first_edges: dict[str, list[Edge]] = {}
+        self._later_edges: dict[str, list[Edge]] = {}
+        for nid in graph.order:
+            incoming = graph.incoming[nid]
+            self._first_edges[nid] = [e for e in incoming if not e.closes_loop]
+            if nid in graph.in_a_loop:
+                later = [e for e in incoming if e.in_loop and e.target_handle != "first"]
+            else:
+                later = [
+                    e
+                    for e in incoming
+                    if e.source in graph.repeating and e.target_handle != "first"
+                ]
+            self._later_edges[nid] = later
+
+        self._status = dict.fromkeys(graph.order, _IDLE)
+        self._counts = dict.fromkeys(graph.order, 0)
+        self._outputs: dict[str, NodeOutput] = {}
+        self._queued: set[str] = set()
+        self._ready: deque[str] = deque()
+        self._running: dict[asyncio.Task[Any], str] = {}
+        self._done: deque[asyncio.Task[Any]] = deque()
+        self._wakeup = asyncio.Event()
+
+        self._failure: tuple[str, str] | None = None  # (node id, error) that stops the run
+        self._unhandled_failures: list[tuple[str, str]] = []
+        self._abort_reason: str | None = None
+        self._finished: ev.ExecutionFinished | None = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def run(self) -> ev.ExecutionFinished:
+        """Run the graph to the end and return the final event (also emitted)."""
+        graph = self.graph
+        self._emit(
+            ev.ExecutionStarted(
+                execution_id=self.execution_id,
+                diagram_id=self.diagram_id,
+                variables=self.variables,
+                nodes=tuple(
+                    ev.NodeInfo(nid, graph.nodes[nid].label, graph.nodes[nid].type)
+                    for nid in graph.order
+                ),
+                at=time.time(),
+            )
+        )
+        reason: str | None = None
+        try:
+            if self.options.timeout is not None:
+                async with asyncio.timeout(self.options.timeout):
+                    await self._loop()
+            else:
+                await self._loop()
+        except TimeoutError:
+            reason = "timeout"
+            await self._cancel_running(f"cancelled: execution timed out after {self.options.timeout:g} s")
+        except asyncio.CancelledError:
+            # Cancelled from outside (the caller's task): record it as an abort, then re-raise.
+            self._abort_reason = self._abort_reason or "interrupted"
+            await self._cancel_running("interrupted")
+            self._finish("interrupted")
+            raise
+        finally:
+            await self.resources.close()
+        if self._abort_reason is not None and reason is None:
+            await self._cancel_running(self._abort_reason)
+            reason = "interrupted"
+        return self._finish(reason)
+
+    def abort(self, reason: str = "interrupted") -> None:
+        """Stop the run (Ctrl-C, SIGTERM): running nodes are cancelled, it ends ABORTED."""
+        if self._abort_reason is None:
+            self._abort_reason = reason
+        for task in self._running:
+            task.cancel()
+        self._wakeup.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        for nid in self.graph.start_nodes:
+            if not self.graph.incoming[nid]:
+                self._queue(nid)
+        while self._abort_reason is None:
+            if self._failure is None:
+                self._launch_ready()
+            if not self._running:
+                if self._failure is None and self._resolve_quiescence():
+                    continue
+                return
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._done:
+                self._complete(self._done.popleft())
+
+    def _queue(self, nid: str) -> None:
+        if nid not in self._queued:
+            self._queued.add(nid)
+            self._ready.append(nid)
+
+    def _launch_ready(self) -> None:
+        limit = self.options.max_parallel
+        while self._ready and len(self._running) < limit:
+            nid = self._ready.popleft()
+            self._queued.discard(nid)
+            self._launch(nid)
+
+    def _launch(self, nid: str) -> None:
+        node = self.graph.nodes[nid]
+        count = self._counts[nid]
+        inputs = self._take_inputs(nid, count)
+        if node.max_iteration is not None and count >= node.max_iteration:
+            self._status[nid] = _CAPPED
+            self._emit(ev.NodeCapped(nid, node.max_iteration, time.time()))
+            self._route(nid, None)
+            return
+        count += 1
+        self._counts[nid] = count
+        self._status[nid] = _RUNNING
+        self._emit(ev.NodeStarted(nid, count, time.time()))
+        if node.max_iteration is None and count > self.options.max_iterations:
+            cap = self.options.max_iterations
+            self._fail(
+                nid,
+                str(
+                    IterationLimitError(
+                        f"node '{node.label}' would run more than {cap} times "
+                        f"(--max-iterations {cap}); give it a max_iteration or raise the cap"
+                    )
+                ),
+            )
+            return
+        ctx = NodeContext(
+            execution_id=self.execution_id,
+            node=node,
+            inputs=inputs,
+            variables=self.variables,
+            iteration=count,
+            state_store=self._scoped_store,
+            resources=self.resources,
+            graph=self.graph,
+            outputs=self._outputs,
+            counts=self._counts,
+        )
+        task = asyncio.ensure_future(self._call(node, ctx))
+        self._running[task] = nid
+        task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._done.append(task)
+        self._wakeup.set()
+
+    async def _call(self, node: ExecutableNode, ctx: NodeContext) -> Any:
+        if node.timeout is None:
+            return await node.spec.fn(node, ctx)
+        try:
+            async with asyncio.timeout(node.timeout) as scope:
+                return await node.spec.fn(node, ctx)
+        except TimeoutError:
+            if scope.expired():
+                raise NodeTimeoutError(f"timed out after {node.timeout:g} s") from None
+            raise
+
+    def _complete(self, task: asyncio.Task[Any]) -> None:
+        nid = self._running.pop(task, None)
+        if nid is None:  # already handled by _cancel_running
+            return
+        if task.cancelled():
+            self._status[nid] = _FAILED
+            self._emit(ev.NodeFailed(nid, self._abort_reason or "cancelled", time.time()))
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(nid, _describe(exc))
+            return
+        output = task.result()
+        if not isinstance(output, NodeOutput):
+            output = create_node_output({"default": output})
+        self._outputs[nid] = output
+        self._status[nid] = _DONE
+        self._emit(ev.NodeCompleted(nid, output, time.time(), _token_usage(output)))
+        self._route(nid, output.value)
+
+    def _fail(self, nid: str, error: str) -> None:
+        self._status[nid] = _FAILED
+        has_error_port = any(e.source_port == "error" for e in self.graph.outgoing[nid])
+        if has_error_port or self.options.continue_on_error:
+            value = {"error": error}
+            if not has_error_port:
+                value["default"] = error
+                self._unhandled_failures.append((nid, error))
+            output = create_node_output(value, {"error": error})
+            self._outputs[nid] = output
+            self._emit(ev.NodeFailed(nid, error, time.time(), output))
+            self._route(nid, value)
+            return
+        self._emit(ev.NodeFailed(nid, error, time.time()))
+        if self._failure is None:
+            self._failure = (nid, error)
+        self._route(nid, None)
+
+    # -- data flow ------------------------------------------------------------------------
+
+    def _take_inputs(self, nid: str, count: int) -> dict[str, Any]:
+        """Consume the node's pending values; reuse last values where the rules say so."""
+        incoming = self.graph.incoming[nid]
+        if not incoming:
+            return {}
+        has_pending, pending, seq = self._has_pending, self._pending, self._seq
+        if len(incoming) == 1:
+            edge = incoming[0]
+            i = edge.index
+            if has_pending[i]:
+                has_pending[i] = False
+                value = pending[i]
+                pending[i] = None
+                return {edge.variable: value}
+            if self._has_last[i] and not (count and edge.target_handle == "first"):
+                return {edge.variable: self._last[i]}
+            return {}
+        found: list[tuple[int, str, Any]] = []
+        for edge in incoming:
+            i = edge.index
+            if has_pending[i]:
+                has_pending[i] = False
+                if count and edge.target_handle == "first":
+                    pending[i] = None
+                    continue
+                found.append((seq[i], edge.variable, pending[i]))
+                pending[i] = None
+            elif self._has_last[i] and not (count and edge.target_handle == "first"):
+                found.append((seq[i], edge.variable, self._last[i]))
+        found.sort(key=lambda item: item[0])
+        return {variable: value for _, variable, value in found}
+
+    def _route(self, nid: str, value: dict[str, Any] | None) -> None:
+        """Deliver a finished node's output along its outgoing edges, then re-check readiness of
+        the nodes that may have become ready (or dead) and of the node itself."""
+        touched: list[str] = []
+        for edge in self.graph.outgoing[nid]:
+            i = edge.index
+            if value is not None and edge.source_port in value:
+                self._delivery += 1
+                converted = convert(value[edge.source_port], edge.content_type)
+                self._pending[i] = converted
+                self._has_pending[i] = True
+                self._last[i] = converted
+                self._has_last[i] = True
+                self._seq[i] = self._delivery
+                self._blocked[i] = False
+            else:
+                self._blocked[i] = True
+            touched.append(edge.target)
+        touched.append(nid)
+        self._recheck(touched)
+
+    def _recheck(self, nids: list[str]) -> None:
+        work = list(nids)
+        while work:
+            nid = work.pop()
+            status = self._status[nid]
+            if status in (_RUNNING, _SKIPPED) or nid in self._queued:
+                continue
+            if self._is_ready(nid):
+                self._queue(nid)
+            elif status == _IDLE and self._counts[nid] == 0 and self._is_dead(nid):
+                self._skip(nid, self._skip_reason(nid))
+                for edge in self.graph.outgoing[nid]:
+                    self._blocked[edge.index] = True
+                    work.append(edge.target)
+
+    def _blocked_for_good(self, edge: Edge) -> bool:
+        return self._blocked[edge.index] and (
+            edge.source not in self.graph.repeating or self._status[edge.source] == _SKIPPED
+        )
+
+    def _is_ready(self, nid: str) -> bool:
+        edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
+        if not edges:
+            return False
+        any_pending = False
+        for edge in edges:
+            if self._has_pending[edge.index]:
+                any_pending = True
+            elif not self._blocked_for_good(edge):
+                return False
+        return any_pending
+
+    def _is_dead(self, nid: str) -> bool:
+        edges = self._first_edges[nid]
+        if not edges:
+            return False
+        return all(
+            not self._has_pending[e.index] and self._blocked_for_good(e) for e in edges
+        )
+
+    def _resolve_quiescence(self) -> bool:
+        """Nothing runs and nothing is ready. Run nodes holding a pending value whose missing
+        inputs can no longer arrive (their sources cannot become ready). Return True if any
+        node was queued."""
+        candidates = []
+        for nid in self.graph.order:
+            if self._status[nid] in (_RUNNING, _SKIPPED):
+                continue
+            edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
+            if any(self._has_pending[e.index] for e in edges):
+                candidates.append(nid)
+        if not candidates:
+            return False
+        # A candidate must not wait on a value that another candidate could still produce.
+        downstream = _reachable(self.graph, candidates)
+        chosen = []
+        for nid in candidates:
+            edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
+            missing = [e.source for e in edges if not self._has_pending[e.index]]
+            if not any(src in downstream for src in missing):
+                chosen.append(nid)
+        for nid in chosen or candidates[:1]:
+            self._queue(nid)
+        return True
+
+    # -- the end --------------------------------------------------------------------------
+
+    async def _cancel_running(self, reason: str) -> None:
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            nid = self._running.pop(task, None)
+            if nid is not None:
+                self._status[nid] = _FAILED
+                self._emit(ev.NodeFailed(nid, reason, time.time()))
+        self._done.clear()
+
+    def _skip(self, nid: str, reason: str) -> None:
+        self._status[nid] = _SKIPPED
+        self._emit(ev.NodeSkipped(nid, reason, time.time()))
+
+    def _finish(self, reason: str | None) -> ev.ExecutionFinished:
+        if self._finished is not None:
+            return self._finished
+        for nid in self.graph.order:
+            if self._status[nid] == _IDLE and self._counts[nid] == 0:
+                self._skip(nid, self._skip_reason(nid, reason))
+        if reason == "timeout":
+            status = ExecutionStatus.FAILED
+            error = f"timed out after {self.options.timeout:g} s"
+        elif reason == "interrupted":
+            status, error = ExecutionStatus.ABORTED, self._abort_reason or "interrupted"
+        elif self._failure is not None:
+            nid, message = self._failure
+            status = ExecutionStatus.FAILED
+            error = f"node '{self.graph.nodes[nid].label}' failed: {message}"
+        elif self._unhandled_failures:
+            status = ExecutionStatus.FAILED
+            error = "; ".join(
+                f"node '{self.graph.nodes[nid].label}' failed: {message}"
+                for nid, message in self._unhandled_failures
+            )
+        else:
+            status, error = ExecutionStatus.COMPLETED, None
+        self._finished = ev.ExecutionFinished(
+            status=status, error=error, at=time.time(), result=self._result(), reason=reason
+        )
+        self._emit(self._finished)
+        return self._finished
+
+    def _result(self) -> Any:
+        results = {}
+        for nid in self.graph.order:
+            node = self.graph.nodes[nid]
+            if node.type == "endpoint" and self._status[nid] == _DONE:
+                results[node.label] = self._outputs[nid].value.get("default")
+        if not results:
+            return None
+        if len(results) == 1:
+            return next(iter(results.values()))
+        return results
+
+    def _skip_reason(self, nid: str, ending: str | None = None) -> str:
+        incoming = self._first_edges[nid]
+        labels = self.graph.nodes
+        if not self.graph.incoming[nid]:
+            return "no arrow leads to this node"
+        by_priority: list[tuple[int, str]] = []
+        for edge in incoming:
+            if self._has_pending[edge.index]:
+                continue
+            source = labels[edge.source].label
+            status = self._status[edge.source]
+            if status == _FAILED:
+                by_priority.append((0, f"upstream node '{source}' failed"))
+            elif status == _DONE and self._blocked[edge.index]:
+                by_priority.append((1, f"branch not taken ('{source}' did not choose {edge.source_port})"))
+            elif status == _CAPPED:
+                by_priority.append((2, f"upstream node '{source}' reached its max_iteration"))
+            elif status == _SKIPPED:
+                by_priority.append((3, f"upstream node '{source}' was skipped"))
+            else:
+                by_priority.append((4, f"waited for input from '{source}' that never came"))
+        if ending == "timeout":
+            return "execution timed out"
+        if ending == "interrupted":
+            return "execution interrupted"
+        if by_priority:
+            by_priority.sort()
+            if by_priority[0][0] <= 3 or self._failure is None:
+                return by_priority[0][1]
+        if self._failure is not None:
+            return f"execution stopped: node '{labels[self._failure[0]].label}' failed"
+        return "never became ready"
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line error for a handler exception: our own errors by message, others with type."""
+    from dipeo_cli.errors import NodeError
+
+    message = str(exc).strip()
+    if isinstance(exc, NodeError):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _token_usage(output: NodeOutput) -> TokenUsage | None:
+    usage = output.metadata.get("token_usage") if output.metadata else None
+    if usage is None or isinstance(usage, TokenUsage):
+        return usage
+    if isinstance(usage, dict):
+        return TokenUsage.model_validate(usage)
+    return None
+
+
+def _reachable(graph: ExecutableGraph, seeds: list[str]) -> set[str]:
+    """Nodes strictly downstream of any seed (a seed reached from another seed counts)."""
+    seen: set[str] = set()
+    todo = [e.target for s in seeds for e in graph.outgoing[s]]
+    while todo:
+        nid = todo.pop()
+        if nid in seen:
+            continue
+        seen.add(nid)
+        todo.extend(e.target for e in graph.outgoing[nid])
+    return seen
