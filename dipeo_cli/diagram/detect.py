@@ -1,0 +1,188 @@
+"""Read a diagram file into a `Document` (data + line numbers) and tell which format it is in.
+
+JSON is parsed with `json`; YAML is composed once (libyaml when available) and constructed from
+that same node tree, so loaders can ask for the line of `nodes[3]` or `persons['Judge']` without
+parsing the text twice. Every failure here is a DiagramError naming the file (and the line, for
+syntax errors).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dipeo_cli.errors import DiagramError, Problem
+
+FORMATS = ("light", "native", "readable")
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_DEPTH = 5000
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class Document:
+    """Parsed file content. `line(*path)` is the 1-based line of the item at `path`
+    (mapping keys and list indexes from the top), or None when unknown (JSON, missing item)."""
+
+    __slots__ = ("_root", "data")
+
+    def __init__(self, data: Any, root: yaml.Node | None = None) -> None:
+        self.data = data
+        self._root = root
+
+    def line(self, *path: str | int) -> int | None:
+        found = self._find(path)
+        return found[0].start_mark.line + 1 if found is not None else None
+
+    def text(self, *path: str | int) -> str | None:
+        """The scalar at `path` exactly as written (YAML reads `label: Yes` as True and
+        `label: 1.10` as 1.1; labels want the text)."""
+        found = self._find(path)
+        if found is not None and isinstance(found[1], yaml.ScalarNode):
+            return str(found[1].value)
+        return None
+
+    def _find(self, path: tuple[str | int, ...]) -> tuple[yaml.Node, yaml.Node] | None:
+        """(node to take the line from, value node) at `path`."""
+        node = self._root
+        mark_node = node
+        for step in path:
+            if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+                for key_node, value_node in node.value:
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == step:
+                        mark_node, node = key_node, value_node
+                        break
+                else:
+                    return None
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+                if not 0 <= step < len(node.value):
+                    return None
+                mark_node = node = node.value[step]
+            else:
+                return None
+        return (mark_node, node) if mark_node is not None and node is not None else None
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text; DiagramError (naming the file) when it cannot be read."""
+    file = str(path)
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        problem = Problem("file not found")
+    except IsADirectoryError:
+        problem = Problem("is a directory, not a diagram file")
+    except PermissionError:
+        problem = Problem("permission denied: cannot read the file")
+    except UnicodeDecodeError as exc:
+        problem = Problem(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        problem = Problem(f"cannot read the file: {exc.strerror or exc}")
+    raise DiagramError([problem], file)
+
+
+def parse_text(text: str, file: str | None = None) -> Document:
+    """Parse JSON or YAML text. A `.json` file is JSON; other text is JSON when it starts with
+    `{` or `[` and parses as JSON, YAML otherwise."""
+    stripped = text.lstrip()
+    if not stripped:
+        raise DiagramError([Problem("the file is empty")], file)
+    is_json_file = file is not None and file.lower().endswith(".json")
+    if is_json_file or stripped[0] in "{[":
+        try:
+            return Document(json.loads(text))
+        except json.JSONDecodeError as exc:
+            json_problem = Problem(f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
+            if is_json_file:
+                raise DiagramError([json_problem], file) from None
+        except RecursionError:
+            raise DiagramError([Problem("invalid JSON: nested too deeply")], file) from None
+        try:
+            return _parse_yaml(text, file)
+        except DiagramError:
+            raise DiagramError([json_problem], file) from None
+    return _parse_yaml(text, file)
+
+
+def _parse_yaml(text: str, file: str | None) -> Document:
+    if text.count("[") + text.count("{") > _MAX_DEPTH and _flow_depth(text) > _MAX_DEPTH:
+        # libyaml overflows the C stack (a segfault, not an exception) on such input.
+        raise DiagramError(
+            [Problem(f"invalid YAML: nested more than {_MAX_DEPTH} levels deep")], file
+        )
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        message = exc.problem or exc.context or str(exc)
+        if exc.problem and exc.context and exc.problem.startswith("but "):
+            message = f"{exc.context} {exc.problem}"
+        elif exc.problem and exc.context:
+            message += f" ({exc.context}"
+            context_line = exc.context_mark.line + 1 if exc.context_mark else None
+            message += f" started on line {context_line})" if context_line != line else ")"
+        raise DiagramError([Problem(f"invalid YAML: {message}", line=line)], file) from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise DiagramError([Problem(f"invalid YAML: {exc}")], file) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise DiagramError([Problem("the file is empty")], file)
+    return Document(data, root)
+
+
+def _flow_depth(text: str) -> int:
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def detect_format(data: Any, file: str | None = None) -> str:
+    """Which format the parsed content is in, from its keys; DiagramError if it is not a diagram.
+
+    `version: light|readable` decides; otherwise `flow:`/`workflow:` mean readable,
+    `arrows:`/`handles:` or `nodes` keyed by id mean native, `connections:` means light, and a
+    `nodes` list is judged by its items.
+    """
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "null"
+        raise DiagramError(
+            [Problem(f"the top level must be a mapping with 'nodes', got a {kind}")], file
+        )
+    version = data.get("version")
+    if isinstance(version, str) and version.strip().lower() in ("light", "readable", "native"):
+        return version.strip().lower()
+    if "flow" in data or "workflow" in data:
+        return "readable"
+    nodes = data.get("nodes")
+    if "arrows" in data or "handles" in data or isinstance(nodes, dict):
+        return "native"
+    if "connections" in data:
+        return "light"
+    if isinstance(nodes, list):
+        items = [item for item in nodes if isinstance(item, dict)]
+        if any("id" in item and "data" in item for item in items):
+            return "native"
+        if any("label" in item or "type" in item for item in items):
+            return "light"
+        if items and all(len(item) == 1 for item in items):
+            return "readable"
+        return "light"
+    raise DiagramError(
+        [
+            Problem(
+                "not a DiPeO diagram: expected 'nodes' with 'connections' (light), "
+                "'arrows' (native) or 'flow' (readable)"
+            )
+        ],
+        file,
+    )
