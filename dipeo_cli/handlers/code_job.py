@@ -1,0 +1,303 @@
+"""code_job: run python (in the warm worker pool) or a bash/sh script (in a subprocess).
+
+Python (`code` or `file_path`): each input is a variable named by its label (text holding a JSON
+object or array is decoded first); `inputs` (all of them) and `variables` are there too. The
+output is `function_name(inputs)` when the code defines that function (default `main`), else the
+variable `result`. A file is imported as a module and its `function_name(inputs)` is called. The
+code runs in a separate process (dipeo_cli.pyworker), so a timeout kills it and a crash fails
+only this node. stdout/stderr are captured into the metadata.
+
+bash / shell / sh: the script runs in its own process group (a timeout kills the whole group),
+in the base directory, with the inputs in the environment: `INPUT_<LABEL>` (upper-cased,
+non-alphanumerics as `_`; DiPeO's `INPUT_<label>` spelling is set too), dicts/lists as JSON,
+`INPUT_KEYS` (the labels, space-separated) and `DIPEO_VARIABLES` (JSON). The output is stdout,
+stripped; a non-zero exit fails the node with the end of stderr.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from dipeo_cli.errors import NodeError
+from dipeo_cli.handlers.db import display_path, resolve_path
+from dipeo_cli.pyworker import CAPTURE_LIMIT, PythonWorkerPool
+from dipeo_cli.registry import node_handler
+from dipeo_cli.state import NodeOutput, create_node_output
+from dipeo_cli.values import decode_json_text
+
+_LANGUAGES = {
+    "python": "python",
+    "python3": "python",
+    "py": "python",
+    "bash": "bash",
+    "shell": "bash",
+    "sh": "sh",
+}
+_NOT_YET = {"typescript", "javascript", "ts", "js", "node", "tsx"}
+_ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
+
+
+class CodeJobError(NodeError):
+    """The code failed. `metadata` holds what it printed before failing."""
+
+    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+
+
+class CodeJobProps(BaseModel):
+    # Checks that involve two properties sit on the later one (`validate_default` so that they
+    # run when it is absent), so that each problem names the property to fix.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    language: str = "python"
+    file_path: str | None = Field(
+        default=None, validation_alias=AliasChoices("file_path", "filePath")
+    )
+    code: str | None = Field(default=None, validate_default=True)
+    function_name: str = Field(
+        default="main", validation_alias=AliasChoices("function_name", "functionName")
+    )
+    timeout: float | None = None
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return "python"
+        name = str(value).strip().lower()
+        if name in _NOT_YET:
+            raise PydanticCustomError(
+                "language",
+                "{name} code jobs are not supported yet (use python or bash)",
+                {"name": name},
+            )
+        if name not in _LANGUAGES:
+            raise PydanticCustomError(
+                "language",
+                "unknown language {name} (use python, bash, shell or sh)",
+                {"name": repr(name)},
+            )
+        return _LANGUAGES[name]
+
+    @field_validator("file_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str | None, info: ValidationInfo) -> str | None:
+        code = value if value is not None and value.strip() else None
+        has_path = info.data.get("file_path") is not None
+        if code is None and not has_path:
+            raise PydanticCustomError("code", "a code_job needs code, or a file_path to a script")
+        if code is not None and has_path:
+            raise PydanticCustomError("code", "a code_job takes code or file_path, not both")
+        if code is not None and info.data.get("language") == "python":
+            try:
+                compile(
+                    code, "<code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+                )
+            except SyntaxError as exc:
+                if "outside function" not in (exc.msg or ""):  # a top-level `return` is allowed
+                    raise PydanticCustomError(
+                        "code",
+                        "python syntax error on line {line}: {message}",
+                        {"line": exc.lineno, "message": exc.msg},
+                    ) from None
+            except ValueError:  # null bytes: the worker reports it
+                pass
+        return code
+
+    @field_validator("function_name", mode="before")
+    @classmethod
+    def _function(cls, value: Any) -> Any:
+        return "main" if value is None or value == "" else value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+@node_handler("code_job", props=CodeJobProps, outputs=("default",))
+async def code_job(node: Any, ctx: Any) -> NodeOutput:
+    config: CodeJobProps = node.config
+    if config.language == "python":
+        return await _run_python(node, config, ctx)
+    return await _run_script(config, ctx)
+
+
+# -- python ------------------------------------------------------------------------------------
+
+
+def _new_pool() -> PythonWorkerPool:
+    return PythonWorkerPool(size=max(1, os.cpu_count() or 1))
+
+
+async def _close_pool(pool: PythonWorkerPool) -> None:
+    await pool.close()
+
+
+async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
+    job: dict[str, Any] = {
+        "function_name": config.function_name,
+        "inputs": {label: decode_json_text(value) for label, value in ctx.inputs.items()},
+        "variables": ctx.variables,
+        "cwd": str(ctx.base_dir),
+    }
+    if config.file_path is not None:
+        path = resolve_path(ctx.base_dir, config.file_path)
+        if not path.is_file():
+            raise NodeError(f"file not found: {display_path(ctx.base_dir, path)}")
+        job["file_path"] = str(path)
+    else:
+        job["code"] = config.code
+        job["filename"] = f"<code_job {node.label or node.id}>"
+    pool: PythonWorkerPool = ctx.resources.service("python_pool", _new_pool, _close_pool)
+    started = time.perf_counter()
+    reply = await pool.run(job)
+    metadata: dict[str, Any] = {
+        "language": "python",
+        "stdout": reply.get("stdout", ""),
+        "stderr": reply.get("stderr", ""),
+        "duration_seconds": round(time.perf_counter() - started, 6),
+    }
+    if not reply.get("ok"):
+        raise CodeJobError(reply.get("error") or "the python code failed", metadata)
+    if reply.get("converted"):
+        metadata["result_converted"] = (
+            "the result was not JSON-serialisable; the values JSON cannot hold were converted "
+            "with str()"
+        )
+    return create_node_output({"default": reply.get("result")}, metadata)
+
+
+# -- bash / sh ---------------------------------------------------------------------------------
+
+
+def _script_env(inputs: dict[str, Any], variables: dict[str, Any]) -> dict[str, str]:
+    env = dict(os.environ)
+    for label, value in inputs.items():
+        text = _env_text(value)
+        safe = _ENV_UNSAFE.sub("_", label)
+        env[f"INPUT_{safe.upper()}"] = text
+        env[f"INPUT_{safe}"] = text  # DiPeO's spelling too: its example scripts use it
+    env["INPUT_KEYS"] = " ".join(inputs)
+    env["DIPEO_VARIABLES"] = _env_text(dict(variables))
+    return env
+
+
+def _env_text(value: Any) -> str:
+    if value is None:
+        text = ""
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return text.replace("\0", "")
+
+
+def _interpreter(language: str) -> str:
+    if language == "bash":
+        found = shutil.which("bash")
+        if found:
+            return found
+    found = shutil.which("sh")
+    if not found:
+        raise NodeError(f"no {language} interpreter found on PATH")
+    return found
+
+
+async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
+    interpreter = _interpreter(config.language)
+    temporary: str | None = None
+    if config.file_path is not None:
+        path = resolve_path(ctx.base_dir, config.file_path)
+        if not path.is_file():
+            raise NodeError(f"file not found: {display_path(ctx.base_dir, path)}")
+        script = str(path)
+    else:
+        fd, temporary = tempfile.mkstemp(prefix="dipeo-code-job-", suffix=".sh")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(config.code or "")
+        script = temporary
+    started = time.perf_counter()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            interpreter,
+            script,
+            cwd=str(ctx.base_dir),
+            env=_script_env(ctx.inputs, ctx.variables),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group, so a kill reaches its children
+        )
+        try:
+            out, err = await process.communicate()
+        except BaseException:  # cancelled: the executor's timeout, or an abort
+            _kill_group(process)
+            await asyncio.shield(process.wait())
+            raise
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+    stdout = out.decode("utf-8", "replace")
+    stderr = err.decode("utf-8", "replace")
+    metadata: dict[str, Any] = {
+        "language": config.language,
+        "exit_code": process.returncode,
+        "stderr": _clip(stderr),
+        "duration_seconds": round(time.perf_counter() - started, 6),
+    }
+    if process.returncode != 0:
+        metadata["stdout"] = _clip(stdout)
+        raise CodeJobError(_exit_message(process.returncode, stderr), metadata)
+    return create_node_output({"default": stdout.strip()}, metadata)
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+
+
+def _exit_message(code: int | None, stderr: str) -> str:
+    if code is not None and code < 0:
+        try:
+            head = f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            head = f"killed by signal {-code}"
+    else:
+        head = f"exit code {code}"
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    return f"{head}: {' | '.join(lines[-3:])}" if lines else head
+
+
+def _clip(text: str) -> str:
+    if len(text) <= CAPTURE_LIMIT:
+        return text
+    return text[:CAPTURE_LIMIT] + f"\n[... {len(text) - CAPTURE_LIMIT} more characters not kept]"

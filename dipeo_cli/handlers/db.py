@@ -1,0 +1,468 @@
+"""db: read, write, append to or update a local file (json, yaml, csv or text).
+
+Paths are relative to the base directory and may hold `{name}` placeholders, filled from the
+inputs and the execution variables. The format is `format` when given, else the file's
+extension (.json, .yaml/.yml, .csv), else text.
+
+    read    the parsed content; `format: csv` gives a list of row dicts, but a .csv file read
+            without a `format` is text (as in DiPeO); `keys` (dot paths) picks parts out;
+            several files (a list, or a glob pattern) give {path: content}. A missing file FAILS
+            the node ("file not found: path"); DiPeO returned {} and went on.
+    write   the input `generated_code`, `content`, `value` or `default` (else the first
+            non-empty input) is written: text verbatim to text files (and to yaml/csv files when
+            it is text), data dumped in the format. Output: the data written.
+    append  json/yaml: the file holds a list (created if missing; a non-list is wrapped) and the
+            value is appended; csv: rows (a dict or a list of dicts) are appended; text: a line.
+            Output: everything the file now holds.
+    update  sets the value at the `keys` dot path in a json/yaml file. Output: the whole data.
+
+Writes are atomic (a temporary file, then a rename). metadata: `operation`, `path`, `format`,
+`bytes`. This module also owns the file helpers endpoint and template_job use.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from dipeo_cli.errors import NodeError
+from dipeo_cli.registry import node_handler
+from dipeo_cli.state import NodeOutput, create_node_output
+from dipeo_cli.values import decode_json_text, get_path, set_path, to_json_safe
+
+FORMAT_ALIASES = {"yml": "yaml", "txt": "text", "md": "text", "markdown": "text"}
+EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------------------------------------
+# File helpers (shared with endpoint and template_job)
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_path(base_dir: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else Path(base_dir) / candidate
+
+
+def display_path(base_dir: Path, path: Path) -> str:
+    """The path as messages show it: relative to the base directory when inside it."""
+    try:
+        return str(path.relative_to(base_dir))
+    except ValueError:
+        return str(path)
+
+
+def write_atomic(path: Path, text: str) -> int:
+    """Write `text` (UTF-8) to `path` via a temporary file and a rename; returns the byte count.
+    Parent directories are created. Raises NodeError when the file cannot be written."""
+    data = text.encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(temporary, 0o666 & ~_UMASK)
+            os.replace(temporary, path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        raise NodeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return len(data)
+
+
+def dump_data(value: Any, fmt: str) -> str:
+    """The file text for `value` in format json | yaml | csv | text."""
+    if fmt == "json":
+        data = decode_json_text(value)
+        if isinstance(data, str):
+            try:  # a JSON scalar given as text ("42", "true") is written as that JSON
+                data = json.loads(data)
+            except ValueError:
+                pass
+        return json.dumps(to_json_safe(data)[0], indent=2, ensure_ascii=False) + "\n"
+    if fmt == "yaml":
+        data = decode_json_text(value)
+        if isinstance(data, str):
+            return data
+        return yaml.safe_dump(
+            to_json_safe(data)[0], sort_keys=False, allow_unicode=True, default_flow_style=False
+        )
+    if fmt == "csv":
+        data = decode_json_text(value)
+        if isinstance(data, str):
+            return data
+        return _csv_text(_csv_rows(data), header=None)
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(to_json_safe(value)[0], indent=2, ensure_ascii=False)
+
+
+def format_for(path: Path, given: str | None, fallback: str | None = "text") -> str | None:
+    if given:
+        return given
+    return EXTENSION_FORMATS.get(path.suffix.lower(), fallback)
+
+
+def _read_text(path: Path, shown: str) -> str:
+    if not path.is_file():
+        if path.exists():
+            raise NodeError(f"not a file: {shown}")
+        raise NodeError(f"file not found: {shown}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise NodeError(f"{shown} is not UTF-8 text") from None
+    except OSError as exc:
+        raise NodeError(f"cannot read {shown}: {exc.strerror or exc}") from None
+
+
+def parse_text(text: str, fmt: str, shown: str) -> Any:
+    try:
+        if fmt == "json":
+            return json.loads(text) if text.strip() else None
+        if fmt == "yaml":
+            return yaml.safe_load(text)
+        if fmt == "csv":
+            return list(csv.DictReader(io.StringIO(text)))
+    except (ValueError, yaml.YAMLError, csv.Error) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NodeError(f"{shown} is not valid {fmt}: {first_line}") from None
+    return text
+
+
+def _csv_rows(data: Any) -> list[Any]:
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and all(isinstance(row, (dict, list, tuple)) for row in data):
+        return data
+    raise NodeError(f"csv needs a row (a dict) or a list of rows, got {type(data).__name__}")
+
+
+def _csv_text(rows: list[Any], header: list[str] | None) -> str:
+    buffer = io.StringIO()
+    if rows and all(isinstance(row, dict) for row in rows):
+        fieldnames = header
+        if fieldnames is None:
+            fieldnames = []
+            for row in rows:
+                fieldnames.extend(k for k in map(str, row) if k not in fieldnames)
+            writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="", lineterminator="\n")
+            writer.writeheader()
+        else:
+            unknown = sorted({str(k) for row in rows for k in row} - set(fieldnames))
+            if unknown:
+                raise NodeError(
+                    f"column {', '.join(unknown)} is not in the csv header ({', '.join(fieldnames)})"
+                )
+            writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="", lineterminator="\n")
+        writer.writerows({str(k): _cell(v) for k, v in row.items()} for row in rows)
+    else:
+        plain = csv.writer(buffer, lineterminator="\n")
+        for row in rows:
+            if isinstance(row, dict):
+                raise NodeError("csv rows must all be dicts or all be lists")
+            plain.writerow([_cell(v) for v in row])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The node
+# ---------------------------------------------------------------------------------------------
+
+
+class DbProps(BaseModel):
+    # Checks that involve two properties sit on the later one (`validate_default` so that they
+    # run when it is absent), so that each problem names the property to fix.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    operation: Literal["read", "write", "append", "update"] = "read"
+    file: str | list[str] = Field(
+        default="",
+        validation_alias=AliasChoices("file", "source_details", "sourceDetails"),
+        validate_default=True,
+    )
+    format: Literal["json", "yaml", "csv", "text"] | None = None
+    keys: list[str] = Field(default=[], validate_default=True)
+    lines: str | None = None
+    serialize_json: bool = False
+    sub_type: str | None = None
+
+    @field_validator("operation", mode="before")
+    @classmethod
+    def _operation(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return "read"
+        value = value.lower() if isinstance(value, str) else value
+        if value not in ("read", "write", "append", "update"):
+            raise PydanticCustomError(
+                "operation",
+                "operation {op} is not supported (use read, write, append or update)",
+                {"op": repr(value)},
+            )
+        return value
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        value = value.lower() if isinstance(value, str) else value
+        value = FORMAT_ALIASES.get(value, value)
+        if value not in ("json", "yaml", "csv", "text"):
+            raise PydanticCustomError(
+                "format",
+                "format {fmt} is not supported (use json, yaml, csv or text)",
+                {"fmt": repr(value)},
+            )
+        return value
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _lines(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        text = str(value)
+        for part in text.split(","):
+            if not re.fullmatch(r"\s*\d*\s*(:\s*\d*\s*)?", part):
+                raise PydanticCustomError(
+                    "lines", "lines must look like '1:120', '5', '10:' or '1:3,8:9'"
+                )
+        return text
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        files = _listed(value)
+        operation = info.data.get("operation", "read")
+        if not files:
+            raise PydanticCustomError("file", "a db node needs a file to {op}", {"op": operation})
+        if operation != "read":
+            if len(files) != 1:
+                raise PydanticCustomError("file", "{op} takes exactly one file", {"op": operation})
+            if _GLOB_CHARS.search(_PLACEHOLDER.sub("", files[0])):
+                raise PydanticCustomError(
+                    "file", "{op} cannot use a glob pattern", {"op": operation}
+                )
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _update_key(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("operation") == "update" and len(value) != 1:
+            raise PydanticCustomError(
+                "keys", "update needs one dot path in keys (for example: stats.count)"
+            )
+        return value
+
+    @property
+    def files(self) -> list[str]:
+        return _listed(self.file)
+
+
+def _listed(file: str | list[str]) -> list[str]:
+    items = [file] if isinstance(file, str) else list(file)
+    return [item for item in items if item and item.strip()]
+
+
+@node_handler("db", props=DbProps, outputs=("default",))
+async def db(node: Any, ctx: Any) -> NodeOutput:
+    config: DbProps = node.config
+    names = _placeholder_values(ctx)
+    if config.operation == "read":
+        return _read(config, ctx.base_dir, names)
+    path = resolve_path(ctx.base_dir, _fill(config.files[0], names))
+    shown = display_path(ctx.base_dir, path)
+    value = _value_to_write(ctx.inputs)
+    if config.operation == "write":
+        fmt = format_for(path, config.format, None) or (
+            "json" if isinstance(decode_json_text(value), (dict, list)) else "text"
+        )
+        text = dump_data(value, fmt)
+        data = decode_json_text(value) if fmt != "text" else value
+    elif config.operation == "append":
+        fmt = format_for(path, config.format)
+        assert fmt is not None
+        data, text = _append(path, shown, fmt, value)
+    else:
+        fmt = format_for(path, config.format)
+        if fmt not in ("json", "yaml"):
+            raise NodeError(f"update works on json or yaml files, not {fmt} ({shown})")
+        current = parse_text(_read_text(path, shown), fmt, shown) if path.is_file() else None
+        try:
+            data = set_path(
+                current if current is not None else {}, config.keys[0], decode_json_text(value)
+            )
+        except KeyError as exc:
+            raise NodeError(f"cannot update '{config.keys[0]}' in {shown}: {exc.args[0]}") from None
+        text = dump_data(data, fmt)
+    size = write_atomic(path, text)
+    metadata = {"operation": config.operation, "path": shown, "format": fmt, "bytes": size}
+    return create_node_output({"default": data}, metadata)
+
+
+def _read(config: DbProps, base_dir: Path, names: dict[str, Any]) -> NodeOutput:
+    results: dict[str, Any] = {}
+    several = len(config.files) > 1
+    for pattern in config.files:
+        filled = _fill(pattern, names)
+        if _GLOB_CHARS.search(filled):
+            several = True
+            matches = sorted(glob.glob(str(resolve_path(base_dir, filled)), recursive=True))
+            if not matches:
+                raise NodeError(f"no file matches {filled}")
+            paths = [Path(match) for match in matches if Path(match).is_file()]
+        else:
+            paths = [resolve_path(base_dir, filled)]
+        for path in paths:
+            shown = display_path(base_dir, path)
+            results[shown] = _read_one(config, path, shown)
+    if several:
+        data: Any = results
+    else:
+        data = next(iter(results.values()))
+    if config.serialize_json:
+        data = json.dumps(data, ensure_ascii=False, indent=2)
+    metadata = {"operation": "read", "path": list(results) if several else next(iter(results))}
+    return create_node_output({"default": data}, metadata)
+
+
+def _read_one(config: DbProps, path: Path, shown: str) -> Any:
+    text = _read_text(path, shown)
+    # Without a `format`, a .csv file is read as text: DiPeO did so, and diagrams written for it
+    # parse that text themselves. `format: csv` gives a list of row dicts.
+    fmt = config.format or ("text" if path.suffix.lower() == ".csv" else format_for(path, None))
+    assert fmt is not None
+    if config.lines is not None:
+        if fmt != "text":
+            raise NodeError(f"lines works with text files only ({shown} is read as {fmt})")
+        text = _select_lines(text, config.lines)
+    data = parse_text(text, fmt, shown)
+    if not config.keys:
+        return data
+    picked: dict[str, Any] = {}
+    for key in config.keys:
+        try:
+            picked[key] = get_path(data, key)
+        except KeyError as exc:
+            raise NodeError(f"key '{key}' not found in {shown}: {exc.args[0]}") from None
+    return picked[config.keys[0]] if len(config.keys) == 1 else picked
+
+
+def _select_lines(text: str, spec: str) -> str:
+    lines = text.splitlines(keepends=True)
+    selected: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if ":" in part:
+            start_text, end_text = (p.strip() for p in part.split(":", 1))
+            start = int(start_text) if start_text else 1
+            end = int(end_text) if end_text else len(lines)
+        else:
+            start = end = int(part)
+        selected.extend(lines[max(start, 1) - 1 : end])
+    return "".join(selected)
+
+
+def _append(path: Path, shown: str, fmt: str, value: Any) -> tuple[Any, str]:
+    exists = path.is_file()
+    existing_text = _read_text(path, shown) if exists else ""
+    item = decode_json_text(value)
+    if fmt in ("json", "yaml"):
+        current = parse_text(existing_text, fmt, shown) if existing_text.strip() else None
+        items = [] if current is None else current if isinstance(current, list) else [current]
+        items.append(item)
+        return items, dump_data(items, fmt)
+    if fmt == "csv":
+        rows = _csv_rows(item)
+        if existing_text.strip():
+            header = next(csv.reader(io.StringIO(existing_text)))
+            prefix = existing_text if existing_text.endswith("\n") else existing_text + "\n"
+            text = prefix + _csv_text(rows, header=header)
+        else:
+            text = _csv_text(rows, header=None)
+        return parse_text(text, "csv", shown), text
+    line = dump_data(value, "text")
+    prefix = (
+        existing_text if not existing_text or existing_text.endswith("\n") else existing_text + "\n"
+    )
+    text = prefix + line + ("" if line.endswith("\n") else "\n")
+    return text, text
+
+
+def _value_to_write(inputs: dict[str, Any]) -> Any:
+    for key in ("generated_code", "content", "value", "default"):
+        if key in inputs:
+            return inputs[key]
+    for value in inputs.values():
+        if value not in (None, "", {}, []):
+            return value
+    if inputs:
+        return next(iter(inputs.values()))
+    raise NodeError("nothing to write: connect an input (unlabelled, or labelled content or value)")
+
+
+def _placeholder_values(ctx: Any) -> dict[str, Any]:
+    names: dict[str, Any] = {}
+    default = ctx.inputs.get("default")
+    if isinstance(default, dict):
+        names.update(default)
+    names.update(ctx.inputs)
+    names.update(ctx.variables)
+    return names
+
+
+def _fill(path: str, names: dict[str, Any]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            raise NodeError(
+                f"the path {path!r} uses {{{name}}}, which is neither an input nor a variable"
+            )
+        value = names[name]
+        return (
+            value
+            if isinstance(value, str)
+            else json.dumps(value)
+            if isinstance(value, (dict, list))
+            else str(value)
+        )
+
+    return _PLACEHOLDER.sub(replace, path)

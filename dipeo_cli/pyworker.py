@@ -1,0 +1,537 @@
+"""The warm pool of python processes that runs code_job's python code.
+
+    pool = PythonWorkerPool(size=2)
+    reply = await pool.run({"code": "result = x * 2", "inputs": {"x": 21}, ...})
+    await pool.close()
+
+Parent side (`PythonWorkerPool`): up to `size` worker processes, started on demand and reused.
+A job waits when every worker is busy. A job that is cancelled (the executor's timeout, Ctrl-C)
+kills its worker's whole process group; a worker that dies (os._exit, segfault) fails only the
+job it was running. Either way the worker is replaced by a fresh one on the next demand.
+`close()` ends every worker and reaps it: no zombies, no orphans.
+
+Worker side (`python -m dipeo_cli.pyworker`): reads jobs from its stdin and answers on its stdout,
+each message a 4-byte big-endian length and UTF-8 JSON. At start it moves the protocol to private
+file descriptors and points fd 0 at /dev/null and fd 1 at fd 2, so that nothing the user's code
+prints (even from C or a child process) can corrupt the protocol. Python-level stdout/stderr of
+each job are captured and returned with the reply.
+
+    job:   {"code" | "file_path", "function_name", "inputs", "variables", "cwd", "filename"}
+    reply: {"ok": true, "result", "converted", "stdout", "stderr"}
+         | {"ok": false, "error": "ExcType: message (line N: source)", "stdout", "stderr"}
+
+A job runs `code` in a fresh namespace (each input by label, `inputs`, `variables`), then
+returns `function_name(inputs)` if the code defined that function, else the variable `result`.
+With `file_path` the file is imported as a module and `function_name(inputs)` is called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import sys
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+# The worker process imports this module too and must start fast, so asyncio (which the runner
+# has loaded anyway) is imported inside the parent-side methods only.
+
+CAPTURE_LIMIT = 64 * 1024  # characters of stdout/stderr kept per job
+_HEADER = struct.Struct(">I")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent side
+# ---------------------------------------------------------------------------------------------
+
+
+def _node_error(message: str) -> Exception:
+    from dipeo_cli.errors import NodeError
+
+    return NodeError(message)
+
+
+class PythonWorkerPool:
+    """Runs python jobs in at most `size` warm worker processes (default: one per CPU)."""
+
+    def __init__(self, size: int | None = None, *, python: str | None = None) -> None:
+        import asyncio
+
+        self.size = max(1, size if size is not None else (os.cpu_count() or 1))
+        self._python = python or sys.executable
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._slots = asyncio.Semaphore(self.size)
+        self._reaping: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and diagnostics)."""
+        return sorted(w.process.pid for w in self._workers)
+
+    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job and return the worker's reply; raises NodeError if the worker dies."""
+        if self._closed:
+            raise _node_error("the python worker pool is closed")
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else await self._spawn()
+            try:
+                reply = await worker.request(job)
+            except BaseException:
+                # Cancelled (timeout, abort) or dead: its state is unknown, never reuse it.
+                self._discard(worker)
+                raise
+            if self._closed:
+                self._discard(worker)
+            else:
+                self._idle.append(worker)
+            return reply
+
+    async def _spawn(self) -> _Worker:
+        import asyncio
+
+        env = dict(os.environ)
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+        process = await asyncio.create_subprocess_exec(
+            self._python,
+            "-m",
+            "dipeo_cli.pyworker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            # Its own process group: a kill reaches the children the user's code started, and
+            # the terminal's Ctrl-C reaches only the runner, which then cancels the job.
+            start_new_session=True,
+        )
+        worker = _Worker(process)
+        self._workers.add(worker)
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        import asyncio
+
+        self._workers.discard(worker)
+        worker.kill_now()
+        task = asyncio.get_running_loop().create_task(worker.reap())
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def close(self, grace: float = 1.0) -> None:
+        """End every worker (EOF, then SIGKILL after `grace` seconds) and reap it."""
+        import asyncio
+
+        self._closed = True
+        workers = list(self._workers)
+        self._workers.clear()
+        self._idle.clear()
+        await asyncio.gather(
+            *(w.stop(grace) for w in workers), *list(self._reaping), return_exceptions=True
+        )
+
+
+class _Worker:
+    __slots__ = ("process", "stderr_tail", "_drain")
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        import asyncio
+
+        self.process = process
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self._drain = asyncio.get_running_loop().create_task(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while True:
+            line = await self.process.stderr.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr_tail.append(text[:500])
+
+    async def request(self, job: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
+        assert self.process.stdin is not None and self.process.stdout is not None
+        payload = json.dumps(job, ensure_ascii=False, default=str).encode("utf-8")
+        self.stderr_tail.clear()  # a death message quotes only what this job wrote
+        try:
+            self.process.stdin.write(_HEADER.pack(len(payload)) + payload)
+            await self.process.stdin.drain()
+            header = await self.process.stdout.readexactly(_HEADER.size)
+            body = await self.process.stdout.readexactly(_HEADER.unpack(header)[0])
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise await self._death() from None
+        reply: dict[str, Any] = json.loads(body)
+        return reply
+
+    async def _death(self) -> Exception:
+        import asyncio
+
+        try:
+            code = await asyncio.wait_for(self.process.wait(), 2.0)
+        except TimeoutError:  # the pipe broke but the process lives on: end it
+            self.kill_now()
+            code = await self.process.wait()
+        await self._finish_drain(0.5)
+        message = f"python worker died (exit code {code}"
+        if code < 0:
+            try:
+                message += f", {signal.Signals(-code).name}"
+            except ValueError:
+                pass
+        message += ")"
+        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        if last:
+            message += f": {last}"
+        return _node_error(message)
+
+    def kill_now(self) -> None:
+        """SIGKILL the worker's process group, synchronously (safe inside a cancellation)."""
+        if self.process.returncode is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def reap(self) -> None:
+        await self.process.wait()
+        await self._finish_drain(1.0)
+
+    async def stop(self, grace: float) -> None:
+        import asyncio
+
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()  # EOF: the worker's loop ends and it exits
+        try:
+            await asyncio.wait_for(self.process.wait(), grace)
+        except TimeoutError:
+            self.kill_now()
+            await self.process.wait()
+        await self._finish_drain(1.0)
+
+    async def _finish_drain(self, timeout: float) -> None:
+        import asyncio
+
+        # A grandchild the user's code left running may hold stderr open: do not wait forever.
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drain), timeout)
+        except TimeoutError:
+            self._drain.cancel()
+            try:
+                await self._drain
+            except asyncio.CancelledError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+# ---------------------------------------------------------------------------------------------
+
+
+class _Capture:
+    """A text stream that keeps the first CAPTURE_LIMIT characters and counts the rest."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self, limit: int = CAPTURE_LIMIT) -> None:
+        self._parts: list[str] = []
+        self._room = limit
+        self._dropped = 0
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._room > 0:
+            kept = text[: self._room]
+            self._parts.append(kept)
+            self._room -= len(kept)
+            self._dropped += len(text) - len(kept)
+        else:
+            self._dropped += len(text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError("captured stream has no file descriptor")
+
+    def text(self) -> str:
+        text = "".join(self._parts)
+        if self._dropped:
+            text += f"\n[... {self._dropped} more characters not kept]"
+        return text
+
+
+class _UserError(Exception):
+    """A problem with the job itself (missing function, unreadable file): no traceback."""
+
+
+_module_cache: dict[str, tuple[int, int, Any]] = {}
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    out, err = _Capture(), _Capture()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    filename = job.get("file_path") or job.get("filename") or "<code_job>"
+    reply: dict[str, Any]
+    try:
+        reply = {"ok": True, "result": _execute(job, filename), "converted": False}
+    except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, even SystemExit
+        reply = {"ok": False, "error": _describe(exc, filename)}
+    finally:
+        sys.stdout, sys.stderr = saved
+    reply["stdout"] = out.text()
+    reply["stderr"] = err.text()
+    return reply
+
+
+def _execute(job: dict[str, Any], filename: str) -> Any:
+    cwd = job.get("cwd")
+    if cwd:
+        os.chdir(cwd)
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
+    inputs = job.get("inputs") or {}
+    variables = job.get("variables") or {}
+    function_name = job.get("function_name") or "main"
+
+    if job.get("file_path"):
+        module = _load_module(job["file_path"])
+        function = getattr(module, function_name, None)
+        if not callable(function):
+            raise _UserError(f"function '{function_name}' not found in {job['file_path']}")
+        return _call(function, inputs)
+
+    import ast
+    import builtins
+    import inspect
+    import linecache
+
+    code = job.get("code") or ""
+    lines = code.splitlines(True)
+    linecache.cache[filename] = (len(code), None, lines, filename)
+    namespace: dict[str, Any] = {"__name__": "__dipeo_code_job__", "__builtins__": builtins}
+    namespace.update(inputs)
+    namespace["inputs"] = inputs
+    namespace["variables"] = variables
+    try:
+        compiled = compile(
+            code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+        )
+    except SyntaxError as exc:
+        if "outside function" not in (exc.msg or ""):
+            raise
+        # DiPeO ran the code as a function body, so a top-level `return` gives the result.
+        return _run_as_function(code, filename, namespace, inputs, variables)
+    if compiled.co_flags & inspect.CO_COROUTINE:  # top-level await
+        _await(eval(compiled, namespace))
+    else:
+        exec(compiled, namespace)
+    function = namespace.get(function_name)
+    if callable(function):  # inputs are JSON values, so this is a function the code defined
+        return _call(function, inputs)
+    return namespace.get("result")
+
+
+def _run_as_function(
+    code: str,
+    filename: str,
+    namespace: dict[str, Any],
+    inputs: dict[str, Any],
+    variables: dict[str, Any],
+) -> Any:
+    """Run `code` as the body of a function whose parameters are the inputs (so `a += 1` on an
+    input works, as in DiPeO); the result is what it returns, else its local `result`."""
+    import ast
+    import keyword
+
+    tree = ast.parse(code, filename)
+    names = [
+        label
+        for label in inputs
+        if label.isidentifier()
+        and not keyword.iskeyword(label)
+        and label not in ("inputs", "variables")
+    ]
+    is_async = any(isinstance(node, ast.Await) for node in ast.walk(tree))
+    header = f"{'async ' if is_async else ''}def __dipeo_code__({', '.join([*names, 'inputs', 'variables'])}):\n    pass\n"
+    wrapper = ast.parse(header)
+    function = wrapper.body[0]
+    tail = ast.parse("return locals().get('result')").body
+    last_line = max((getattr(node, "end_lineno", 1) or 1 for node in tree.body), default=1)
+    for node in tail:
+        ast.increment_lineno(node, last_line)
+    function.body = [*tree.body, *tail]  # type: ignore[attr-defined]
+    ast.fix_missing_locations(wrapper)
+    exec(compile(wrapper, filename, "exec", dont_inherit=True), namespace)
+    arguments = {name: inputs[name] for name in names}
+    result = namespace["__dipeo_code__"](**arguments, inputs=inputs, variables=variables)
+    return _await(result) if is_async else result
+
+
+def _call(function: Any, inputs: dict[str, Any]) -> Any:
+    import inspect
+
+    try:
+        takes_nothing = not inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        takes_nothing = False
+    result = function() if takes_nothing else function(inputs)
+    if inspect.isawaitable(result):
+        result = _await(result)
+    return result
+
+
+def _await(awaitable: Any) -> Any:
+    import asyncio as aio
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return aio.run(wait())
+
+
+def _load_module(path: str) -> Any:
+    import importlib.util
+
+    stat = os.stat(path)
+    cached = _module_cache.get(path)
+    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+        return cached[2]
+    name = f"dipeo_code_{Path(path).stem}_{abs(hash(path)):x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise _UserError(f"cannot load {path} as a python module")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(Path(path).parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:
+            pass
+    _module_cache[path] = (stat.st_mtime_ns, stat.st_size, module)
+    return module
+
+
+def _describe(exc: BaseException, filename: str) -> str:
+    """'ExcType: message (line N: source)', pointing into the user's code, never into ours."""
+    import traceback
+
+    if isinstance(exc, _UserError):
+        return str(exc)
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        message = f"SyntaxError: {exc.msg}"
+        source = (exc.text or "").strip()
+        return (
+            f"{message} (line {exc.lineno}: {source})"
+            if source
+            else f"{message} (line {exc.lineno})"
+        )
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    if frames:
+        last = frames[-1]
+        source = (last.line or "").strip()
+        return (
+            f"{message} (line {last.lineno}: {source})"
+            if source
+            else f"{message} (line {last.lineno})"
+        )
+    return message
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            if remaining == size:
+                return None  # clean EOF between messages
+            raise EOFError("the runner closed the pipe in the middle of a message")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def main() -> None:
+    """The worker's loop: one job at a time until the runner closes our stdin."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when a job ends
+    proto_in = os.dup(0)  # dup'ed descriptors are not inherited by the user's child processes
+    proto_out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    while True:
+        header = _read_exactly(proto_in, _HEADER.size)
+        if header is None:
+            break
+        body = _read_exactly(proto_in, _HEADER.unpack(header)[0])
+        if body is None:
+            break
+        data = _encode_reply(_run_job(json.loads(body)))
+        _write_all(proto_out, _HEADER.pack(len(data)) + data)
+
+
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):
+        pass
+    # The result holds something JSON cannot: convert those leaves with str().
+    from dipeo_cli.values import to_json_safe
+
+    reply["result"], reply["converted"] = to_json_safe(reply.get("result"))
+    try:
+        return json.dumps(reply, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # e.g. lone surrogates in a string
+        reply = {**reply, "ok": False, "result": None, "error": f"the result cannot be sent: {exc}"}
+        return json.dumps(reply, ensure_ascii=True).encode("utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The python worker pool, driven directly with real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dipeo_cli.errors import NodeError
+from dipeo_cli.pyworker import PythonWorkerPool
+
+
+def job(code: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "code": code,
+        "inputs": extra.pop("inputs", {}),
+        "variables": extra.pop("variables", {}),
+        "function_name": extra.pop("function_name", "main"),
+        "cwd": extra.pop("cwd", os.getcwd()),
+        "filename": "<code_job Test>",
+        **extra,
+    }
+
+
+def with_pool(body: Callable[[PythonWorkerPool], Awaitable[Any]], size: int = 1) -> Any:
+    async def go() -> Any:
+        pool = PythonWorkerPool(size=size)
+        try:
+            return await body(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+def gone(pid: int) -> bool:
+    """True when the process no longer exists at all (killed and reaped: not even a zombie)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def dead(pid: int) -> bool:
+    """True when the process is gone or a zombie (an orphan waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_runs_code_with_inputs_and_returns_result() -> None:
+    reply = with_pool(lambda pool: pool.run(job("result = x * 2", inputs={"x": 21})))
+    assert reply["ok"] and reply["result"] == 42
+
+
+def test_captures_python_output_and_keeps_c_level_writes_off_the_protocol() -> None:
+    code = (
+        "import os, sys, subprocess\n"
+        "print('to stdout')\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "os.write(1, b'raw fd 1 write\\n')\n"
+        "subprocess.run(['echo', 'from a child'])\n"
+        "result = 'done'\n"
+    )
+    reply = with_pool(lambda pool: pool.run(job(code)))
+    assert reply["ok"] and reply["result"] == "done"
+    assert reply["stdout"] == "to stdout\n"
+    assert reply["stderr"] == "to stderr\n"
+
+
+def test_output_capture_is_truncated() -> None:
+    reply = with_pool(lambda pool: pool.run(job("print('x' * 200_000)\nresult = 1")))
+    assert len(reply["stdout"]) < 70_000
+    assert "more characters not kept" in reply["stdout"]
+
+
+def test_defined_function_is_called_with_inputs() -> None:
+    code = "def main(inputs):\n    return inputs['a'] + variables['b']\n"
+    reply = with_pool(lambda pool: pool.run(job(code, inputs={"a": 1}, variables={"b": 2})))
+    assert reply["result"] == 3
+
+
+def test_function_name_selects_the_function_and_async_functions_are_awaited() -> None:
+    code = "import asyncio\nasync def go(inputs):\n    await asyncio.sleep(0)\n    return 'async'\n"
+    reply = with_pool(lambda pool: pool.run(job(code, function_name="go")))
+    assert reply["result"] == "async"
+
+
+def test_top_level_await_works() -> None:
+    reply = with_pool(
+        lambda pool: pool.run(job("import asyncio\nawait asyncio.sleep(0)\nresult = 5"))
+    )
+    assert reply["result"] == 5
+
+
+def test_top_level_return_runs_the_code_as_a_function_body_like_dipeo() -> None:
+    code = "a += 1\nif a > 1:\n    return {'a': a}\nresult = 'unreached'\n"
+    reply = with_pool(lambda pool: pool.run(job(code, inputs={"a": 1})))
+    assert reply["result"] == {"a": 2}
+    reply = with_pool(lambda pool: pool.run(job("if False:\n    return 1\nresult = 'fallback'")))
+    assert reply["result"] == "fallback"
+
+
+def test_user_exception_names_the_type_message_and_line_in_the_users_code() -> None:
+    code = "x = 1\ndef f():\n    return 1 / 0\nresult = f()\n"
+    reply = with_pool(lambda pool: pool.run(job(code)))
+    assert not reply["ok"]
+    assert reply["error"] == "ZeroDivisionError: division by zero (line 3: return 1 / 0)"
+    assert "pyworker" not in reply["error"]
+
+
+def test_syntax_error_is_reported_with_its_line() -> None:
+    reply = with_pool(lambda pool: pool.run(job("x = 1\ny = (\n")))
+    assert not reply["ok"] and reply["error"].startswith("SyntaxError:")
+    assert "line 2" in reply["error"]
+
+
+def test_non_json_result_is_converted_with_str() -> None:
+    code = "class Thing:\n    def __str__(self):\n        return 'thing'\nresult = {'t': Thing(), 's': {1}}"
+    reply = with_pool(lambda pool: pool.run(job(code)))
+    assert reply["result"] == {"t": "thing", "s": [1]}
+    assert reply["converted"] is True
+
+
+def test_each_job_gets_a_fresh_namespace_in_a_reused_worker() -> None:
+    async def body(pool: PythonWorkerPool) -> None:
+        first = await pool.run(job("leftover = 1\nresult = 1"))
+        pids = pool.pids
+        second = await pool.run(job("result = 'leftover' in globals()"))
+        assert first["result"] == 1 and second["result"] is False
+        assert pool.pids == pids
+
+    with_pool(body)
+
+
+def test_file_path_module_function_is_called(tmp_path: Path) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text("def shout(inputs):\n    return inputs['text'].upper()\n")
+    reply = with_pool(
+        lambda pool: pool.run(
+            {
+                "file_path": str(script),
+                "function_name": "shout",
+                "inputs": {"text": "hi"},
+                "cwd": str(tmp_path),
+            }
+        )
+    )
+    assert reply["result"] == "HI"
+    missing = with_pool(lambda pool: pool.run({"file_path": str(script), "function_name": "nope"}))
+    assert missing["error"] == f"function 'nope' not found in {script}"
+
+
+def test_timeout_kills_the_worker_and_a_new_one_replaces_it() -> None:
+    async def body(pool: PythonWorkerPool) -> None:
+        await pool.run(job("result = 1"))
+        [old_pid] = pool.pids
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.run(job("import time\ntime.sleep(30)")), 0.3)
+        assert pool.pids == []
+        reply = await pool.run(job("result = 'fresh'"))
+        assert reply["result"] == "fresh"
+        [new_pid] = pool.pids
+        assert new_pid != old_pid
+        await asyncio.sleep(0.05)
+        assert gone(old_pid)
+
+    with_pool(body)
+
+
+def test_cancellation_also_kills_processes_the_code_started(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    code = (
+        "import subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '30'])\n"
+        f"open({str(marker)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(30)\n"
+    )
+
+    async def body(pool: PythonWorkerPool) -> int:
+        task = asyncio.ensure_future(pool.run(job(code)))
+        for _ in range(200):
+            if marker.exists() and marker.read_text():
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return int(marker.read_text())
+
+    child = with_pool(body)
+    deadline = time.monotonic() + 2
+    while not dead(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert dead(child)
+
+
+def test_a_crashing_worker_fails_only_its_job() -> None:
+    async def body(pool: PythonWorkerPool) -> None:
+        with pytest.raises(NodeError, match=r"^python worker died \(exit code 3\)$"):
+            await pool.run(job("import os\nos._exit(3)"))
+        with pytest.raises(NodeError, match=r"python worker died \(exit code -11, SIGSEGV\)"):
+            await pool.run(job("import ctypes\nctypes.string_at(0)"))
+        assert (await pool.run(job("result = 'still fine'")))["result"] == "still fine"
+
+    with_pool(body)
+
+
+def test_many_concurrent_jobs_queue_on_a_small_pool() -> None:
+    code = "import os, time\ntime.sleep(0.15)\nresult = os.getpid()"
+
+    async def body(pool: PythonWorkerPool) -> tuple[list[Any], float]:
+        started = time.perf_counter()
+        replies = await asyncio.gather(*(pool.run(job(code, inputs={"i": i})) for i in range(8)))
+        return replies, time.perf_counter() - started
+
+    replies, elapsed = with_pool(body, size=2)
+    assert all(r["ok"] for r in replies)
+    assert len({r["result"] for r in replies}) == 2  # two workers served all eight jobs
+    assert 0.6 <= elapsed < 3  # four rounds of 0.15 s, not one
+
+
+def test_close_ends_and_reaps_every_worker() -> None:
+    async def body() -> list[int]:
+        pool = PythonWorkerPool(size=2)
+        await asyncio.gather(
+            pool.run(job("import time\ntime.sleep(0.1)")), pool.run(job("result = 1"))
+        )
+        pids = pool.pids
+        assert len(pids) == 2
+        await pool.close()
+        with pytest.raises(NodeError, match="closed"):
+            await pool.run(job("result = 1"))
+        return pids
+
+    for pid in asyncio.run(body()):
+        assert gone(pid)
+
+
+def test_close_kills_a_worker_that_does_not_exit() -> None:
+    async def body() -> int:
+        pool = PythonWorkerPool(size=1)
+        task = asyncio.ensure_future(pool.run(job("import time\ntime.sleep(30)")))
+        await asyncio.sleep(0.3)
+        [pid] = pool.pids
+        await pool.close(grace=0.1)
+        with pytest.raises(NodeError, match="python worker died"):
+            await task
+        return pid
+
+    assert gone(asyncio.run(body()))
