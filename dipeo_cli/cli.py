@@ -9,7 +9,6 @@ Exit codes: 0 completed, 1 execution failed, 2 invalid usage or invalid diagram 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -112,6 +111,8 @@ def run(
         max_parallel=max_parallel,
         continue_on_error=continue_on_error,
     )
+    import asyncio
+
     outcome = asyncio.run(_run(graph, variables, options, db, quiet))
     state = outcome.state
     if as_json:
@@ -211,6 +212,8 @@ def history(
         if status.upper() not in STATUSES:
             _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         wanted = ExecutionStatus(status.upper())
+    import asyncio
+
     states = asyncio.run(_list(db, limit, wanted, diagram))
     if as_json:
         from dipeo_cli.runner import history_json
@@ -243,6 +246,8 @@ def show(
 ) -> None:
     """Show one execution: node states, outputs, errors, token usage."""
     from dipeo_cli.errors import ExecutionNotFoundError
+
+    import asyncio
 
     try:
         state, events = asyncio.run(_find(db, execution))

@@ -279,7 +279,7 @@ class Executor:
             return
         exc = task.exception()
         if exc is not None:
-            self._fail(nid, _describe(exc))
+            self._fail(nid, _describe(exc), getattr(exc, "metadata", None))
             return
         output = task.result()
         if not isinstance(output, NodeOutput):
@@ -289,20 +289,24 @@ class Executor:
         self._emit(ev.NodeCompleted(nid, output, time.time(), _token_usage(output)))
         self._route(nid, output.value)
 
-    def _fail(self, nid: str, error: str) -> None:
+    def _fail(self, nid: str, error: str, metadata: dict[str, Any] | None = None) -> None:
+        """Mark a node FAILED. `metadata` (e.g. a code job's captured stdout) is kept in the
+        history as the node's output metadata."""
         self._status[nid] = _FAILED
         has_error_port = any(e.source_port == "error" for e in self.graph.outgoing[nid])
+        meta = {**(metadata or {}), "error": error}
         if has_error_port or self.options.continue_on_error:
             value = {"error": error}
             if not has_error_port:
                 value["default"] = error
                 self._unhandled_failures.append((nid, error))
-            output = create_node_output(value, {"error": error})
+            output = create_node_output(value, meta)
             self._outputs[nid] = output
             self._emit(ev.NodeFailed(nid, error, time.time(), output))
             self._route(nid, value)
             return
-        self._emit(ev.NodeFailed(nid, error, time.time()))
+        failed_output = create_node_output({}, meta) if metadata else None
+        self._emit(ev.NodeFailed(nid, error, time.time(), failed_output))
         if self._failure is None:
             self._failure = (nid, error)
         self._route(nid, None)

@@ -1,0 +1,43 @@
+"""Each dependency has one owner module (STYLE.md habit 5); the executor imports none of them."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dipeo_cli"
+OWNERS = {"rich": {"render.py"}, "typer": {"cli.py"}, "aiosqlite": {"store/sqlite.py"}}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_only_the_owner_module_imports_each_dependency():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for dependency in imported_roots(path) & set(OWNERS):
+            if rel not in OWNERS[dependency]:
+                offenders.append(f"{rel} imports {dependency}")
+    assert offenders == []
+
+
+def test_help_does_not_import_the_heavy_modules():
+    code = (
+        "import sys\n"
+        "from dipeo_cli import cli\n"
+        "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
