@@ -50,6 +50,32 @@ def main_options(
     """Run DiPeO diagrams from the command line and keep a history of every execution."""
 
 
+class _RedactingStream:
+    """A text stream that removes known secrets from everything written to it, so that no
+    report (summary, live table, show) can print an API key taken from the environment."""
+
+    def __init__(self, stream: Any) -> None:
+        from dipeo_cli.redact import redact
+
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _out() -> Any:
+    return _RedactingStream(sys.stdout)
+
+
+def _err() -> Any:
+    return _RedactingStream(sys.stderr)
+
+
 def _color(stream: Any) -> bool:
     return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
@@ -122,7 +148,7 @@ def run(
     else:
         from dipeo_cli.render import print_summary
 
-        print_summary(state, sys.stdout, color=_color(sys.stdout))
+        print_summary(state, _out(), color=_color(sys.stdout))
     raise typer.Exit(outcome.exit_code)
 
 
@@ -136,7 +162,7 @@ async def _run(
     from dipeo_cli.store import open_store
 
     store = await _open_store(open_store, Path(db) if db else None)
-    progress = open_progress(choose_mode(sys.stderr, quiet), sys.stderr)
+    progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     try:
         return await execute(graph, store=store, progress=progress, variables=variables, options=options)
     finally:
@@ -222,7 +248,7 @@ def history(
         return
     from dipeo_cli.render import print_history
 
-    print_history(states, sys.stdout, color=_color(sys.stdout))
+    print_history(states, _out(), color=_color(sys.stdout))
 
 
 async def _list(db: str | None, limit: int, status: Any, diagram: str | None) -> Any:
@@ -270,7 +296,7 @@ def show(
     from dipeo_cli.render import print_execution
 
     try:
-        print_execution(state, sys.stdout, color=_color(sys.stdout), node=node, events=events)
+        print_execution(state, _out(), color=_color(sys.stdout), node=node, events=events)
     except KeyError as exc:
         _fail(str(exc.args[0]) if exc.args else str(exc))
 

@@ -110,7 +110,7 @@ class ExecutableGraph:
 def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGraph:
     """Validate `diagram` against the registry and build the graph; raise DiagramError with every
     problem found."""
-    problems: list[Problem] = []
+    problems: list[Problem] = list(diagram.problems)
     nodes: dict[str, ExecutableNode] = {}
 
     seen_ids: set[str] = set()
@@ -123,7 +123,9 @@ def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGrap
         if node is not None:
             nodes[dnode.id] = node
 
-    if not diagram.nodes:
+    if diagram.problems:
+        pass  # a node the loader could not read may be the start node: don't guess
+    elif not diagram.nodes:
         problems.append(Problem("the diagram has no nodes"))
     elif not any(n.type == "start" for n in diagram.nodes):
         problems.append(Problem("the diagram has no start node (add a node with type: start)"))

@@ -11,6 +11,9 @@ it before anything runs, and the handler finds the validated instance in `node.c
 Built-in handlers live in `dipeo_cli.handlers` and register the same way. Plugins come from
 `--plugin module_or_file.py` and from the entry-point group `dipeo.handlers`; the CLI loads them
 when it starts, never at import time.
+
+`load_plugins` returns a registry of its own (the built-ins plus what the plugins registered
+while it loaded them), so plugins loaded for one run never leak into another in the same process.
 """
 
 from __future__ import annotations
@@ -57,7 +60,14 @@ class HandlerRegistry:
         return sorted(self._specs)
 
 
-REGISTRY = HandlerRegistry()
+    def copy(self) -> HandlerRegistry:
+        clone = HandlerRegistry()
+        clone._specs = dict(self._specs)
+        return clone
+
+
+REGISTRY = HandlerRegistry()  # the built-ins, and anything registered outside load_plugins
+_target = REGISTRY  # where @node_handler registers right now
 _current_origin = "builtin"
 
 
@@ -71,7 +81,7 @@ def node_handler(
     """Register the decorated async function as the handler of `node_type`."""
 
     def register(fn: Handler) -> Handler:
-        REGISTRY.register(
+        _target.register(
             HandlerSpec(
                 type=node_type.lower(),
                 fn=fn,
@@ -102,6 +112,7 @@ def load_plugin(target: str) -> None:
         if target.endswith(".py") or path.is_file():
             if not path.is_file():
                 raise PluginError(f"plugin file not found: {target}")
+            # A fresh module each time: the file registers into the registry being built now.
             name = f"dipeo_plugin_{abs(hash(str(path.resolve())))}"
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
@@ -109,6 +120,8 @@ def load_plugin(target: str) -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             spec.loader.exec_module(module)
+        elif target in sys.modules:
+            importlib.reload(sys.modules[target])
         else:
             importlib.import_module(target)
     except PluginError:
@@ -127,6 +140,8 @@ def load_entry_point_plugins() -> None:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         previous, _current_origin = _current_origin, f"entry point {entry.name}"
         try:
+            if entry.module in sys.modules:  # registered into another registry before
+                importlib.reload(sys.modules[entry.module])
             loaded = entry.load()
             if callable(loaded) and not isinstance(loaded, type):
                 # An entry point may name a `register()` function instead of a module.
@@ -142,9 +157,15 @@ def load_entry_point_plugins() -> None:
 
 
 def load_plugins(targets: list[str] | tuple[str, ...] = ()) -> HandlerRegistry:
-    """Built-ins, then entry points, then `--plugin` targets (later registrations win)."""
-    load_builtin_handlers()
-    load_entry_point_plugins()
-    for target in targets:
-        load_plugin(target)
-    return REGISTRY
+    """A registry with the built-ins, then entry-point plugins, then `--plugin` targets (later
+    registrations win)."""
+    global _target
+    registry = load_builtin_handlers().copy()
+    previous, _target = _target, registry
+    try:
+        load_entry_point_plugins()
+        for target in targets:
+            load_plugin(target)
+    finally:
+        _target = previous
+    return registry

@@ -54,7 +54,7 @@ def prepare(
 ) -> ExecutableGraph:
     """Load and compile a diagram file; every problem raises before anything runs."""
     registry = load_plugins(plugins)
-    diagram = load_diagram(path, format=format)
+    diagram = load_diagram(path, format=format, strict=False)
     return compile_graph(diagram, registry)
 
 

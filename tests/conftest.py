@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ SHARED_DIAGRAMS = REPO.parent / "shared" / "diagrams" / "dipeo"
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "dipeo-home"
     work = tmp_path / "work"
     work.mkdir()
@@ -19,4 +20,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DIPEO_BASE_DIR", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.chdir(work)
-    return work
+    yield work
+    from dipeo_cli.redact import refresh_secrets
+
+    refresh_secrets()  # secrets are read from the environment once per process

@@ -56,9 +56,11 @@ PLUGIN = textwrap.dedent(
 def test_plugin_file_registers_a_handler(tmp_path: Path):
     plugin = tmp_path / "shout_plugin.py"
     plugin.write_text(PLUGIN)
-    registry.load_plugins([str(plugin)])
-    spec = registry.REGISTRY.get("shout")
+    loaded = registry.load_plugins([str(plugin)])
+    spec = loaded.get("shout")
     assert spec is not None and spec.origin == str(plugin)
+    assert registry.REGISTRY.get("shout") is None  # nothing leaks into the default registry
+    assert registry.load_plugins().get("shout") is None
 
 
 def test_broken_plugin_is_a_plugin_error_naming_it(tmp_path: Path):
@@ -79,6 +81,5 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[dipeo.handlers]\nwhisper = ep_plugin_mod\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry.load_entry_point_plugins()
-    spec = registry.REGISTRY.get("whisper")
+    spec = registry.load_plugins().get("whisper")
     assert spec is not None and spec.origin == "entry point whisper"

@@ -39,13 +39,19 @@ _PARSERS: dict[str, Callable[[Document, str | None], Diagram]] = {
 }
 
 
-def load_diagram(path: str | Path, format: str | None = None) -> Diagram:
-    """Read and parse the diagram at `path`; `Diagram.file` is `path` as given."""
+def load_diagram(path: str | Path, format: str | None = None, *, strict: bool = True) -> Diagram:
+    """Read and parse the diagram at `path`; `Diagram.file` is `path` as given.
+
+    With `strict=False`, problems that still leave a diagram to compile (a connection to a
+    missing label, ...) are returned in `Diagram.problems` instead of raised, so that
+    `compile_graph` can report them together with its own."""
     _check_format(format, str(path))
-    return parse_diagram(read_text(path), file=str(path), format=format)
+    return parse_diagram(read_text(path), file=str(path), format=format, strict=strict)
 
 
-def parse_diagram(text: str, file: str | None = None, format: str | None = None) -> Diagram:
+def parse_diagram(
+    text: str, file: str | None = None, format: str | None = None, *, strict: bool = True
+) -> Diagram:
     """Parse diagram text; `file` only names it in messages and in `Diagram.file`."""
     _check_format(format, file)
     doc = parse_text(text, file)
@@ -63,6 +69,8 @@ def parse_diagram(text: str, file: str | None = None, format: str | None = None)
         ) from exc
     diagram.file = file
     diagram.format = chosen
+    if strict and diagram.problems:
+        raise DiagramError(diagram.problems, file)
     return diagram
 
 

@@ -51,9 +51,9 @@ def parse_light(doc: Document, file: str | None = None) -> Diagram:
     for key in ("name", "description"):
         if key in data and key not in metadata:
             metadata[key] = data[key]
-    if problems:
-        raise DiagramError(problems, file)
-    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="light")
+    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="light",
+        problems=problems,
+    )
 
 
 def _nodes(doc: Document, problems: list[Problem]) -> list[DiagramNode]:

@@ -38,9 +38,9 @@ def parse_native(doc: Document, file: str | None = None) -> Diagram:
     arrows = _arrows(doc, by_id, handles, problems)
     persons = _persons(_records(data.get("persons"), "persons", problems), problems)
     metadata = mapping(data.get("metadata"))
-    if problems:
-        raise DiagramError(problems, file)
-    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="native")
+    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="native",
+        problems=problems,
+    )
 
 
 def _records(

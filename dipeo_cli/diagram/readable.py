@@ -67,10 +67,9 @@ def parse_readable(doc: Document, file: str | None = None) -> Diagram:
     arrows = _Flow(doc, labels, problems).arrows()
     persons = _persons(doc, problems)
     metadata = mapping(data.get("metadata"))
-    if problems:
-        raise DiagramError(problems, file)
     return Diagram(
-        nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="readable"
+        nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="readable",
+        problems=problems,
     )
 
 
