@@ -19,19 +19,20 @@ from dipeo_cli.errors import DiagramError, Problem
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 
 # DiPeO node types this version cannot run yet, and why: rejected at validation, never at run time.
+_PLUGIN_HINT = "write a plugin handler for it (README: Writing a handler)"
 NOT_SUPPORTED_YET = {
-    "person_job": "LLM persons are not supported yet",
-    "person_batch_job": "LLM persons are not supported yet",
-    "api_job": "not supported yet",
-    "sub_diagram": "not supported yet",
-    "user_response": "not supported yet",
-    "json_schema_validator": "not supported yet",
-    "hook": "not supported yet",
-    "diff_patch": "not supported yet",
-    "integrated_api": "not supported; write a plugin handler for it (see README, Plugins)",
-    "typescript_ast": "only DiPeO's own code generator uses it; write a plugin handler instead",
-    "ir_builder": "only DiPeO's own code generator uses it; write a plugin handler instead",
-    "job": "is DiPeO's pre-2025 name with no handler; use code_job",
+    "person_job": "is not supported yet (LLM persons)",
+    "person_batch_job": "is not supported yet (LLM persons)",
+    "api_job": "is not supported yet",
+    "sub_diagram": "is not supported yet",
+    "user_response": "is not supported yet",
+    "json_schema_validator": "is not supported yet",
+    "hook": "is not supported yet",
+    "diff_patch": "is not supported yet",
+    "integrated_api": f"is not supported; {_PLUGIN_HINT}",
+    "typescript_ast": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",
+    "ir_builder": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",
+    "job": "is DiPeO's old name for code jobs and has no handler; use code_job",
 }
 
 CONTENT_TYPES = ("raw_text", "object", "conversation_state", "variable", "json", "binary")
@@ -194,6 +195,8 @@ def _compile_node(
 ) -> ExecutableNode | None:
     spec = registry.get(dnode.type)
     if spec is None:
+        if not dnode.type:
+            return None  # the loader already reported the missing type
         if dnode.type in NOT_SUPPORTED_YET:
             problems.append(
                 Problem(
