@@ -1,0 +1,159 @@
+"""The history database schema, as named, ordered, append-only migrations.
+
+Each migration is a function registered with `@migration`, in the order it must run. `migrate`
+applies the ones a database lacks, each in its own transaction together with its row in
+`schema_migrations`, so a database is never left half-migrated and two processes migrating the
+same file at once apply each migration exactly once.
+
+Never edit or reorder a migration that has been released: add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, named after the function."""
+    name = fn.__name__
+    if any(existing == name for existing, _ in MIGRATIONS):
+        raise ValueError(f"migration {name!r} is registered twice")
+    MIGRATIONS.append((name, fn))
+    return fn
+
+
+def applied_migrations(db: sqlite3.Connection) -> list[str]:
+    """Names of the migrations applied to `db`, in the order they were applied."""
+    if not _has_table(db, "schema_migrations"):
+        return []
+    rows = db.execute("SELECT name FROM schema_migrations ORDER BY rowid").fetchall()
+    return [name for (name,) in rows]
+
+
+def migrate(db: sqlite3.Connection, *, stop_after: str | None = None) -> list[str]:
+    """Apply the pending migrations to `db` (opened with `isolation_level=None`).
+
+    Returns the names applied now. `stop_after` stops after that migration (tests use it to
+    build an old database). Each migration runs in a `BEGIN IMMEDIATE` transaction and checks
+    again inside it that no other process applied it meanwhile.
+    """
+    if stop_after is not None and all(name != stop_after for name, _ in MIGRATIONS):
+        raise ValueError(f"unknown migration {stop_after!r}")
+    done = set(applied_migrations(db))
+    applied: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name not in done:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(name TEXT PRIMARY KEY, applied_at TEXT)"
+                )
+                already = db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+                ).fetchone()
+                if not already:
+                    fn(db)
+                    db.execute(
+                        "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                        (name, datetime.now(UTC).isoformat()),
+                    )
+                    applied.append(name)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        if name == stop_after:
+            break
+    return applied
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE executions (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            diagram_id TEXT,
+            diagram_path TEXT,
+            started_at TEXT,
+            ended_at TEXT,
+            duration_seconds REAL,
+            error TEXT,
+            variables TEXT,
+            token_usage TEXT,
+            result TEXT,
+            pid INTEGER,
+            process_start TEXT,
+            host TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE node_states (
+            execution_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            label TEXT,
+            type TEXT,
+            status TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            error TEXT,
+            skip_reason TEXT,
+            token_usage TEXT,
+            iterations INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (execution_id, node_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE node_outputs (
+            execution_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            value TEXT,
+            metadata TEXT,
+            PRIMARY KEY (execution_id, node_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            execution_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            at TEXT,
+            type TEXT NOT NULL,
+            node_id TEXT,
+            status TEXT,
+            payload TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_executions_started_at ON executions (started_at)")
+    db.execute("CREATE INDEX idx_executions_status ON executions (status)")
+    db.execute("CREATE INDEX idx_events_execution_seq ON events (execution_id, seq)")
+
+
+@migration
+def m002_parent_execution(db: sqlite3.Connection) -> None:
+    """Sub-diagram runs point at the execution that started them."""
+    db.execute("ALTER TABLE executions ADD COLUMN parent_id TEXT")
+    db.execute("CREATE INDEX idx_executions_parent_id ON executions (parent_id)")
