@@ -87,6 +87,10 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _fail_invalid(diagram: str, exc: Any) -> NoReturn:
+    _fail(f"{diagram} is not valid ({len(exc.problems)} problem(s)):\n{exc}")
+
+
 def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
     chosen = [name for name, on in (("light", light), ("native", native), ("readable", readable)) if on]
     if len(chosen) > 1:
@@ -120,7 +124,7 @@ def run(
     db: Optional[str] = DbOption,
 ) -> None:
     """Validate, run and record a diagram, showing every node's status live."""
-    from dipeo_cli.errors import DipeoError
+    from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.executor import RunOptions
     from dipeo_cli.runner import parse_variables, prepare
 
@@ -129,6 +133,8 @@ def run(
     try:
         variables = parse_variables(input_data, inputs, var)
         graph = prepare(diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ()))
+    except DiagramError as exc:
+        _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
     options = RunOptions(
@@ -205,7 +211,7 @@ def validate(
                 }
             )
             raise typer.Exit(EXIT_USAGE)
-        _fail(f"{diagram} is not valid ({len(exc.problems)} problem(s)):\n{exc}")
+        _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
     summary = {
