@@ -133,6 +133,7 @@ class Executor:
         self._failure: tuple[str, str] | None = None  # (node id, error) that stops the run
         self._unhandled_failures: list[tuple[str, str]] = []
         self._abort_reason: str | None = None
+        self._internal_error: str | None = None
         self._finished: ev.ExecutionFinished | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -167,6 +168,12 @@ class Executor:
             self._abort_reason = self._abort_reason or "interrupted"
             await self._cancel_running("interrupted")
             self._finish("interrupted")
+            raise
+        except Exception as exc:
+            # A bug in the executor or in an event consumer: the history must still say FAILED.
+            self._internal_error = f"internal error: {type(exc).__name__}: {exc}"
+            await self._cancel_running(self._internal_error)
+            self._finish(None)
             raise
         finally:
             await self.resources.close()
@@ -456,7 +463,9 @@ class Executor:
         for nid in self.graph.order:
             if self._status[nid] == _IDLE and self._counts[nid] == 0:
                 self._skip(nid, self._skip_reason(nid, reason))
-        if reason == "timeout":
+        if self._internal_error is not None:
+            status, error = ExecutionStatus.FAILED, self._internal_error
+        elif reason == "timeout":
             status = ExecutionStatus.FAILED
             error = f"timed out after {self.options.timeout:g} s"
         elif reason == "interrupted":

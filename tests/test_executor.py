@@ -380,3 +380,24 @@ def test_content_type_converts_the_value_on_the_arrow(content_type, expected):
     assert convert('{"a": 1}', "object") == {"a": 1}
     assert convert("plain", "object") == "plain"
     assert convert("hi", "conversation_state") == {"messages": [{"role": "assistant", "content": "hi"}]}
+
+
+def test_a_crashing_event_consumer_still_ends_the_execution_failed():
+    from dipeo_cli.executor import Executor, RunOptions
+    from tests.executor_kit import Recorder
+
+    g = build({"Start": S, "A": value(1)}, ["Start -> A"])
+    rec = Recorder()
+
+    def emit(event):
+        rec(event)
+        if isinstance(event, ev.NodeCompleted):
+            raise RuntimeError("view broke")
+
+    async def main():
+        return await Executor(g, execution_id="x", emit=emit, options=RunOptions()).run()
+
+    with pytest.raises(RuntimeError, match="view broke"):
+        asyncio.run(main())
+    assert rec.state.status is ExecutionStatus.FAILED
+    assert rec.state.error == "internal error: RuntimeError: view broke"

@@ -141,8 +141,12 @@ class FakeTerminal(io.StringIO):
 
 def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
     assert render.choose_mode(FakeTerminal(), quiet=True) == "quiet"
     assert render.choose_mode(FakeTerminal(), quiet=False) == "live"
+    monkeypatch.setenv("NO_COLOR", "1")  # no escape codes at all, so no live redrawing either
+    assert render.choose_mode(FakeTerminal(), quiet=False) == "plain"
+    monkeypatch.delenv("NO_COLOR")
     assert render.choose_mode(io.StringIO(), quiet=False) == "plain"
     monkeypatch.setenv("TERM", "dumb")
     assert render.choose_mode(FakeTerminal(), quiet=False) == "plain"
