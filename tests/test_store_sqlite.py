@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -605,10 +606,10 @@ def test_recording_a_chain_batches_its_writes(tmp_path: Path) -> None:
     transactions = 0
     original = SqliteStore._transaction
 
-    async def counting(self: SqliteStore, statements: Any) -> None:
+    async def counting(self: SqliteStore, statements: Any, **options: Any) -> None:
         nonlocal transactions
         transactions += 1
-        await original(self, statements)
+        await original(self, statements, **options)
 
     async def main() -> None:
         async with await open_store(tmp_path / "history.db") as store:
@@ -645,3 +646,101 @@ def test_the_writer_process_marker_is_stable() -> None:
     assert sqlite_store.process_gone(os.getpid(), marker, host) is False
     assert sqlite_store.process_gone(os.getpid(), "another:1", host) is True
     assert sqlite_store.process_gone(os.getppid(), None, host) is False
+
+
+def test_an_unknown_event_is_logged_not_fatal(run_with_store: Callable[[Body], None]) -> None:
+    @dataclass(frozen=True)
+    class NodeRetried:
+        node_id: str
+        at: float
+
+    async def body(store: Any) -> None:
+        state = record_run(store, finish=False)
+        store.record(state, NodeRetried("work", T0 + 0.9))
+        rows = await store.get_events(state.id)
+        assert (rows[-1]["type"], rows[-1]["node_id"], rows[-1]["status"]) == (
+            "NodeRetried",
+            "work",
+            "COMPLETED",
+        )
+
+    run_with_store(body)
+
+
+def test_a_busy_run_killed_early_still_shows_up_interrupted(tmp_path: Path) -> None:
+    """Rows wait while the loop is busy, but a new run is committed within ~0.1 s."""
+    script = f"""
+import asyncio, os, sys, time
+sys.path.insert(0, {str(REPO)!r})
+from pathlib import Path
+from dipeo_cli import events as ev
+from dipeo_cli.state import apply_event, create_node_output, new_state
+from dipeo_cli.store import open_store
+
+async def main():
+    store = await open_store(Path(sys.argv[1]))
+    nodes = tuple(ev.NodeInfo(f"n{{i}}", f"N{{i}}", "code_job") for i in range(2000))
+    started = ev.ExecutionStarted("busy-run", "demo", {{}}, nodes, time.time())
+    state = new_state(started)
+    store.record(state, started)
+    end = time.monotonic() + 0.5
+    i = 0
+    while time.monotonic() < end:  # a CPU-bound loop: it never waits on I/O
+        i %= 2000
+        for event in (ev.NodeStarted(f"n{{i}}", 1, time.time()),
+                      ev.NodeCompleted(f"n{{i}}", create_node_output(i), time.time())):
+            apply_event(state, event)
+            store.record(state, event)
+        i += 1
+        await asyncio.sleep(0)
+    os._exit(0)
+
+asyncio.run(main())
+"""
+    db_path = tmp_path / "history.db"
+    subprocess.run([sys.executable, "-c", script, str(db_path)], check=True, timeout=30)
+
+    async def body(store: Any) -> None:
+        got = await store.get_execution("busy-run")
+        assert got is not None
+        assert got.status is ExecutionStatus.FAILED
+        assert got.error == INTERRUPTED_ERROR
+        assert got.node_states["n0"].status is NodeExecutionStatus.COMPLETED
+
+    run_sqlite(tmp_path, body)
+
+
+def test_batches_written_while_the_loop_is_busy_round_trip_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Such batches go to SQLite as JSON arrays (json_each); the result must be identical."""
+    from dipeo_cli.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "MAX_LATENCY", 0.0)
+    monkeypatch.setattr(sqlite_store, "NEW_RUN_LATENCY", 0.0)
+    bulk_calls = []
+    original = SqliteStore._transaction
+
+    async def spy(self: SqliteStore, statements: Any, *, bulk: bool = False) -> None:
+        bulk_calls.append(bulk)
+        await original(self, statements, bulk=bulk)
+
+    monkeypatch.setattr(SqliteStore, "_transaction", spy)
+    recorded: list[ExecutionState] = []
+
+    async def write(store: Any) -> None:
+        state = record_run(store, extra_output={"nested": {"list": [1, 2.5, None, "x"]}})
+        await asyncio.sleep(0.05)  # let the writer commit while nobody flushes
+        recorded.append(state)
+
+    run_sqlite(tmp_path, write)
+    assert True in bulk_calls
+
+    async def read(store: Any) -> None:
+        got = await store.get_execution(recorded[0].id)
+        assert dump(got) == dump(recorded[0])
+        events = await store.get_events(recorded[0].id)
+        assert [e["seq"] for e in events] == list(range(1, 15))
+        assert events[7]["payload"] == {"iteration": 2}
+
+    run_sqlite(tmp_path, read)

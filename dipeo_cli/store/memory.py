@@ -82,7 +82,15 @@ class MemoryStore:
         if not isinstance(
             event, (ev.NodeStarted, ev.NodeCompleted, ev.NodeFailed, ev.NodeSkipped, ev.NodeCapped)
         ):
-            raise TypeError(f"record() got {event!r}, which is not an executor event")
+            # an event this store does not know yet: log it, never fail the run over it
+            nid = getattr(event, "node_id", None)
+            known = state.node_states.get(nid) if nid is not None else None
+            if known is not None:
+                stored.node_states[nid] = _copy_node(known)
+            at = getattr(event, "at", None)
+            status = known.status if known is not None else None
+            self._log(eid, iso(at) if at else None, kind.__name__, nid, status, None)
+            return
         nid = event.node_id
         node = state.node_states[nid]
         stored.node_states[nid] = _copy_node(node)
@@ -195,7 +203,10 @@ class MemoryStore:
         found = self._newest_first(found)
         if limit is not None and limit >= 0:
             found = found[:limit]
-        return [s.model_copy(update={"node_states": {}, "node_outputs": {}}) for s in found]
+        return [
+            s.model_copy(update={"node_states": {}, "node_outputs": {}}).model_copy(deep=True)
+            for s in found
+        ]
 
     async def get_events(self, execution_id: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self._events.get(execution_id, [])]
@@ -259,7 +270,8 @@ def _round_trip(obj: Any) -> Any:
 
 
 def _copy_node(node: NodeState) -> NodeState:
-    copy = node.model_copy(deep=True)
+    # shallow is enough: every field is immutable or replaced (never mutated) by apply_event
+    copy = node.model_copy()
     if copy.error:
         copy.error = redact(copy.error)
     if copy.skip_reason:

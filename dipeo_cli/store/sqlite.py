@@ -58,11 +58,13 @@ from dipeo_cli.store.migrations import migrate
 # retrying the batch ourselves (with backoff) for `retry_for` seconds before giving up.
 BUSY_TIMEOUT = 30.0
 RETRY_FOR = 120.0
-# The writer commits once no row arrived for BATCH_DELAY seconds, or when the batch is
-# MAX_BATCH_ROWS events or MAX_LATENCY seconds old, or on flush() (see _wait_for_quiet).
+# The writer commits once no row arrived for BATCH_DELAY seconds, when the batch is
+# MAX_BATCH_ROWS events or MAX_LATENCY (NEW_RUN_LATENCY) seconds old, or on flush()
+# (see _wait_for_quiet).
 BATCH_DELAY = 0.002
 MAX_BATCH_ROWS = 20_000
 MAX_LATENCY = 1.0
+NEW_RUN_LATENCY = 0.1
 
 _EXECUTION_COLUMNS = (
     "id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds, error, "
@@ -102,6 +104,22 @@ VALUES (?,?,?,?,?,?,?)
 """
 _ACTIVE = ("STARTED", "RUNNING")
 
+
+def _bulk_form(sql: str) -> str:
+    """The same INSERT taking all rows as one JSON array of arrays: `json_each(?)`."""
+    head, values = sql.split("VALUES", 1)
+    count = values[: values.index(")")].count("?")
+    rest = values[values.index(")") + 1 :]
+    columns = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT (upsert docs)
+    return f"{head}SELECT {columns} FROM json_each(?) WHERE true{rest}"
+
+
+_BULK = {
+    sql: _bulk_form(sql) for sql in (_UPSERT_EXECUTION, _UPSERT_NODE, _UPSERT_OUTPUT, _INSERT_EVENT)
+}
+_BULK_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
 Row = tuple[Any, ...]
 
 
@@ -134,6 +152,8 @@ class SqliteStore:
         self._flushing = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._delay: asyncio.Future[None] | None = None
+        self._new_run = False
+        self._json_each = False
         self._error: BaseException | None = None
         self._stopping = False
         self._closed = False
@@ -158,6 +178,13 @@ class SqliteStore:
             self._db = await connection
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                await self._db.execute_fetchall(
+                    "SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')"
+                )
+                self._json_each = True
+            except sqlite3.OperationalError:  # an SQLite built without JSON functions
+                self._json_each = False
         except (OSError, sqlite3.Error) as exc:
             if self._db is not None:
                 await self._db.close()
@@ -246,6 +273,7 @@ class SqliteStore:
                 (eid, seq, iso(event.at), kind.__name__, nid, _value(node.status), payload)
             )
         elif kind is ev.ExecutionStarted:
+            self._new_run = True
             self._executions[eid] = _execution_row(state)
             nodes = self._nodes
             for nid, node in state.node_states.items():
@@ -261,7 +289,16 @@ class SqliteStore:
                 (eid, seq, state.ended_at, "ExecutionFinished", None, _value(state.status), payload)
             )
         else:
-            raise TypeError(f"record() got {event!r}, which is not an executor event")
+            # an event this store does not know yet: log it, never fail the run over it
+            nid = getattr(event, "node_id", None)
+            node = state.node_states.get(nid) if nid is not None else None
+            if node is not None:
+                self._nodes[(eid, nid)] = _node_row(eid, nid, node)
+            status = _value(node.status) if node is not None else None
+            at = getattr(event, "at", None)
+            self._events.append(
+                (eid, seq, iso(at) if at else None, kind.__name__, nid, status, None)
+            )
         self._wake.set()
 
     # -- direct writes (not the hot path) --------------------------------------------------
@@ -467,12 +504,11 @@ class SqliteStore:
                         self._take_batch()  # written out of order would be worse than lost
                         break
                     self._writing = True
-                    if self._batch_delay:
-                        await self._wait_for_quiet()
+                    busy = await self._wait_for_quiet() if self._batch_delay else False
                     statements = self._take_batch()
                     try:
                         async with self._write_lock():
-                            await self._transaction(statements)
+                            await self._transaction(statements, bulk=busy)
                     except Exception as exc:
                         self._error = exc
                     finally:
@@ -487,21 +523,25 @@ class SqliteStore:
             self._notify_idle()
             raise
 
-    async def _wait_for_quiet(self) -> None:
+    async def _wait_for_quiet(self) -> bool:
         """Hold the batch while the executor keeps producing rows.
 
         Committing from aiosqlite's thread while the event loop is busy makes both fight over
         the GIL (measured: a 1,000-node chain took 70 us/node writing as it went, 50 us/node
         writing at the end). So rows are held until no new one arrived for `batch_delay`
         seconds (the loop is waiting on I/O, as with LLM calls), a flush is requested, the
-        batch reaches MAX_BATCH_ROWS, or its oldest row is MAX_LATENCY seconds old.
+        batch reaches MAX_BATCH_ROWS, or its oldest row is MAX_LATENCY seconds old
+        (NEW_RUN_LATENCY when it holds a new run, so that a run killed early still shows up,
+        as interrupted; committing it at once cost a 1,000-node chain 12 us/node).
+        Returns True when the loop is still busy (the batch is written in bulk).
         """
         loop = asyncio.get_running_loop()
         oldest = loop.time()
         while not self._flushing and not self._stopping:
             seen = len(self._events)
-            if seen >= MAX_BATCH_ROWS or loop.time() - oldest >= MAX_LATENCY:
-                return
+            latency = NEW_RUN_LATENCY if self._new_run else MAX_LATENCY
+            if seen >= MAX_BATCH_ROWS or loop.time() - oldest >= latency:
+                return True
             self._delay = waiter = loop.create_future()
             handle = loop.call_later(self._batch_delay, _resolve, waiter)
             try:
@@ -510,7 +550,8 @@ class SqliteStore:
                 handle.cancel()
                 self._delay = None
             if len(self._events) == seen:
-                return
+                return False
+        return False
 
     def _take_batch(self) -> list[tuple[str, Sequence[Row]]]:
         statements: list[tuple[str, Sequence[Row]]] = [
@@ -523,6 +564,7 @@ class SqliteStore:
         self._nodes = {}
         self._outputs = {}
         self._events = []
+        self._new_run = False
         return statements
 
     def _notify_idle(self) -> None:
@@ -562,12 +604,30 @@ class SqliteStore:
             raise HistoryError(f"the history store {self.path} is not open")
         return self._lock
 
-    async def _transaction(self, statements: Iterable[tuple[str, Sequence[Row]]]) -> None:
+    async def _transaction(
+        self, statements: Iterable[tuple[str, Sequence[Row]]], *, bulk: bool = False
+    ) -> None:
         """Run `statements` in one BEGIN IMMEDIATE transaction, retrying while locked.
-        The caller holds the write lock."""
+        The caller holds the write lock.
+
+        `bulk` (used while the event loop is busy) sends each table's rows as one JSON array
+        read by `json_each`, so SQLite inserts them without taking the GIL once per row;
+        executemany is faster when nothing competes for the GIL (measured 2.5 vs 4 us/row).
+        """
         db = self._db
         assert db is not None
-        work = [(sql, rows) for sql, rows in statements if rows]
+        work: list[tuple[str, Sequence[Any], bool]] = []
+        for sql, rows in statements:
+            if not rows:
+                continue
+            bulk_sql = _BULK.get(sql) if bulk and self._json_each and len(rows) > 1 else None
+            if bulk_sql is not None:
+                try:
+                    work.append((bulk_sql, (_BULK_ENCODER.encode(rows),), False))
+                    continue
+                except ValueError:  # NaN or infinity in a row: JSON cannot carry it
+                    pass
+            work.append((sql, rows, True))
         if not work:
             return
         deadline = time.monotonic() + self._retry_for
@@ -575,27 +635,30 @@ class SqliteStore:
         while True:
             try:
                 await db.execute("BEGIN IMMEDIATE")
-                for sql, rows in work:
-                    await db.executemany(sql, rows)
+                for sql, params, many in work:
+                    if many:
+                        await db.executemany(sql, params)
+                    else:
+                        await db.execute(sql, params)
                 await db.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
-                if db.in_transaction:
-                    try:
-                        await db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
+                await self._rollback()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
             except BaseException:
-                if db.in_transaction:
-                    try:
-                        await db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
+                await self._rollback()
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _rollback(self) -> None:
+        db = self._db
+        if db is not None and db.in_transaction:
+            try:
+                await db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # -- internals: reads ------------------------------------------------------------------
 
