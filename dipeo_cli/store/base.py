@@ -17,6 +17,9 @@ Implementations: `SqliteStore` (the default, `store/sqlite.py`) and `MemoryStore
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -176,3 +179,108 @@ def ambiguous_message(wanted: str, candidates: list[ExecutionState], more: bool)
 
 def not_found_message(wanted: str) -> str:
     return f"no execution matches {wanted!r} (see `dipeo history` for the ids)"
+
+
+# -- is the process that wrote a run still there? ------------------------------------------
+# Every backend needs this to report a run whose process died as interrupted, not RUNNING.
+
+_own_marker: str | None = None
+_host: str | None = None
+
+
+def hostname() -> str:
+    global _host
+    if _host is None:
+        _host = socket.gethostname()
+    return _host
+
+
+def own_process_marker() -> str | None:
+    """This process's start marker (see `process_marker`), computed once."""
+    global _own_marker
+    if _own_marker is None:
+        _own_marker = process_marker(os.getpid()) or ""
+    return _own_marker or None
+
+
+def process_marker(pid: int) -> str | None:
+    """A string that changes when `pid` is reused by another process: on Linux the boot id
+    and the process start time (field 22 of /proc/<pid>/stat). None elsewhere."""
+    stat = _linux_stat(pid)
+    if stat is None:
+        return None
+    return f"{_boot_id()}:{stat[1]}"
+
+
+def process_gone(pid: int | None, marker: str | None, host: str | None) -> bool:
+    """True when the process that wrote a run has certainly ended. A run from another host,
+    or without a pid, is never declared gone: we cannot tell."""
+    if pid is None or host != hostname():
+        return False
+    if pid == os.getpid():
+        return marker is not None and marker != own_process_marker()
+    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
+        stat = _linux_stat(pid)
+        if stat is None or stat[0] in ("Z", "X", "x"):
+            return True
+        return marker is not None and marker != f"{_boot_id()}:{stat[1]}"
+    return not _pid_alive(pid)
+
+
+def _linux_stat(pid: int) -> tuple[str, str] | None:
+    """(state, starttime) of `pid` from /proc, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rfind(")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]
+
+
+_boot: str | None = None
+
+
+def _boot_id() -> str:
+    global _boot
+    if _boot is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _boot = f.read().strip()
+        except OSError:
+            _boot = "-"
+    return _boot
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return _windows_pid_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - exercised on Windows only
+    # os.kill(pid, 0) would terminate the process on Windows: ask the kernel instead.
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5  # access denied: it exists
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)

@@ -3,10 +3,16 @@
 How writes work: `record()` (sync, on the executor's hot path) snapshots the changed rows into
 in-memory batches, keyed so that a node's later status replaces its earlier one in the same
 batch, and wakes the writer task. The writer commits each batch in one short `BEGIN IMMEDIATE`
-transaction with one `executemany` per table, and retries the whole batch with backoff while
-SQLite says the database is locked, so several `dipeo run` processes can share one file.
-A write that fails for any other reason is kept and raised as HistoryError by `flush()` and
-`close()`; later rows are dropped rather than written out of order.
+transaction with one statement per table (executemany, or one JSON array read by `json_each`
+while the event loop is busy), and retries the whole batch with backoff while SQLite says the
+database is locked, so several `dipeo run` processes can share one file.
+
+When: as soon as the event loop goes quiet for BATCH_DELAY (it waits on I/O), on `flush()`, or
+when a batch gets too old or too big. A busy loop is left alone because a writer thread
+competing for the GIL slows both sides (see `_wait_for_quiet`).
+
+A write that fails for any other reason than a lock is kept and raised as HistoryError by
+`flush()` and `close()`; later rows are dropped rather than written out of order.
 
 The database runs in WAL mode with `synchronous=NORMAL` and a busy timeout. A store belongs to
 the event loop that opened it; close it (or use `async with`) before the loop ends.
@@ -17,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sqlite3
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from enum import Enum
@@ -49,8 +53,11 @@ from dipeo_cli.store.base import (
     ambiguous_message,
     apply_execution_status,
     apply_node_status,
+    hostname,
     node_event_type,
     not_found_message,
+    own_process_marker,
+    process_gone,
 )
 from dipeo_cli.store.migrations import migrate
 
@@ -236,7 +243,7 @@ class SqliteStore:
     def record(self, state: ExecutionState, event: ev.Event) -> None:
         """Queue the rows `event` changed; call right after `apply_event(state, event)`."""
         if self._closed or self._wake is None:
-            raise HistoryError("the history store is closed (record() after close())")
+            raise HistoryError(f"the history store {self.path} is closed (or was never opened)")
         eid = state.id
         seq = self._seq.get(eid, 0) + 1
         self._seq[eid] = seq
@@ -830,7 +837,7 @@ def _execution_row(
         _dump_opt(state.result),
         os.getpid(),
         own_process_marker(),
-        _hostname(),
+        hostname(),
         parent_id,
     )
 
@@ -905,107 +912,3 @@ def _prepare_database(path: Path, busy_timeout: float) -> None:
             delay = min(delay * 2, 1.0)
     finally:
         db.close()
-
-
-# -- is the process that wrote a run still there? ------------------------------------------
-
-_own_marker: str | None = None
-_host: str | None = None
-
-
-def _hostname() -> str:
-    global _host
-    if _host is None:
-        _host = socket.gethostname()
-    return _host
-
-
-def own_process_marker() -> str | None:
-    """This process's start marker (see `process_marker`), computed once."""
-    global _own_marker
-    if _own_marker is None:
-        _own_marker = process_marker(os.getpid()) or ""
-    return _own_marker or None
-
-
-def process_marker(pid: int) -> str | None:
-    """A string that changes when `pid` is reused by another process: on Linux the boot id
-    and the process start time (field 22 of /proc/<pid>/stat). None elsewhere."""
-    stat = _linux_stat(pid)
-    if stat is None:
-        return None
-    return f"{_boot_id()}:{stat[1]}"
-
-
-def process_gone(pid: int | None, marker: str | None, host: str | None) -> bool:
-    """True when the process that wrote a run has certainly ended. A run from another host,
-    or without a pid, is never declared gone: we cannot tell."""
-    if pid is None or host != _hostname():
-        return False
-    if pid == os.getpid():
-        return marker is not None and marker != own_process_marker()
-    if sys.platform.startswith("linux") and os.path.isdir("/proc/self"):
-        stat = _linux_stat(pid)
-        if stat is None or stat[0] in ("Z", "X", "x"):
-            return True
-        return marker is not None and marker != f"{_boot_id()}:{stat[1]}"
-    return not _pid_alive(pid)
-
-
-def _linux_stat(pid: int) -> tuple[str, str] | None:
-    """(state, starttime) of `pid` from /proc, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses: split after the last ')'
-    fields = data[data.rfind(")") + 2 :].split()
-    if len(fields) < 20:
-        return None
-    return fields[0], fields[19]
-
-
-_boot: str | None = None
-
-
-def _boot_id() -> str:
-    global _boot
-    if _boot is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _boot = f.read().strip()
-        except OSError:
-            _boot = "-"
-    return _boot
-
-
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        return _windows_pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - exercised on Windows only
-    # os.kill(pid, 0) would terminate the process on Windows: ask the kernel instead.
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return ctypes.get_last_error() == 5  # access denied: it exists
-    try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return True
-        return code.value == 259  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
