@@ -80,7 +80,7 @@ class StateStore(Protocol):
         diagram: str | None = None,
         parent_id: str | None = None,
     ) -> list[ExecutionState]:
-        """Newest first. `node_states` may be empty. `diagram` is a case-insensitive
+        """Newest first, with `node_states` but without `node_outputs`. `diagram` is a case-insensitive
         substring of the diagram id or of the stored diagram path."""
         ...
 

@@ -473,7 +473,18 @@ class SqliteStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         params.append(int(limit) if limit is not None and limit >= 0 else -1)
-        return [_state_from_row(row) for row in await self._fetch(sql, params)]
+        states = [_state_from_row(row) for row in await self._fetch(sql, params)]
+        # Node states (not outputs) too, so a listing can say how many nodes completed.
+        by_id = {state.id: state for state in states}
+        if by_id:
+            marks = ",".join("?" * len(by_id))
+            for row in await self._fetch(
+                f"SELECT {_NODE_COLUMNS} FROM node_states WHERE execution_id IN ({marks}) "
+                "ORDER BY rowid",
+                list(by_id),
+            ):
+                by_id[row[0]].node_states[row[1]] = _node_from_row(row)
+        return states
 
     async def get_events(self, execution_id: str) -> list[dict[str, Any]]:
         await self._prepare_read()
