@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 # -- workloads, run inside a fresh child process ------------------------------------------------
 
-CHILD = r'''
+CHILD = r"""
 import asyncio, json, os, sys, time, resource
 mode, n = sys.argv[1], int(sys.argv[2])
 
@@ -109,13 +109,17 @@ async def main():
     assert outcome.state.status.value == "COMPLETED", outcome.state.error
     return elapsed
 print(json.dumps({"seconds": asyncio.run(main()), "peak_mib": peak_mib()}))
-'''
+"""
 
 
 def child(mode: str, n: int, home: str) -> dict:
     env = {**os.environ, "DIPEO_HOME": home}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(n)], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", CHILD, mode, str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode != 0:
         raise SystemExit(f"benchmark {mode} failed:\n{out.stderr}")
@@ -139,39 +143,86 @@ def main() -> None:
     r = args.repeat
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
+
         def fresh_home() -> str:
             return tempfile.mkdtemp(dir=tmp)
 
         for n in (1000, 200):
-            ours = median_of(r, lambda: child("chain", n, fresh_home())["seconds"]) / n
-            base = median_of(r, lambda: child("baseline-chain", n, fresh_home())["seconds"]) / n
-            rows.append((f"chain of {n} nodes, per node", f"{ours * 1e6:.0f} us", f"{base * 1e6:.1f} us", f"{ours / base:.1f}x"))
+            ours = median_of(r, lambda n=n: child("chain", n, fresh_home())["seconds"]) / n
+            base = median_of(r, lambda n=n: child("baseline-chain", n, fresh_home())["seconds"]) / n
+            rows.append(
+                (
+                    f"chain of {n} nodes, per node",
+                    f"{ours * 1e6:.0f} us",
+                    f"{base * 1e6:.1f} us",
+                    f"{ours / base:.1f}x",
+                )
+            )
             if n == 1000:
                 per_node_1000 = ours
             else:
-                rows.append(("chain per node, N=1000 / N=200", f"{per_node_1000 / ours:.2f}", "~1.0", ""))
+                rows.append(
+                    ("chain per node, N=1000 / N=200", f"{per_node_1000 / ours:.2f}", "~1.0", "")
+                )
 
         ours = median_of(r, lambda: child("fanout", 100, fresh_home())["seconds"])
         base = median_of(r, lambda: child("baseline-fanout", 100, fresh_home())["seconds"])
-        rows.append(("100 parallel nodes x 100 ms, wall", f"{ours * 1e3:.0f} ms", f"{base * 1e3:.0f} ms", f"{ours / base:.2f}x"))
+        rows.append(
+            (
+                "100 parallel nodes x 100 ms, wall",
+                f"{ours * 1e3:.0f} ms",
+                f"{base * 1e3:.0f} ms",
+                f"{ours / base:.2f}x",
+            )
+        )
 
         ours = median_of(r, lambda: child("loop", 500, fresh_home())["seconds"]) / 500
         base = median_of(r, lambda: child("baseline-loop", 500, fresh_home())["seconds"]) / 500
-        rows.append(("loop of 500 iterations, per iteration", f"{ours * 1e6:.0f} us", f"{base * 1e6:.1f} us", f"{ours / base:.1f}x"))
+        rows.append(
+            (
+                "loop of 500 iterations, per iteration",
+                f"{ours * 1e6:.0f} us",
+                f"{base * 1e6:.1f} us",
+                f"{ours / base:.1f}x",
+            )
+        )
 
         mem = statistics.median(child("chain", 1000, fresh_home())["peak_mib"] for _ in range(3))
-        base_mem = statistics.median(child("baseline-chain", 1000, fresh_home())["peak_mib"] for _ in range(3))
-        rows.append(("peak memory, chain of 1,000", f"{mem:.0f} MiB", f"{base_mem:.0f} MiB", f"{mem / base_mem:.1f}x"))
+        base_mem = statistics.median(
+            child("baseline-chain", 1000, fresh_home())["peak_mib"] for _ in range(3)
+        )
+        rows.append(
+            (
+                "peak memory, chain of 1,000",
+                f"{mem:.0f} MiB",
+                f"{base_mem:.0f} MiB",
+                f"{mem / base_mem:.1f}x",
+            )
+        )
 
         dipeo = [sys.executable, "-m", "dipeo_cli"]
         python_start = median_of(r, lambda: wall([sys.executable, "-c", "pass"]))
         help_time = median_of(r, lambda: wall([*dipeo, "--help"]))
-        rows.append(("dipeo --help, cold", f"{help_time * 1e3:.0f} ms", f"{python_start * 1e3:.0f} ms (python -c pass)", f"{help_time / python_start:.1f}x"))
+        rows.append(
+            (
+                "dipeo --help, cold",
+                f"{help_time * 1e3:.0f} ms",
+                f"{python_start * 1e3:.0f} ms (python -c pass)",
+                f"{help_time / python_start:.1f}x",
+            )
+        )
 
         diagram = HERE / "twenty_nodes.light.yaml"
         env = {**os.environ, "DIPEO_HOME": fresh_home()}
         run_time = median_of(r, lambda: wall([*dipeo, "run", str(diagram), "--quiet"], env))
-        rows.append(("20-node offline diagram, process start to exit", f"{run_time * 1e3:.0f} ms", f"{python_start * 1e3:.0f} ms (python -c pass)", f"{run_time / python_start:.1f}x"))
+        rows.append(
+            (
+                "20-node offline diagram, process start to exit",
+                f"{run_time * 1e3:.0f} ms",
+                f"{python_start * 1e3:.0f} ms (python -c pass)",
+                f"{run_time / python_start:.1f}x",
+            )
+        )
 
     width = max(len(row[0]) for row in rows)
     print(f"{'figure':<{width}}  {'dipeo':>10}  {'baseline (same run)':>28}  ratio")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 
@@ -31,7 +31,9 @@ app = typer.Typer(
 EXIT_USAGE = 2
 STATUSES = ("STARTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED")
 
-DbOption = typer.Option(None, "--db", help="History database file (default: $DIPEO_HOME/history.db).")
+DbOption = typer.Option(
+    None, "--db", help="History database file (default: $DIPEO_HOME/history.db)."
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
@@ -92,7 +94,9 @@ def _fail_invalid(diagram: str, exc: Any) -> NoReturn:
 
 
 def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
-    chosen = [name for name, on in (("light", light), ("native", native), ("readable", readable)) if on]
+    chosen = [
+        name for name, on in (("light", light), ("native", native), ("readable", readable)) if on
+    ]
     if len(chosen) > 1:
         _fail("use only one of --light, --native, --readable")
     return chosen[0] if chosen else None
@@ -107,21 +111,42 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 def run(
-    diagram: str = typer.Argument(..., help="Diagram file: light YAML, native JSON or readable YAML."),
-    input_data: Optional[str] = typer.Option(None, "--input-data", help="Variables as a JSON object."),
-    inputs: Optional[str] = typer.Option(None, "--inputs", help="Variables from a JSON or YAML file."),
-    var: Optional[list[str]] = typer.Option(None, "-i", "--var", help="One variable, key=value (repeatable; JSON values accepted)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Fail the execution after this many seconds (exit 124)."),
-    max_iterations: int = typer.Option(100, "--max-iterations", min=1, help="Most executions of one node without its own max_iteration."),
-    max_parallel: int = typer.Option(256, "--max-parallel", min=1, help="Most nodes running at once."),
-    continue_on_error: bool = typer.Option(False, "--continue-on-error", help="A failing node passes its error on as output instead of stopping the run."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Handler plugin: a .py file or a module name (repeatable)."),
+    diagram: str = typer.Argument(
+        ..., help="Diagram file: light YAML, native JSON or readable YAML."
+    ),
+    input_data: str | None = typer.Option(None, "--input-data", help="Variables as a JSON object."),
+    inputs: str | None = typer.Option(None, "--inputs", help="Variables from a JSON or YAML file."),
+    var: list[str] | None = typer.Option(
+        None, "-i", "--var", help="One variable, key=value (repeatable; JSON values accepted)."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Fail the execution after this many seconds (exit 124)."
+    ),
+    max_iterations: int = typer.Option(
+        100,
+        "--max-iterations",
+        min=1,
+        help="Most executions of one node without its own max_iteration.",
+    ),
+    max_parallel: int = typer.Option(
+        256, "--max-parallel", min=1, help="Most nodes running at once."
+    ),
+    continue_on_error: bool = typer.Option(
+        False,
+        "--continue-on-error",
+        help="A failing node passes its error on as output instead of stopping the run.",
+    ),
+    plugin: list[str] | None = typer.Option(
+        None, "--plugin", help="Handler plugin: a .py file or a module name (repeatable)."
+    ),
     light: bool = typer.Option(False, "--light", help="Read the file as light YAML."),
     native: bool = typer.Option(False, "--native", help="Read the file as native JSON."),
     readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
     as_json: bool = JsonOption,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only the summary (or JSON)."),
-    db: Optional[str] = DbOption,
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress; only the summary (or JSON)."
+    ),
+    db: str | None = DbOption,
 ) -> None:
     """Validate, run and record a diagram, showing every node's status live."""
     from dipeo_cli.errors import DiagramError, DipeoError
@@ -132,7 +157,9 @@ def run(
         _fail("--timeout must be greater than 0")
     try:
         variables = parse_variables(input_data, inputs, var)
-        graph = prepare(diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ()))
+        graph = prepare(
+            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
+        )
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
@@ -170,7 +197,9 @@ async def _run(
     store = await _open_store(open_store, Path(db) if db else None)
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     try:
-        return await execute(graph, store=store, progress=progress, variables=variables, options=options)
+        return await execute(
+            graph, store=store, progress=progress, variables=variables, options=options
+        )
     finally:
         await store.close()
 
@@ -187,7 +216,7 @@ async def _open_store(open_store: Any, path: Any) -> Any:
 @app.command()
 def validate(
     diagram: str = typer.Argument(..., help="Diagram file to check."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Handler plugin (repeatable)."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="Handler plugin (repeatable)."),
     light: bool = typer.Option(False, "--light"),
     native: bool = typer.Option(False, "--native"),
     readable: bool = typer.Option(False, "--readable"),
@@ -198,7 +227,9 @@ def validate(
     from dipeo_cli.runner import prepare
 
     try:
-        graph = prepare(diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ()))
+        graph = prepare(
+            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
+        )
     except DiagramError as exc:
         if as_json:
             _print_json(
@@ -206,11 +237,12 @@ def validate(
                     "valid": False,
                     "file": diagram,
                     "problems": [
-                        {"message": p.message, "where": p.where, "line": p.line} for p in exc.problems
+                        {"message": p.message, "where": p.where, "line": p.line}
+                        for p in exc.problems
                     ],
                 }
             )
-            raise typer.Exit(EXIT_USAGE)
+            raise typer.Exit(EXIT_USAGE) from None
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
@@ -225,16 +257,22 @@ def validate(
     if as_json:
         _print_json(summary)
     else:
-        print(f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows")
+        print(
+            f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows"
+        )
 
 
 @app.command()
 def history(
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most this many executions."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only executions with this status."),
-    diagram: Optional[str] = typer.Option(None, "--diagram", help="Only executions of diagrams whose path contains this."),
+    limit: int = typer.Option(
+        20, "--limit", "-n", min=1, help="Show at most this many executions."
+    ),
+    status: str | None = typer.Option(None, "--status", help="Only executions with this status."),
+    diagram: str | None = typer.Option(
+        None, "--diagram", help="Only executions of diagrams whose path contains this."
+    ),
     as_json: bool = JsonOption,
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
 ) -> None:
     """List past executions, newest first."""
     from dipeo_cli.state import ExecutionStatus
@@ -271,15 +309,17 @@ async def _list(db: str | None, limit: int, status: Any, diagram: str | None) ->
 
 @app.command()
 def show(
-    execution: str = typer.Argument("latest", help="Execution id, a unique prefix of one, or 'latest'."),
-    node: Optional[str] = typer.Option(None, "--node", help="Only this node (label or id), in full."),
+    execution: str = typer.Argument(
+        "latest", help="Execution id, a unique prefix of one, or 'latest'."
+    ),
+    node: str | None = typer.Option(None, "--node", help="Only this node (label or id), in full."),
     as_json: bool = JsonOption,
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
 ) -> None:
     """Show one execution: node states, outputs, errors, token usage."""
-    from dipeo_cli.errors import ExecutionNotFoundError
-
     import asyncio
+
+    from dipeo_cli.errors import ExecutionNotFoundError
 
     try:
         state, events = asyncio.run(_find(db, execution))

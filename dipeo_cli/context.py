@@ -1,15 +1,15 @@
 """What a handler receives as `ctx`, and the run-wide resources handlers share.
 
-    ctx.execution_id      the execution's id
-    ctx.node_id           the node being run
-    ctx.inputs            dict keyed by arrow label ("default" for unlabelled arrows)
-    ctx.variables         the execution variables (--input-data, --inputs, -i)
-    ctx.iteration         1 on the node's first execution, 2 on its second, ...
-    ctx.get_node_output(node_id)   latest NodeOutput of another node, or None
-    ctx.execution_count(node_id)   how often that node has started
-    ctx.state_store       the StateStore; see NodeScopedStore for what writes do
-    ctx.base_dir          where relative file paths are resolved (DIPEO_BASE_DIR or the cwd)
-    ctx.resources         run-wide services (python worker pool, ...)
+ctx.execution_id      the execution's id
+ctx.node_id           the node being run
+ctx.inputs            dict keyed by arrow label ("default" for unlabelled arrows)
+ctx.variables         the execution variables (--input-data, --inputs, -i)
+ctx.iteration         1 on the node's first execution, 2 on its second, ...
+ctx.get_node_output(node_id)   latest NodeOutput of another node, or None
+ctx.execution_count(node_id)   how often that node has started
+ctx.state_store       the StateStore; see NodeScopedStore for what writes do
+ctx.base_dir          where relative file paths are resolved (DIPEO_BASE_DIR or the cwd)
+ctx.resources         run-wide services (python worker pool, ...)
 """
 
 from __future__ import annotations

@@ -162,7 +162,9 @@ class Executor:
                 await self._loop()
         except TimeoutError:
             reason = "timeout"
-            await self._cancel_running(f"cancelled: execution timed out after {self.options.timeout:g} s")
+            await self._cancel_running(
+                f"cancelled: execution timed out after {self.options.timeout:g} s"
+            )
         except asyncio.CancelledError:
             # Cancelled from outside (the caller's task): record it as an abort, then re-raise.
             self._abort_reason = self._abort_reason or "interrupted"
@@ -409,9 +411,7 @@ class Executor:
         edges = self._first_edges[nid]
         if not edges:
             return False
-        return all(
-            not self._has_pending[e.index] and self._blocked_for_good(e) for e in edges
-        )
+        return all(not self._has_pending[e.index] and self._blocked_for_good(e) for e in edges)
 
     def _resolve_quiescence(self) -> bool:
         """Nothing runs and nothing is ready. Run nodes holding a pending value whose missing
@@ -514,7 +514,9 @@ class Executor:
             if status == _FAILED:
                 by_priority.append((0, f"upstream node '{source}' failed"))
             elif status == _DONE and self._blocked[edge.index]:
-                by_priority.append((1, f"branch not taken ('{source}' did not choose {edge.source_port})"))
+                by_priority.append(
+                    (1, f"branch not taken ('{source}' did not choose {edge.source_port})")
+                )
             elif status == _CAPPED:
                 by_priority.append((2, f"upstream node '{source}' reached its max_iteration"))
             elif status == _SKIPPED:

@@ -257,7 +257,9 @@ def _positive_number(
         problems.append(Problem(f"property '{key}' must be a number, got {raw!r}", dnode.where))
         return None
     if value <= 0:
-        problems.append(Problem(f"property '{key}' must be greater than 0, got {raw!r}", dnode.where))
+        problems.append(
+            Problem(f"property '{key}' must be greater than 0, got {raw!r}", dnode.where)
+        )
         return None
     return value
 

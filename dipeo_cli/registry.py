@@ -59,7 +59,6 @@ class HandlerRegistry:
     def types(self) -> list[str]:
         return sorted(self._specs)
 
-
     def copy(self) -> HandlerRegistry:
         clone = HandlerRegistry()
         clone._specs = dict(self._specs)

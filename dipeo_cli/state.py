@@ -10,8 +10,8 @@ history store and the live view all see the same state because they all go throu
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dipeo_cli import events as ev
 
 
-class ExecutionStatus(str, Enum):
+class ExecutionStatus(StrEnum):
     STARTED = "STARTED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -32,7 +32,7 @@ class ExecutionStatus(str, Enum):
         return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.ABORTED)
 
 
-class NodeExecutionStatus(str, Enum):
+class NodeExecutionStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -76,9 +76,7 @@ class NodeOutput(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def create_node_output(
-    value: Any = None, metadata: dict[str, Any] | None = None
-) -> NodeOutput:
+def create_node_output(value: Any = None, metadata: dict[str, Any] | None = None) -> NodeOutput:
     """Build a NodeOutput. A value that is not a dict becomes the `default` port's value."""
     if not isinstance(value, dict):
         value = {"default": value}
@@ -119,7 +117,7 @@ class ExecutionState(BaseModel):
 
 def iso(timestamp: float) -> str:
     """An ISO 8601 UTC time with microseconds, the format every stored time uses."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 def parse_iso(text: str) -> float:

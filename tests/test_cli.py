@@ -49,7 +49,17 @@ def test_run_json_is_one_object_with_the_documented_fields(cli):
     result = cli("run", HELLO, "--json", "-i", "name=Ada")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert set(data) == {"id", "status", "diagram_id", "started_at", "ended_at", "duration_seconds", "error", "result", "token_usage"}
+    assert set(data) == {
+        "id",
+        "status",
+        "diagram_id",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "error",
+        "result",
+        "token_usage",
+    }
     assert data["status"] == "COMPLETED"
     assert data["result"] == "Hello, Ada!"
     assert data["error"] is None
@@ -57,9 +67,13 @@ def test_run_json_is_one_object_with_the_documented_fields(cli):
 
 def test_variables_come_from_file_json_and_pairs_later_winning(cli):
     write("vars.yaml", "name: FromFile\nother: 1\n")
-    result = cli("run", HELLO, "--json", "--inputs", "vars.yaml", "--input-data", '{"name": "FromJson"}')
+    result = cli(
+        "run", HELLO, "--json", "--inputs", "vars.yaml", "--input-data", '{"name": "FromJson"}'
+    )
     assert json.loads(result.stdout)["result"] == "Hello, FromJson!"
-    result = cli("run", HELLO, "--json", "--input-data", '{"name": "FromJson"}', "-i", "name=FromPair")
+    result = cli(
+        "run", HELLO, "--json", "--input-data", '{"name": "FromJson"}', "-i", "name=FromPair"
+    )
     assert json.loads(result.stdout)["result"] == "Hello, FromPair!"
 
 
@@ -120,11 +134,18 @@ def test_yaml_syntax_error_names_the_line(cli):
     result = cli("validate", "bad.light.yaml")
     assert result.exit_code == 2
     assert "bad.light.yaml:" in result.stderr
-    assert "line" in result.stderr or "bad.light.yaml:4" in result.stderr or "bad.light.yaml:5" in result.stderr
+    assert (
+        "line" in result.stderr
+        or "bad.light.yaml:4" in result.stderr
+        or "bad.light.yaml:5" in result.stderr
+    )
 
 
 def test_unsupported_node_type_is_rejected_at_validation(cli):
-    write("llm.light.yaml", "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: api_job, url: http://x}\nconnections:\n  - {from: Start, to: Ask}\n")
+    write(
+        "llm.light.yaml",
+        "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: api_job, url: http://x}\nconnections:\n  - {from: Start, to: Ask}\n",
+    )
     result = cli("validate", "llm.light.yaml")
     assert result.exit_code == 2
     assert "node 'Ask'" in result.stderr and "not supported yet" in result.stderr
@@ -210,7 +231,9 @@ def test_history_filters_and_order(cli):
     entries = history(cli)
     assert [e["status"] for e in entries] == ["COMPLETED", "FAILED", "COMPLETED"]
     assert entries[0]["started_at"] >= entries[1]["started_at"] >= entries[2]["started_at"]
-    assert [e["status"] for e in json.loads(cli("history", "--json", "--status", "failed").stdout)] == ["FAILED"]
+    assert [
+        e["status"] for e in json.loads(cli("history", "--json", "--status", "failed").stdout)
+    ] == ["FAILED"]
     assert len(json.loads(cli("history", "--json", "--diagram", "hello").stdout)) == 2
     assert len(json.loads(cli("history", "--json", "--limit", "1").stdout)) == 1
     assert cli("history", "--status", "bogus").exit_code == 2
@@ -224,7 +247,16 @@ def test_show_by_prefix_latest_and_node(cli):
     latest = json.loads(cli("show", "latest", "--json").stdout)
     assert latest["id"] == run["id"]
     for node_state in latest["node_states"].values():
-        assert {"status", "started_at", "ended_at", "error", "skip_reason", "token_usage", "label", "type"} <= set(node_state)
+        assert {
+            "status",
+            "started_at",
+            "ended_at",
+            "error",
+            "skip_reason",
+            "token_usage",
+            "label",
+            "type",
+        } <= set(node_state)
     for output in latest["node_outputs"].values():
         assert set(output) == {"value", "metadata"}
     node = json.loads(cli("show", "latest", "--node", "Greet", "--json").stdout)
@@ -288,7 +320,11 @@ def test_secrets_from_the_environment_never_reach_output_or_history(cli, monkeyp
 
     redact.refresh_secrets()
     outputs = [cli("run", "leak.light.yaml").output, cli("run", "leak.light.yaml", "--json").output]
-    outputs += [cli("show", "latest").output, cli("show", "latest", "--json").output, cli("history").output]
+    outputs += [
+        cli("show", "latest").output,
+        cli("show", "latest", "--json").output,
+        cli("history").output,
+    ]
     assert all(secret not in text for text in outputs)
     from dipeo_cli.paths import default_db_path
 

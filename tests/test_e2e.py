@@ -118,10 +118,17 @@ def test_live_table_in_a_pseudo_terminal():
     assert execution_id in screen
 
 
-@pytest.mark.parametrize("sig, reason", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "SIGTERM")])
+@pytest.mark.parametrize(
+    "sig, reason", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "SIGTERM")]
+)
 def test_signal_aborts_the_run_records_aborted_and_exits_130(sig, reason):
     write("sleeper.light.yaml", SLEEPER)
-    proc = subprocess.Popen([str(DIPEO), "run", "sleeper.light.yaml"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(DIPEO), "run", "sleeper.light.yaml"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_running()
     proc.send_signal(sig)
     proc.communicate(timeout=20)
@@ -136,7 +143,11 @@ def test_signal_aborts_the_run_records_aborted_and_exits_130(sig, reason):
 
 def test_killed_run_is_shown_as_failed_interrupted_never_running():
     write("sleeper.light.yaml", SLEEPER)
-    proc = subprocess.Popen([str(DIPEO), "run", "sleeper.light.yaml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(DIPEO), "run", "sleeper.light.yaml"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_running()
     proc.kill()
     proc.wait(timeout=10)
@@ -159,7 +170,12 @@ def test_four_concurrent_runs_share_one_database():
         previous = f"T{i}"
     Path("chain.light.yaml").write_text("\n".join(lines + conns) + "\n")
     procs = [
-        subprocess.Popen([str(DIPEO), "run", "chain.light.yaml", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [str(DIPEO), "run", "chain.light.yaml", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     results = [p.communicate(timeout=60) for p in procs]
@@ -174,7 +190,10 @@ def test_four_concurrent_runs_share_one_database():
 
 
 def test_invalid_diagram_exits_2_without_a_traceback():
-    write("bad.light.yaml", "nodes:\n  - {label: Start, type: start}\n  - {label: X, type: nope}\nconnections:\n  - {from: Start, to: Y}\n")
+    write(
+        "bad.light.yaml",
+        "nodes:\n  - {label: Start, type: start}\n  - {label: X, type: nope}\nconnections:\n  - {from: Start, to: Y}\n",
+    )
     out = dipeo("run", "bad.light.yaml")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr

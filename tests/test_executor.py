@@ -29,7 +29,11 @@ def inputs_of(seen: list):
 
 def test_chain_runs_in_order_and_endpoint_value_is_the_result():
     g = build(
-        {"Start": S, "A": ("fn", {"fn": lambda c: c.inputs["default"]["x"] + 1}), "End": ("endpoint", {})},
+        {
+            "Start": S,
+            "A": ("fn", {"fn": lambda c: c.inputs["default"]["x"] + 1}),
+            "End": ("endpoint", {}),
+        },
         ["Start -> A", "A -> End"],
     )
     finished, rec = run(g, {"x": 41})
@@ -72,7 +76,13 @@ def test_loop_entered_from_a_non_start_node_iterates_until_the_condition_holds()
             "Check": ("branch", {"test": lambda c: c.inputs["default"] >= 5}),
             "End": ("endpoint", {}),
         },
-        ["Start -> Init", "Init -> Count", "Count -> Check", "Check[condfalse] -> Count", "Check[condtrue] -> End"],
+        [
+            "Start -> Init",
+            "Init -> Count",
+            "Count -> Check",
+            "Check[condfalse] -> Count",
+            "Check[condtrue] -> End",
+        ],
     )
     finished, rec = run(g)
     assert finished.status is ExecutionStatus.COMPLETED
@@ -95,7 +105,12 @@ def test_loop_entered_straight_from_start_reuses_the_start_value():
             "Check": ("branch", {"test": lambda c: c.inputs["default"] >= 3}),
             "End": ("endpoint", {}),
         },
-        ["Start -> Count : seed", "Count -> Check", "Check[condfalse] -> Count", "Check[condtrue] -> End"],
+        [
+            "Start -> Count : seed",
+            "Count -> Check",
+            "Check[condfalse] -> Count",
+            "Check[condtrue] -> End",
+        ],
     )
     finished, _ = run(g, {"k": 1})
     assert finished.result == 3
@@ -105,7 +120,12 @@ def test_loop_entered_straight_from_start_reuses_the_start_value():
 
 def test_endpoint_on_untaken_branch_is_skipped_and_the_run_completes():
     g = build(
-        {"Start": S, "Cond": ("branch", {"test": lambda c: False}), "EndA": ("endpoint", {}), "EndB": ("endpoint", {})},
+        {
+            "Start": S,
+            "Cond": ("branch", {"test": lambda c: False}),
+            "EndA": ("endpoint", {}),
+            "EndB": ("endpoint", {}),
+        },
         ["Start -> Cond", "Cond[condtrue] -> EndA", "Cond[condfalse] -> EndB"],
     )
     finished, rec = run(g, {"v": 1})
@@ -120,10 +140,21 @@ def test_node_with_one_input_on_an_untaken_branch_runs_with_the_others():
     # reference §9.5: End gets tpl, ask and Check[condtrue]; Check decides false.
     seen: list = []
     g = build(
-        {"Start": S, "Tpl": value("t"), "Ask": value(""), "Check": ("branch", {"test": lambda c: False}),
-         "End": inputs_of(seen)},
-        ["Start -> Tpl", "Start -> Ask", "Start -> Check", "Tpl -> End : tpl", "Ask -> End : ask",
-         "Check[condtrue] -> End : ct"],
+        {
+            "Start": S,
+            "Tpl": value("t"),
+            "Ask": value(""),
+            "Check": ("branch", {"test": lambda c: False}),
+            "End": inputs_of(seen),
+        },
+        [
+            "Start -> Tpl",
+            "Start -> Ask",
+            "Start -> Check",
+            "Tpl -> End : tpl",
+            "Ask -> End : ask",
+            "Check[condtrue] -> End : ct",
+        ],
     )
     finished, _ = run(g)
     assert finished.status is ExecutionStatus.COMPLETED
@@ -132,7 +163,13 @@ def test_node_with_one_input_on_an_untaken_branch_runs_with_the_others():
 
 def test_skip_propagates_down_an_untaken_branch_with_reasons():
     g = build(
-        {"Start": S, "Cond": ("branch", {"test": lambda c: True}), "A": value(1), "B": value(2), "End": ("endpoint", {})},
+        {
+            "Start": S,
+            "Cond": ("branch", {"test": lambda c: True}),
+            "A": value(1),
+            "B": value(2),
+            "End": ("endpoint", {}),
+        },
         ["Start -> Cond", "Cond[condfalse] -> A", "A -> B", "Cond[condtrue] -> End"],
     )
     finished, rec = run(g)
@@ -196,7 +233,10 @@ def test_continue_on_error_passes_errors_on_and_still_reports_failure():
     def boom(ctx):
         raise RuntimeError("kaboom")
 
-    g = build({"Start": S, "Boom": ("fn", {"fn": boom}), "End": ("endpoint", {})}, ["Start -> Boom", "Boom -> End"])
+    g = build(
+        {"Start": S, "Boom": ("fn", {"fn": boom}), "End": ("endpoint", {})},
+        ["Start -> Boom", "Boom -> End"],
+    )
     finished, rec = run(g, continue_on_error=True)
     assert finished.status is ExecutionStatus.FAILED
     assert rec.output(g, "End") == "RuntimeError: kaboom"
@@ -244,7 +284,10 @@ def test_execution_timeout_cancels_running_nodes_and_records_the_reason():
     async def hang(ctx):
         await asyncio.sleep(10)
 
-    g = build({"Start": S, "Hang": ("fn", {"fn": hang}), "End": ("endpoint", {})}, ["Start -> Hang", "Hang -> End"])
+    g = build(
+        {"Start": S, "Hang": ("fn", {"fn": hang}), "End": ("endpoint", {})},
+        ["Start -> Hang", "Hang -> End"],
+    )
     t0 = time.perf_counter()
     finished, rec = run(g, timeout=0.2)
     assert time.perf_counter() - t0 < 2
@@ -284,7 +327,12 @@ def test_latest_delivery_wins_when_arrows_share_a_label():
         return "late"
 
     g = build(
-        {"Start": S, "Early": value("early"), "Late": ("fn", {"fn": later}), "Sink": inputs_of(seen)},
+        {
+            "Start": S,
+            "Early": value("early"),
+            "Late": ("fn", {"fn": later}),
+            "Sink": inputs_of(seen),
+        },
         ["Start -> Early", "Start -> Late", "Early -> Sink : x", "Late -> Sink : x"],
     )
     run(g)
@@ -300,7 +348,12 @@ def test_first_handle_is_used_on_the_first_execution_only():
             "Talk": ("fn", {"fn": lambda c: (seen.append(dict(c.inputs)), c.iteration)[1]}),
             "Check": ("branch", {"test": lambda c: c.inputs["default"] >= 3}),
         },
-        ["Start -> Seed", "Seed -> Talk[first] : topic", "Talk -> Check", "Check[condfalse] -> Talk"],
+        [
+            "Start -> Seed",
+            "Seed -> Talk[first] : topic",
+            "Talk -> Check",
+            "Check[condfalse] -> Talk",
+        ],
     )
     finished, _ = run(g)
     assert finished.status is ExecutionStatus.COMPLETED
@@ -318,7 +371,22 @@ def test_unconnected_node_is_skipped_with_a_reason():
 
 def test_ten_thousand_node_chain_runs_without_recursion():
     n = 10_000
-    nodes = {"Start": S, **{f"N{i}": ("fn", {"fn": lambda c: c.inputs["default"].get("n", 0) + 1 if isinstance(c.inputs["default"], dict) else c.inputs["default"] + 1}) for i in range(n)}}
+    nodes = {
+        "Start": S,
+        **{
+            f"N{i}": (
+                "fn",
+                {
+                    "fn": lambda c: (
+                        c.inputs["default"].get("n", 0) + 1
+                        if isinstance(c.inputs["default"], dict)
+                        else c.inputs["default"] + 1
+                    )
+                },
+            )
+            for i in range(n)
+        },
+    }
     arrows = ["Start -> N0"] + [f"N{i} -> N{i + 1}" for i in range(n - 1)]
     g = build(nodes, arrows)
     finished, rec = run(g)
@@ -346,7 +414,9 @@ def test_handler_in_the_original_style_produces_the_same_history():
     async def original(ctx):
         await ctx.state_store.update_node_status(ctx.execution_id, ctx.node_id, S_.RUNNING)
         out = create_node_output({"default": "hi"}, {"note": "x"})
-        await ctx.state_store.update_node_status(ctx.execution_id, ctx.node_id, S_.COMPLETED, output=out)
+        await ctx.state_store.update_node_status(
+            ctx.execution_id, ctx.node_id, S_.COMPLETED, output=out
+        )
         return out
 
     async def modern(ctx):
@@ -355,7 +425,9 @@ def test_handler_in_the_original_style_produces_the_same_history():
     def kinds(fn):
         g = build({"Start": S, "H": ("fn", {"fn": fn})}, ["Start -> H"])
         _, rec = run(g)
-        return [(type(e).__name__, getattr(e, "node_id", None)) for e in rec.events], rec.output(g, "H")
+        return [(type(e).__name__, getattr(e, "node_id", None)) for e in rec.events], rec.output(
+            g, "H"
+        )
 
     assert kinds(original) == kinds(modern)
 
@@ -364,22 +436,34 @@ def test_events_are_typed_and_ordered():
     g = build({"Start": S, "A": value(1)}, ["Start -> A"])
     _, rec = run(g)
     names = [type(e).__name__ for e in rec.events]
-    assert names == ["ExecutionStarted", "NodeStarted", "NodeCompleted", "NodeStarted", "NodeCompleted", "ExecutionFinished"]
+    assert names == [
+        "ExecutionStarted",
+        "NodeStarted",
+        "NodeCompleted",
+        "NodeStarted",
+        "NodeCompleted",
+        "ExecutionFinished",
+    ]
     assert isinstance(rec.events[-1], ev.ExecutionFinished)
 
 
-@pytest.mark.parametrize("content_type,expected", [
-    ("raw_text", '{"a": 1}'),
-    ("object", {"a": 1}),
-    (None, {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "content_type,expected",
+    [
+        ("raw_text", '{"a": 1}'),
+        ("object", {"a": 1}),
+        (None, {"a": 1}),
+    ],
+)
 def test_content_type_converts_the_value_on_the_arrow(content_type, expected):
     from dipeo_cli.executor import convert
 
     assert convert({"a": 1}, content_type) == expected
     assert convert('{"a": 1}', "object") == {"a": 1}
     assert convert("plain", "object") == "plain"
-    assert convert("hi", "conversation_state") == {"messages": [{"role": "assistant", "content": "hi"}]}
+    assert convert("hi", "conversation_state") == {
+        "messages": [{"role": "assistant", "content": "hi"}]
+    }
 
 
 def test_a_crashing_event_consumer_still_ends_the_execution_failed():

@@ -56,8 +56,12 @@ def test_self_loop_is_a_loop():
 
 def test_compile_handles_a_long_chain_without_recursion():
     n = 5000
-    nodes = ["  - {label: Start, type: start}"] + [f"  - {{label: N{i}, type: code_job, code: 'result=1'}}" for i in range(n)]
-    conns = ["  - {from: Start, to: N0}"] + [f"  - {{from: N{i}, to: N{i + 1}}}" for i in range(n - 1)]
+    nodes = ["  - {label: Start, type: start}"] + [
+        f"  - {{label: N{i}, type: code_job, code: 'result=1'}}" for i in range(n)
+    ]
+    conns = ["  - {from: Start, to: N0}"] + [
+        f"  - {{from: N{i}, to: N{i + 1}}}" for i in range(n - 1)
+    ]
     g = compile_text("nodes:\n" + "\n".join(nodes) + "\nconnections:\n" + "\n".join(conns) + "\n")
     assert len(g.nodes) == n + 1 and not g.in_a_loop
 
@@ -67,16 +71,26 @@ def test_compile_handles_a_long_chain_without_recursion():
     [
         ("nodes: []\n", "the diagram has no nodes"),
         ("nodes:\n  - {label: A, type: code_job, code: 'x=1'}\n", "no start node"),
-        ("nodes:\n  - {label: S, type: start}\n  - {label: C, type: condition, expression: 'x'}\nconnections:\n  - {from: 'C[sideways]', to: S}\n",
-         "'sideways' is not an output of 'C' (condition); available: condtrue, condfalse, error"),
-        ("nodes:\n  - {label: S, type: start}\n  - {label: T, type: template_job}\nconnections:\n  - {from: S, to: T}\n",
-         "node 'T'"),
-        ("nodes:\n  - {label: S, type: start}\n  - {label: E, type: endpoint}\nconnections:\n  - {from: S, to: E, content_type: poetry}\n",
-         "unknown content_type 'poetry'"),
-        ("nodes:\n  - {label: S, type: start}\n  - {label: A, type: code_job, code: 'x=1', max_iteration: 0}\nconnections:\n  - {from: S, to: A}\n",
-         "property 'max_iteration' must be greater than 0"),
-        ("nodes:\n  - {label: S, type: start}\n  - {label: A, type: code_job, code: 'x=1', timeout: soon}\nconnections:\n  - {from: S, to: A}\n",
-         "node 'A': property 'timeout'"),
+        (
+            "nodes:\n  - {label: S, type: start}\n  - {label: C, type: condition, expression: 'x'}\nconnections:\n  - {from: 'C[sideways]', to: S}\n",
+            "'sideways' is not an output of 'C' (condition); available: condtrue, condfalse, error",
+        ),
+        (
+            "nodes:\n  - {label: S, type: start}\n  - {label: T, type: template_job}\nconnections:\n  - {from: S, to: T}\n",
+            "node 'T'",
+        ),
+        (
+            "nodes:\n  - {label: S, type: start}\n  - {label: E, type: endpoint}\nconnections:\n  - {from: S, to: E, content_type: poetry}\n",
+            "unknown content_type 'poetry'",
+        ),
+        (
+            "nodes:\n  - {label: S, type: start}\n  - {label: A, type: code_job, code: 'x=1', max_iteration: 0}\nconnections:\n  - {from: S, to: A}\n",
+            "property 'max_iteration' must be greater than 0",
+        ),
+        (
+            "nodes:\n  - {label: S, type: start}\n  - {label: A, type: code_job, code: 'x=1', timeout: soon}\nconnections:\n  - {from: S, to: A}\n",
+            "node 'A': property 'timeout'",
+        ),
     ],
 )
 def test_compile_problems_name_the_culprit(text, message):
@@ -96,9 +110,15 @@ def test_props_are_validated_with_the_handler_schema_and_given_to_the_handler():
     registry = HandlerRegistry()
     registry.register(HandlerSpec("start", fn, inputs=()))
     registry.register(HandlerSpec("sized", fn, props=Props))
-    ok = parse_diagram("nodes:\n  - {label: S, type: start}\n  - {label: A, type: sized, size: '3'}\nconnections:\n  - {from: S, to: A}\n")
+    ok = parse_diagram(
+        "nodes:\n  - {label: S, type: start}\n  - {label: A, type: sized, size: '3'}\nconnections:\n  - {from: S, to: A}\n"
+    )
     g = compile_graph(ok, registry)
     assert g.node_by_label("A").config.size == 3
-    bad = parse_diagram("nodes:\n  - {label: S, type: start}\n  - {label: A, type: sized}\nconnections:\n  - {from: S, to: A}\n")
-    with pytest.raises(DiagramError, match="node 'A': property 'size': required property is missing"):
+    bad = parse_diagram(
+        "nodes:\n  - {label: S, type: start}\n  - {label: A, type: sized}\nconnections:\n  - {from: S, to: A}\n"
+    )
+    with pytest.raises(
+        DiagramError, match="node 'A': property 'size': required property is missing"
+    ):
         compile_graph(bad, registry)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import textwrap
 from pathlib import Path
 
@@ -31,12 +28,16 @@ def test_public_names_import_from_the_package():
     assert out.value == {"default": 1} and out.metadata == {"m": 2}
     assert create_node_output("text").value == {"default": "text"}
     assert [s.value for s in ExecutionStatus][:3] == ["STARTED", "RUNNING", "PAUSED"]
-    assert {"PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"} <= {s.value for s in NodeExecutionStatus}
-    assert TokenUsage(input=1, output=2, total=3) + TokenUsage(input=1, total=1) == TokenUsage(input=2, output=2, total=4)
+    assert {"PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"} <= {
+        s.value for s in NodeExecutionStatus
+    }
+    assert TokenUsage(input=1, output=2, total=3) + TokenUsage(input=1, total=1) == TokenUsage(
+        input=2, output=2, total=4
+    )
 
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     from dipeo_cli import node_handler, create_node_output, NodeExecutionStatus
 
     @node_handler("shout")
@@ -49,7 +50,7 @@ PLUGIN = textwrap.dedent(
             ctx.execution_id, node.id, NodeExecutionStatus.COMPLETED, output=output
         )
         return output
-    '''
+    """
 )
 
 

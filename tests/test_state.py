@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dipeo_cli import events as ev
+from dipeo_cli.errors import UsageError
 from dipeo_cli.runner import parse_variables
 from dipeo_cli.state import (
     ExecutionStatus,
@@ -13,13 +16,16 @@ from dipeo_cli.state import (
     new_state,
 )
 
-import pytest
-from dipeo_cli.errors import UsageError
-
 
 def started():
     return new_state(
-        ev.ExecutionStarted("e1", "d.yaml", {"v": 1}, (ev.NodeInfo("n1", "A", "code_job"), ev.NodeInfo("n2", "B", "endpoint")), 1000.0)
+        ev.ExecutionStarted(
+            "e1",
+            "d.yaml",
+            {"v": 1},
+            (ev.NodeInfo("n1", "A", "code_job"), ev.NodeInfo("n2", "B", "endpoint")),
+            1000.0,
+        )
     )
 
 
@@ -38,7 +44,9 @@ def test_tokens_are_summed_per_node_over_iterations_and_per_execution():
     usage = TokenUsage(input=10, output=5, total=15)
     for i in (1, 2):
         apply_event(state, ev.NodeStarted("n1", i, 1000.0 + i))
-        apply_event(state, ev.NodeCompleted("n1", create_node_output({"default": i}), 1000.5 + i, usage))
+        apply_event(
+            state, ev.NodeCompleted("n1", create_node_output({"default": i}), 1000.5 + i, usage)
+        )
     node = state.node_states["n1"]
     assert node.iterations == 2 and node.token_usage == TokenUsage(input=20, output=10, total=30)
     assert state.token_usage == TokenUsage(input=20, output=10, total=30)
@@ -50,7 +58,9 @@ def test_failure_skip_and_finish():
     apply_event(state, ev.NodeStarted("n1", 1, 1001.0))
     apply_event(state, ev.NodeFailed("n1", "boom", 1002.0))
     apply_event(state, ev.NodeSkipped("n2", "upstream node 'A' failed", 1002.0))
-    apply_event(state, ev.ExecutionFinished(ExecutionStatus.FAILED, "node 'A' failed: boom", 1003.5))
+    apply_event(
+        state, ev.ExecutionFinished(ExecutionStatus.FAILED, "node 'A' failed: boom", 1003.5)
+    )
     assert state.node_states["n1"].error == "boom"
     assert state.node_states["n2"].skip_reason == "upstream node 'A' failed"
     assert state.status is ExecutionStatus.FAILED and state.is_active is False
@@ -62,7 +72,11 @@ def test_parse_variables_merges_sources_in_order(tmp_path):
     f = tmp_path / "v.json"
     f.write_text('{"a": 1, "b": 1}')
     assert parse_variables('{"b": 2, "c": 2}', str(f), ["c=3", "d=[1, 2]", "e=text"]) == {
-        "a": 1, "b": 2, "c": 3, "d": [1, 2], "e": "text"
+        "a": 1,
+        "b": 2,
+        "c": 3,
+        "d": [1, 2],
+        "e": "text",
     }
     with pytest.raises(UsageError):
         parse_variables("[]", None, None)

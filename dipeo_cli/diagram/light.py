@@ -26,7 +26,7 @@ from typing import Any
 
 from dipeo_cli.diagram.detect import Document
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person, Position
-from dipeo_cli.errors import DiagramError, Problem
+from dipeo_cli.errors import Problem
 
 HANDLE_NAMES = ("default", "first", "condtrue", "condfalse", "success", "error", "results")
 # Mid-2025 handle names and exporter spellings, mapped to today's.
@@ -51,7 +51,12 @@ def parse_light(doc: Document, file: str | None = None) -> Diagram:
     for key in ("name", "description"):
         if key in data and key not in metadata:
             metadata[key] = data[key]
-    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="light",
+    return Diagram(
+        nodes=nodes,
+        arrows=arrows,
+        persons=persons,
+        metadata=metadata,
+        format="light",
         problems=problems,
     )
 

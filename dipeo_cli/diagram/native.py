@@ -22,7 +22,7 @@ from dipeo_cli.diagram.light import (
     person_from_fields,
 )
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person
-from dipeo_cli.errors import DiagramError, Problem
+from dipeo_cli.errors import Problem
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 # Mid-2025 node fields whose snake_case form is not simply the camelCase split.
@@ -38,7 +38,12 @@ def parse_native(doc: Document, file: str | None = None) -> Diagram:
     arrows = _arrows(doc, by_id, handles, problems)
     persons = _persons(_records(data.get("persons"), "persons", problems), problems)
     metadata = mapping(data.get("metadata"))
-    return Diagram(nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="native",
+    return Diagram(
+        nodes=nodes,
+        arrows=arrows,
+        persons=persons,
+        metadata=metadata,
+        format="native",
         problems=problems,
     )
 

@@ -37,7 +37,7 @@ from dipeo_cli.diagram.light import (
     persons_from_mapping,
 )
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person
-from dipeo_cli.errors import DiagramError, Problem
+from dipeo_cli.errors import Problem
 
 _KEY = re.compile(
     r"^(?P<label>.*?)\s*(?:\[(?P<type>[A-Za-z_][\w]*)\])?"
@@ -68,7 +68,11 @@ def parse_readable(doc: Document, file: str | None = None) -> Diagram:
     persons = _persons(doc, problems)
     metadata = mapping(data.get("metadata"))
     return Diagram(
-        nodes=nodes, arrows=arrows, persons=persons, metadata=metadata, format="readable",
+        nodes=nodes,
+        arrows=arrows,
+        persons=persons,
+        metadata=metadata,
+        format="readable",
         problems=problems,
     )
 
