@@ -41,3 +41,15 @@ def test_help_does_not_import_the_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_ruff_finds_nothing():
+    """The lint rules in pyproject.toml, including the import bans above, hold for the tree."""
+    repo = PACKAGE.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "dipeo_cli", "tests", "benchmarks"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
