@@ -23,11 +23,9 @@ _PLUGIN_HINT = "write a plugin handler for it (README: Writing a handler)"
 NOT_SUPPORTED_YET = {
     "person_job": "is not supported yet (LLM persons)",
     "person_batch_job": "is not supported yet (LLM persons)",
-    "api_job": "is not supported yet",
     "sub_diagram": "is not supported yet",
     "user_response": "is not supported yet",
     "json_schema_validator": "is not supported yet",
-    "hook": "is not supported yet",
     "diff_patch": "is not supported yet",
     "integrated_api": f"is not supported; {_PLUGIN_HINT}",
     "typescript_ast": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",

@@ -144,7 +144,7 @@ def test_yaml_syntax_error_names_the_line(cli):
 def test_unsupported_node_type_is_rejected_at_validation(cli):
     write(
         "llm.light.yaml",
-        "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: api_job, url: http://x}\nconnections:\n  - {from: Start, to: Ask}\n",
+        "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: person_job, default_prompt: hi}\nconnections:\n  - {from: Start, to: Ask}\n",
     )
     result = cli("validate", "llm.light.yaml")
     assert result.exit_code == 2

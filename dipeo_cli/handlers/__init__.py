@@ -1,10 +1,12 @@
 """Built-in node handlers: one module per node type, each registering itself on import."""
 
 from dipeo_cli.handlers import (  # noqa: F401
+    api_job,
     code_job,
     condition,
     db,
     endpoint,
+    hook,
     start,
     template_job,
 )
