@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,24 @@ def test_connection_errors_are_retried_then_fail():
         call({"url": url, "max_retries": 2})
 
 
+def test_a_url_without_scheme_from_a_variable_fails_without_retrying():
+    with pytest.raises(NodeError, match=r"invalid url 'localhost/x'"):
+        call({"url": "{{host}}/x"}, variables={"host": "localhost"})
+
+
+def test_retry_after_is_honoured_when_small_and_ignored_when_garbage(server):
+    server.script(
+        "/ra",
+        (503, "", {"Retry-After": "0.3"}),
+        (503, "", {"Retry-After": "soon"}),
+        (200, "ok", {}),
+    )
+    started = time.monotonic()
+    out = call({"url": server.url("/ra")})
+    assert out.metadata["http"]["attempts"] == 3
+    assert 0.3 <= time.monotonic() - started < 2
+
+
 def test_a_slow_server_times_out(server):
     server.script("/slow", (200, "late", {}, 2.0))
     with pytest.raises(NodeTimeoutError, match=r"timed out after 0.2 s"):
@@ -338,6 +357,7 @@ def test_the_example_diagram_runs_against_a_local_server(server):
     [
         ({}, "property 'url': required property is missing"),
         ({"url": "  "}, "property 'url': an api_job needs a url"),
+        ({"url": "example.com/x"}, "property 'url': the url must start with http:// or https://"),
         ({"url": "http://x", "method": "FETCH"}, "property 'method': unknown method 'FETCH'"),
         ({"url": "http://x", "auth_type": "oauth"}, "property 'auth_type': unknown auth_type"),
         ({"url": "http://x", "auth_type": "bearer"}, "auth_type bearer needs auth_config.token"),

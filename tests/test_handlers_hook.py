@@ -203,6 +203,7 @@ def test_file_writes_the_inputs_as_json(tmp_path):
         ({"hook_type": "ftp"}, "unknown hook_type 'ftp' (use shell, http or file)"),
         ({"hook_type": "shell"}, "property 'command': a shell hook needs a command"),
         ({"hook_type": "http"}, "property 'url': an http hook needs a url"),
+        ({"hook_type": "http", "url": "ftp://x"}, "property 'url': the url must start with http"),
         ({"hook_type": "http", "url": "http://x", "method": "GET"}, "property 'method'"),
         ({"hook_type": "file"}, "property 'file_path': a file hook needs a file_path"),
         ({"hook_type": "shell", "command": "true", "timeout": -1}, "property 'timeout'"),

@@ -61,6 +61,7 @@ DEFAULT_TIMEOUT = 30.0
 RETRY_BASE_DELAY = 0.2  # seconds; doubled after each attempt (0.2, 0.4, 0.8, ...)
 MAX_RETRY_AFTER = 10.0  # a Retry-After up to this many seconds is honoured
 BODY_EXCERPT = 200
+_HTTP_URL = re.compile(r"^https?://[^/\s]", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _SECRET_HEADER = re.compile(
     r"^(?:authorization|proxy-authorization|cookie)$|key|token|secret|passw", re.IGNORECASE
@@ -117,7 +118,7 @@ class ApiJobProps(BaseModel):
     def _url(cls, value: str) -> str:
         if not value.strip():
             raise PydanticCustomError("url", "an api_job needs a url")
-        return value.strip()
+        return check_url(value.strip())
 
     @field_validator("method", mode="before")
     @classmethod
@@ -289,11 +290,23 @@ def _retry_delay(attempt: int, response: httpx.Response | None = None) -> float:
         try:
             wait = float(header)
         except ValueError:
-            when = email.utils.parsedate_to_datetime(header) if header.strip() else None
-            wait = when.timestamp() - time.time() if when is not None else None
+            try:
+                when = email.utils.parsedate_to_datetime(header)
+                wait = when.timestamp() - time.time()
+            except (TypeError, ValueError):  # neither seconds nor an HTTP date: ignored
+                wait = None
         if wait is not None and 0 <= wait <= MAX_RETRY_AFTER:
             delay = max(delay, wait)
     return delay
+
+
+def check_url(url: str) -> str:
+    """`url`, if it is http(s) or starts with a placeholder; else a validation error."""
+    if not url.startswith("{{") and not _HTTP_URL.match(url):
+        raise PydanticCustomError(
+            "url", "the url must start with http:// or https:// (got {url})", {"url": repr(url)}
+        )
+    return url
 
 
 def _should_retry(status: int) -> bool:
@@ -318,6 +331,8 @@ async def send(
             raise NodeTimeoutError(
                 f"timed out after {timeout:g} s waiting for {method} {redact(url)}"
             ) from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise NodeError(f"invalid url {redact(url)!r}: {exc}") from None
         except httpx.TransportError as exc:  # no answer: connection refused, reset, DNS, ...
             if attempt <= retries:
                 await asyncio.sleep(_retry_delay(attempt))
@@ -328,8 +343,6 @@ async def send(
                 f"{method} {redact(url)} failed: {type(exc).__name__}: {reason}{tries}",
                 {"http": {"url": url, "method": method, "attempts": attempt}},
             ) from None
-        except httpx.InvalidURL as exc:
-            raise NodeError(f"invalid url {redact(url)!r}: {exc}") from None
         if _should_retry(response.status_code) and attempt <= retries:
             await asyncio.sleep(_retry_delay(attempt, response))
             continue

@@ -41,7 +41,7 @@ from dipeo_cli.handlers.code_job import _clip, _env_text, _exit_message, _kill_g
 from dipeo_cli.handlers.db import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
-from dipeo_cli.values import decode_json_text, to_json_safe
+from dipeo_cli.values import decode_json_text, to_json_safe, to_text
 
 HOOK_TYPES = {"shell": "shell", "http": "http", "webhook": "http", "file": "file"}
 DEFAULT_TIMEOUT = 60.0
@@ -122,7 +122,7 @@ class HookProps(BaseModel):
             value = None
         if value is None and info.data.get("hook_type") == "http":
             raise PydanticCustomError("url", "an http hook needs a url")
-        return value.strip() if isinstance(value, str) else value
+        return api.check_url(value.strip()) if isinstance(value, str) else value
 
     @field_validator("method", mode="before")
     @classmethod
@@ -280,7 +280,7 @@ async def _run_http(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
     assert config.url is not None
     url = api.render(config.url, names, "url")
     headers = {
-        str(key): str(value)
+        str(key): to_text(value)
         for key, value in api.render(config.headers, names, "headers").items()
         if value is not None
     }
