@@ -27,6 +27,7 @@ class ExecutionStarted:
     variables: dict[str, Any]
     nodes: tuple[NodeInfo, ...]
     at: float
+    parent_id: str | None = None  # the execution that ran this one as a sub-diagram
 
 
 @dataclass(frozen=True, slots=True)

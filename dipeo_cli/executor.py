@@ -87,8 +87,10 @@ class Executor:
         store: Any | None = None,
         resources: RunResources | None = None,
         diagram_id: str | None = None,
+        parent_id: str | None = None,
     ) -> None:
         self.graph = graph
+        self.parent_id = parent_id
         self.execution_id = execution_id
         self.variables = dict(variables or {})
         self.options = options or RunOptions()
@@ -151,6 +153,7 @@ class Executor:
                     for nid in graph.order
                 ),
                 at=time.time(),
+                parent_id=self.parent_id,
             )
         )
         reason: str | None = None

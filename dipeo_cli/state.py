@@ -113,6 +113,8 @@ class ExecutionState(BaseModel):
     is_active: bool | None = True
     # extension: the endpoint value (or a dict by endpoint label when there are several)
     result: Any = None
+    # extension: the execution that ran this one as a sub-diagram
+    parent_id: str | None = None
 
 
 def iso(timestamp: float) -> str:
@@ -132,6 +134,7 @@ def new_state(event: ev.ExecutionStarted) -> ExecutionState:
         diagram_id=event.diagram_id,
         started_at=iso(event.at),
         variables=dict(event.variables),
+        parent_id=event.parent_id,
     )
     for node in event.nodes:
         state.node_states[node.id] = NodeState(label=node.label, type=node.type)

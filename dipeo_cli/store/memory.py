@@ -221,6 +221,7 @@ class MemoryStore:
         parent_id: str | None = None,
     ) -> ExecutionState:
         previous = self._meta.get(state.id)
+        parent_id = parent_id or state.parent_id
         if previous is None:
             self._order += 1
             self._meta[state.id] = {

@@ -849,13 +849,13 @@ def _execution_row(
         os.getpid(),
         own_process_marker(),
         hostname(),
-        parent_id,
+        parent_id or state.parent_id,
     )
 
 
 def _state_from_row(row: Row) -> ExecutionState:
     (eid, status, diagram_id, _path, started_at, ended_at, duration, error, variables,
-     token_usage, result, _pid, _marker, _host, _parent) = row  # fmt: skip
+     token_usage, result, _pid, _marker, _host, parent_id) = row  # fmt: skip
     status = ExecutionStatus(status)
     return ExecutionState(
         id=eid,
@@ -869,6 +869,7 @@ def _state_from_row(row: Row) -> ExecutionState:
         duration_seconds=duration,
         is_active=not status.is_final,
         result=_loads(result),
+        parent_id=parent_id,
     )
 
 
