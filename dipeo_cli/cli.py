@@ -147,10 +147,16 @@ def run(
         False, "--quiet", "-q", help="No progress; only the summary (or JSON)."
     ),
     db: str | None = DbOption,
+    answer: list[str] | None = typer.Option(
+        None,
+        "--answer",
+        help="Answer for a user_response node, LABEL=TEXT (repeatable; used in order).",
+    ),
 ) -> None:
     """Validate, run and record a diagram, showing every node's status live."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.executor import RunOptions
+    from dipeo_cli.handlers.user_response import parse_answers
     from dipeo_cli.runner import parse_variables, prepare
 
     if timeout is not None and timeout <= 0:
@@ -160,6 +166,7 @@ def run(
         graph = prepare(
             diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
         )
+        answers = parse_answers(answer, graph)
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
@@ -172,7 +179,7 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet))
+    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers))
     state = outcome.state
     if as_json:
         from dipeo_cli.runner import run_json
@@ -186,7 +193,12 @@ def run(
 
 
 async def _run(
-    graph: Any, variables: dict[str, Any], options: Any, db: str | None, quiet: bool
+    graph: Any,
+    variables: dict[str, Any],
+    options: Any,
+    db: str | None,
+    quiet: bool,
+    answers: dict[str, list[str]] | None = None,
 ) -> Any:
     from pathlib import Path
 
@@ -198,7 +210,12 @@ async def _run(
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     try:
         return await execute(
-            graph, store=store, progress=progress, variables=variables, options=options
+            graph,
+            store=store,
+            progress=progress,
+            variables=variables,
+            options=options,
+            answers=answers,
         )
     finally:
         await store.close()

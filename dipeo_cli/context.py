@@ -9,13 +9,14 @@ ctx.get_node_output(node_id)   latest NodeOutput of another node, or None
 ctx.execution_count(node_id)   how often that node has started
 ctx.state_store       the StateStore; see NodeScopedStore for what writes do
 ctx.base_dir          where relative file paths are resolved (DIPEO_BASE_DIR or the cwd)
-ctx.resources         run-wide services (python worker pool, ...)
+ctx.resources         run-wide services (python worker pool, --answer values, ...)
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,10 @@ class RunResources:
 
     base_dir: Path = field(default_factory=Path.cwd)
     diagram_dir: Path = field(default_factory=Path.cwd)
+    # `--answer LABEL=TEXT`: node id -> answers for its user_response, in order
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    # pauses the live progress view while a node uses the terminal (None: nothing to pause)
+    pause_progress: Callable[[], AbstractContextManager[Any]] | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
 

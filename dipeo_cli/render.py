@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -544,6 +545,21 @@ class LiveProgress:
         live, self._live = self._live, None
         if live is not None:
             live.stop()  # draws the final table, which stays on screen
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while a node uses the terminal (a user_response question): the table
+        drawn so far stays on screen, and a fresh live table starts below it afterwards."""
+        live, self._live = self._live, None
+        if live is None:
+            yield
+            return
+        live.stop()
+        try:
+            yield
+        finally:
+            if not self._final and self._state is not None:
+                self.start(self._state)
 
     def _row_limit(self) -> int:
         if self._final:  # the last draw may scroll: Rich shows it whole

@@ -114,6 +114,7 @@ async def execute(
     variables: dict[str, Any],
     options: RunOptions,
     execution_id: str | None = None,
+    answers: dict[str, list[str]] | None = None,
 ) -> Outcome:
     """Run the graph, recording every event; returns once the history holds all of them."""
     holder: list[ExecutionState] = []
@@ -139,7 +140,12 @@ async def execute(
         variables=variables,
         options=options,
         store=store,
-        resources=RunResources(base_dir=base_dir(), diagram_dir=diagram_dir),
+        resources=RunResources(
+            base_dir=base_dir(),
+            diagram_dir=diagram_dir,
+            answers={node_id: list(texts) for node_id, texts in (answers or {}).items()},
+            pause_progress=getattr(progress, "paused", None),
+        ),
         diagram_id=diagram.file,
     )
     loop = asyncio.get_running_loop()

@@ -5,8 +5,11 @@ from dipeo_cli.handlers import (  # noqa: F401
     code_job,
     condition,
     db,
+    diff_patch,
     endpoint,
     hook,
+    json_schema_validator,
     start,
     template_job,
+    user_response,
 )
