@@ -339,13 +339,13 @@ def show(
     from dipeo_cli.errors import ExecutionNotFoundError
 
     try:
-        state, events = asyncio.run(_find(db, execution))
+        state, events, children = asyncio.run(_find(db, execution))
     except ExecutionNotFoundError as exc:
         _fail(str(exc))
     if as_json:
         from dipeo_cli.runner import show_json
 
-        data = show_json(state)
+        data = show_json(state, children)
         if node is not None:
             node_id = _node_id(state, node)
             data = {
@@ -359,7 +359,9 @@ def show(
     from dipeo_cli.render import print_execution
 
     try:
-        print_execution(state, _out(), color=_color(sys.stdout), node=node, events=events)
+        print_execution(
+            state, _out(), color=_color(sys.stdout), node=node, events=events, children=children
+        )
     except KeyError as exc:
         _fail(str(exc.args[0]) if exc.args else str(exc))
 
@@ -383,7 +385,8 @@ async def _find(db: str | None, execution: str) -> Any:
     try:
         state = await store.find_execution(execution)
         events = await store.get_events(state.id)
-        return state, events
+        children = await store.list_executions(limit=-1, parent_id=state.id)
+        return state, events, children[::-1]
     finally:
         await store.close()
 

@@ -36,11 +36,31 @@ class RunResources:
     answers: dict[str, list[str]] = field(default_factory=dict)
     # pauses the live progress view while a node uses the terminal (None: nothing to pause)
     pause_progress: Callable[[], AbstractContextManager[Any]] | None = None
+    store: Any = None  # the history store (None: not recorded); sub-diagram runs record into it
+    options: Any = None  # the run's RunOptions, for sub-diagram runs
+    depth: int = 0  # 0 for the run the user started, 1 for its sub-diagrams, ...
+    _parent: RunResources | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
 
+    def child(self, diagram_dir: Path) -> RunResources:
+        """Resources for a sub-diagram run, one level deeper: the same base directory, store,
+        options and services (created and closed by the top-level run). `--answer` values are
+        keyed by the parent's node ids, so they are not passed down."""
+        return RunResources(
+            base_dir=self.base_dir,
+            diagram_dir=diagram_dir,
+            pause_progress=self.pause_progress,
+            store=self.store,
+            options=self.options,
+            depth=self.depth + 1,
+            _parent=self,
+        )
+
     def service(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
         """The run's one instance of a service, created by `factory` on first use."""
+        if self._parent is not None:
+            return self._parent.service(name, factory, closer)
         if name not in self._services:
             instance = factory()
             self._services[name] = instance

@@ -23,7 +23,6 @@ _PLUGIN_HINT = "write a plugin handler for it (README: Writing a handler)"
 NOT_SUPPORTED_YET = {
     "person_job": "is not supported yet (LLM persons)",
     "person_batch_job": "is not supported yet (LLM persons)",
-    "sub_diagram": "is not supported yet",
     "integrated_api": f"is not supported; {_PLUGIN_HINT}",
     "typescript_ast": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",
     "ir_builder": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",
@@ -95,6 +94,7 @@ class ExecutableGraph:
     start_nodes: list[str]
     diagram: Diagram
     order: list[str] = field(default_factory=list)  # node ids in diagram order
+    registry: HandlerRegistry | None = None  # what compiled it (sub-diagrams compile with it)
 
     def node_by_label(self, label: str) -> ExecutableNode | None:
         for node in self.nodes.values():
@@ -118,6 +118,9 @@ def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGrap
         node = _compile_node(dnode, registry, problems)
         if node is not None:
             nodes[dnode.id] = node
+            if node.spec.check is not None:
+                for message in node.spec.check(node.config, diagram, registry):
+                    problems.append(Problem(message, dnode.where, dnode.line))
 
     if diagram.problems:
         pass  # a node the loader could not read may be the start node: don't guess
@@ -182,6 +185,7 @@ def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGrap
         start_nodes=start_nodes,
         diagram=diagram,
         order=order,
+        registry=registry,
     )
 
 

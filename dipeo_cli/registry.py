@@ -41,6 +41,8 @@ class HandlerSpec:
     inputs: tuple[str, ...] = ("default", "first")  # input handles arrows may target
     outputs: tuple[str, ...] = ("default",)  # output ports; "error" is always allowed too
     origin: str = "builtin"
+    # Extra compile-time checks beyond the props model: (config, diagram, registry) -> problems
+    check: Callable[[Any, Any, Any], list[str]] | None = None
 
 
 class HandlerRegistry:
@@ -76,6 +78,7 @@ def node_handler(
     props: type | None = None,
     inputs: tuple[str, ...] = ("default", "first"),
     outputs: tuple[str, ...] = ("default",),
+    check: Callable[[Any, Any, Any], list[str]] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated async function as the handler of `node_type`."""
 
@@ -88,6 +91,7 @@ def node_handler(
                 inputs=inputs,
                 outputs=outputs,
                 origin=_current_origin,
+                check=check,
             )
         )
         return fn

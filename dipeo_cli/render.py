@@ -868,9 +868,11 @@ def print_execution(
     node: str | None = None,
     events: list[dict[str, Any]] | None = None,
     width: int | None = None,
+    children: list[ExecutionState] | None = None,
 ) -> None:
     """The `dipeo show` report: header, result, node table, then each node's output and error
-    (long values cut, with the command that shows them whole).
+    (long values cut, with the command that shows them whole). `children` are the executions
+    this one ran as sub-diagrams.
 
     With `node` (a label or an id): the header, then that node only, in full, with its events
     when `events` is given. Raises KeyError(message) when `node` names no node.
@@ -894,6 +896,10 @@ def print_execution(
         fields.append(("duration", format_duration(state.duration_seconds)))
     if state.error:
         fields.append(("error", Text(state.error, style="red")))
+    if state.parent_id:
+        fields.append(("parent", f"{state.parent_id} (ran this as a sub-diagram)"))
+    for child in children or ():
+        fields.append(("child", f"{child.id} {child.status.value} {child.diagram_id or ''}"))
     if selected is None:
         if state.variables:
             fields.append(("variables", _compact(state.variables, 200, glyphs["more"])))

@@ -145,6 +145,8 @@ async def execute(
             diagram_dir=diagram_dir,
             answers={node_id: list(texts) for node_id, texts in (answers or {}).items()},
             pause_progress=getattr(progress, "paused", None),
+            store=store,
+            options=options,
         ),
         diagram_id=diagram.file,
     )
@@ -188,5 +190,8 @@ def history_json(state: ExecutionState) -> dict[str, Any]:
     return data
 
 
-def show_json(state: ExecutionState) -> dict[str, Any]:
-    return state.model_dump(mode="json")
+def show_json(state: ExecutionState, children: list[ExecutionState] = ()) -> dict[str, Any]:
+    """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
+    data = state.model_dump(mode="json")
+    data["children"] = [child.id for child in children]
+    return data

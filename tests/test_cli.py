@@ -337,3 +337,12 @@ def test_help_lists_the_commands(cli):
     assert result.exit_code == 0
     for command in ("run", "history", "show", "validate"):
         assert command in result.stdout
+
+
+def test_every_example_diagram_runs_offline(cli):
+    """diagrams/ holds one runnable example per node type; each completes (api_call sends its
+    failure out of an error port when nothing listens, ask needs its --answer)."""
+    extra = {"ask.light.yaml": ["--answer", "Name=Ada"]}
+    for path in sorted((REPO / "diagrams").glob("*.light.yaml")):
+        result = cli("run", str(path), "--json", *extra.get(path.name, []))
+        assert result.exit_code == 0, (path.name, result.output)

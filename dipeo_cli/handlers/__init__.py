@@ -10,6 +10,7 @@ from dipeo_cli.handlers import (  # noqa: F401
     hook,
     json_schema_validator,
     start,
+    sub_diagram,
     template_job,
     user_response,
 )

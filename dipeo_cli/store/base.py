@@ -66,7 +66,8 @@ class StateStore(Protocol):
     async def get_execution(self, execution_id: str) -> ExecutionState | None: ...
 
     async def find_execution(self, id_or_prefix: str) -> ExecutionState:
-        """The execution named by an id, a unique id prefix, or "latest" (the newest).
+        """The execution named by an id, a unique id prefix, or "latest" (the newest one a
+        user started, not a sub-diagram run).
 
         Raises ExecutionNotFoundError when nothing matches or the prefix is ambiguous.
         """

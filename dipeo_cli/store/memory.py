@@ -160,7 +160,8 @@ class MemoryStore:
     async def find_execution(self, id_or_prefix: str) -> ExecutionState:
         wanted = id_or_prefix.strip()
         if wanted == "latest":
-            newest = self._newest_first(list(self._states.values()))
+            top_level = [s for s in self._states.values() if not self._meta[s.id]["parent_id"]]
+            newest = self._newest_first(top_level)
             if not newest:
                 raise ExecutionNotFoundError("no executions recorded yet in memory")
             return newest[0].model_copy(deep=True)

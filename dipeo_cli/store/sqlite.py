@@ -421,7 +421,8 @@ class SqliteStore:
         wanted = id_or_prefix.strip()
         if wanted == "latest":
             rows = await self._fetch(
-                "SELECT id FROM executions ORDER BY started_at DESC, rowid DESC LIMIT 1"
+                "SELECT id FROM executions WHERE parent_id IS NULL "
+                "ORDER BY started_at DESC, rowid DESC LIMIT 1"
             )
             if not rows:
                 raise ExecutionNotFoundError(f"no executions recorded yet in {self.path}")
