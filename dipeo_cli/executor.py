@@ -504,38 +504,36 @@ class Executor:
         return results
 
     def _skip_reason(self, nid: str, ending: str | None = None) -> str:
-        incoming = self._first_edges[nid]
-        labels = self.graph.nodes
+        """Why a node never ran, from what its missing inputs' sources did (most telling first),
+        else from how the execution ended."""
         if not self.graph.incoming[nid]:
             return "no arrow leads to this node"
-        by_priority: list[tuple[int, str]] = []
-        for edge in incoming:
-            if self._has_pending[edge.index]:
-                continue
-            source = labels[edge.source].label
-            status = self._status[edge.source]
-            if status == _FAILED:
-                by_priority.append((0, f"upstream node '{source}' failed"))
-            elif status == _DONE and self._blocked[edge.index]:
-                by_priority.append(
-                    (1, f"branch not taken ('{source}' did not choose {edge.source_port})")
-                )
-            elif status == _CAPPED:
-                by_priority.append((2, f"upstream node '{source}' reached its max_iteration"))
-            elif status == _SKIPPED:
-                by_priority.append((3, f"upstream node '{source}' was skipped"))
-            else:
-                by_priority.append((4, f"waited for input from '{source}' that never came"))
         if ending == "timeout":
             return "execution timed out"
         if ending == "interrupted":
             return "execution interrupted"
-        if by_priority:
-            by_priority.sort()
-            if by_priority[0][0] <= 3 or self._failure is None:
-                return by_priority[0][1]
+        reasons: list[tuple[int, str]] = []
+        for edge in self._first_edges[nid]:
+            if self._has_pending[edge.index]:
+                continue
+            source = self.graph.nodes[edge.source].label
+            status = self._status[edge.source]
+            if status == _FAILED:
+                reasons.append((0, f"upstream node '{source}' failed"))
+            elif status == _DONE and self._blocked[edge.index]:
+                reasons.append(
+                    (1, f"branch not taken ('{source}' did not choose {edge.source_port})")
+                )
+            elif status == _CAPPED:
+                reasons.append((2, f"upstream node '{source}' reached its max_iteration"))
+            elif status == _SKIPPED:
+                reasons.append((3, f"upstream node '{source}' was skipped"))
+            elif self._failure is None:  # a source still idle only explains it on a clean end
+                reasons.append((4, f"waited for input from '{source}' that never came"))
+        if reasons:
+            return min(reasons)[1]
         if self._failure is not None:
-            return f"execution stopped: node '{labels[self._failure[0]].label}' failed"
+            return f"execution stopped: node '{self.graph.nodes[self._failure[0]].label}' failed"
         return "never became ready"
 
 
