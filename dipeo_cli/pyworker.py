@@ -16,7 +16,8 @@ file descriptors and points fd 0 at /dev/null and fd 1 at fd 2, so that nothing 
 prints (even from C or a child process) can corrupt the protocol. Python-level stdout/stderr of
 each job are captured and returned with the reply.
 
-    job:   {"code" | "file_path", "function_name", "inputs", "variables", "cwd", "filename"}
+    job:   {"code" | "file_path", "function_name", "inputs", "variables", "cwd", "filename",
+            "shown" (how messages name the file)}
     reply: {"ok": true, "result", "converted", "stdout", "stderr"}
          | {"ok": false, "error": "ExcType: message (line N: source)", "stdout", "stderr"}
 
@@ -327,7 +328,10 @@ def _execute(job: dict[str, Any], filename: str) -> Any:
         module = _load_module(job["file_path"])
         function = getattr(module, function_name, None)
         if not callable(function):
-            raise _UserError(f"function '{function_name}' not found in {job['file_path']}")
+            raise _UserError(
+                f"function '{function_name}' not found in {job.get('shown') or job['file_path']}"
+                f" ({_functions_of(module)})"
+            )
         return _call(function, inputs)
 
     import ast
@@ -395,6 +399,19 @@ def _run_as_function(
     arguments = {name: inputs[name] for name in names}
     result = namespace["__dipeo_code__"](**arguments, inputs=inputs, variables=variables)
     return _await(result) if is_async else result
+
+
+def _functions_of(module: Any) -> str:
+    import inspect
+
+    names = sorted(
+        name
+        for name, value in vars(module).items()
+        if inspect.isfunction(value)
+        and value.__module__ == module.__name__
+        and not name.startswith("_")
+    )
+    return f"functions defined: {', '.join(names)}" if names else "it defines no function"
 
 
 def _call(function: Any, inputs: dict[str, Any]) -> Any:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import pytest
 from dipeo_cli.context import RunResources
 from dipeo_cli.errors import NodeError
 from dipeo_cli.handlers.code_job import CodeJobError
+from tests.conftest import SHARED_DIAGRAMS
 from tests.test_handlers_props import call, make_ctx, make_graph, run_one
+
+EXAMPLE_CODES = SHARED_DIAGRAMS / "examples" / "codes"
 
 # -- python --------------------------------------------------------------------------------------
 
@@ -230,3 +234,49 @@ def test_bash_cancellation_kills_the_whole_process_group(tmp_path: Path) -> None
         time.sleep(0.02)
     else:
         pytest.fail(f"background process {child} survived the cancellation")
+
+
+# -- file_path and function_name -----------------------------------------------------------------
+
+
+def test_python_file_function_name_missing_lists_the_functions(tmp_path: Path) -> None:
+    (tmp_path / "tool.py").write_text("def main(i):\n    pass\n\ndef other(i):\n    pass\n")
+    props = {"file_path": "tool.py", "function_name": "nope"}
+    with pytest.raises(
+        CodeJobError,
+        match=r"^function 'nope' not found in tool.py \(functions defined: main, other\)$",
+    ):
+        run_one("code_job", props, base_dir=tmp_path)
+
+
+def test_dipeo_example_python_file_with_function_name(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE_CODES / "example_python.py", tmp_path / "example.py")
+    props = {"file_path": "example.py", "functionName": "process_text"}
+    output = run_one("code_job", props, inputs={"text": "shout"}, base_dir=tmp_path)
+    assert output.value["default"] == "SHOUT"
+    output = run_one(
+        "code_job", {"file_path": "example.py"}, inputs={"numbers": [1, 2, 3]}, base_dir=tmp_path
+    )
+    assert output.value["default"]["sum"] == 6
+
+
+def test_dipeo_example_bash_file(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE_CODES / "example_bash.sh", tmp_path / "example.sh")
+    props = {"language": "bash", "file_path": "example.sh"}
+    output = run_one(
+        "code_job", props, inputs={"data_source": "db", "text": "hello"}, base_dir=tmp_path
+    )
+    lines = output.value["default"].splitlines()
+    report = json.loads("\n".join(lines[lines.index("{") :]))
+    assert report["data_source"] == "db" and report["processed_text"] == "HELLO"
+
+
+def test_missing_code_file_fails_at_run_time_for_every_language(tmp_path: Path) -> None:
+    for language in ("python", "bash"):
+        with pytest.raises(NodeError, match=r"^code file not found: codes/x\.src \(relative"):
+            run_one(
+                "code_job", {"language": language, "file_path": "codes/x.src"}, base_dir=tmp_path
+            )
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(NodeError, match="^code file_path is not a file: folder$"):
+        run_one("code_job", {"file_path": "folder"}, base_dir=tmp_path)

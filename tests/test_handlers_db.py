@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from dipeo_cli.errors import NodeError
-from tests.test_handlers_props import run_one
+from tests.test_handlers_props import compile_problem, run_one
 
 
 def db(props: dict, base: Path, **kwargs):
@@ -205,3 +205,111 @@ def test_update_creates_a_missing_yaml_file(tmp_path: Path) -> None:
 def test_update_refuses_text_files(tmp_path: Path) -> None:
     with pytest.raises(NodeError, match="update works on json or yaml files"):
         db({"operation": "update", "file": "c.txt", "keys": "a"}, tmp_path, inputs={"default": 1})
+
+
+# -- lines, keys, globs, templates, DiPeO's dbs folder ------------------------------------------
+
+
+def test_read_lines_forms_are_one_based_and_inclusive(tmp_path: Path) -> None:
+    (tmp_path / "l.txt").write_text("1\n2\n3\n4\n5")  # no newline at the end
+    cases = {
+        "2": "2\n",
+        "4:": "4\n5",
+        ":2": "1\n2\n",
+        "1:120": "1\n2\n3\n4\n5",
+        "5,1": "5\n1\n",
+        "2:3, 2:3 ,5": "2\n3\n5",
+    }
+    for spec, expected in cases.items():
+        assert db({"file": "l.txt", "lines": spec}, tmp_path).value["default"] == expected, spec
+    output = db({"file": "l.txt", "lines": ["1:2", 4]}, tmp_path)
+    assert output.value["default"] == "1\n2\n4\n"
+    assert output.metadata["total_lines"] == 5
+    assert db({"file": "l.txt", "lines": 3}, tmp_path).value["default"] == "3\n"
+
+
+def test_lines_are_cut_before_parsing(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    rows = db({"file": "t.csv", "format": "csv", "lines": "1,3:"}, tmp_path).value["default"]
+    assert rows == [{"id": "2", "name": "b"}, {"id": "3", "name": "c"}]
+
+
+def test_bad_lines_are_validation_errors() -> None:
+    assert "line numbers start at 1 ('0:3')" in compile_problem("db", {"file": "f", "lines": "0:3"})
+    assert "lines range '5:3' ends before it starts" in compile_problem(
+        "db", {"file": "f", "lines": "5:3"}
+    )
+    assert "lines must look like '1:120'" in compile_problem("db", {"file": "f", "lines": "a-b"})
+
+
+def test_keys_read_json_held_in_text_and_list_indexes(tmp_path: Path) -> None:
+    (tmp_path / "d.txt").write_text('{"users": [{"name": "ada"}, {"name": "bob"}]}')
+    props = {"file": "d.txt", "keys": "users.1.name, users.0"}
+    assert db(props, tmp_path).value["default"] == {
+        "users.1.name": "bob",
+        "users.0": {"name": "ada"},
+    }
+
+
+def test_update_several_keys_from_a_dict(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("stats: {runs: 1}\n")
+    props = {"operation": "update", "file": "s.yaml", "keys": ["stats.runs", "meta.owner"]}
+    out = db(props, tmp_path, inputs={"default": {"stats.runs": 2, "owner": "ada"}})
+    assert out.value["default"] == {"stats": {"runs": 2}, "meta": {"owner": "ada"}}
+    assert yaml.safe_load((tmp_path / "s.yaml").read_text()) == out.value["default"]
+    with pytest.raises(
+        NodeError, match=r"no value for key 'meta.owner' in the input \(it has: x, runs\)"
+    ):
+        db(props, tmp_path, inputs={"default": {"x": 1, "runs": 3}})
+    with pytest.raises(NodeError, match="needs a dict of values, got int"):
+        db(props, tmp_path, inputs={"default": 5})
+
+
+def test_several_glob_patterns_skip_the_ones_that_match_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "a" / "one.json").write_text('{"n": 1}')
+    (tmp_path / "a" / "deep" / "two.json").write_text('{"n": 2}')
+    out = db({"file": ["a/**/*.json", "b/*.json"], "keys": "n"}, tmp_path)
+    assert out.value["default"] == {"a/deep/two.json": 2, "a/one.json": 1}
+    assert out.metadata["unmatched"] == ["b/*.json"]
+    with pytest.raises(NodeError, match=r"^no file matches b/\*\.json or c/\*$"):
+        db({"file": ["b/*.json", "c/*"]}, tmp_path)
+
+
+def test_path_templates_take_dot_paths_and_the_default_dict(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "ada-2.txt").write_text("found")
+    props = {"file": "out/{user.name}-{n}.txt"}
+    output = db(props, tmp_path, inputs={"default": {"user": {"name": "ada"}}}, variables={"n": 2})
+    assert output.value["default"] == "found"
+
+
+def test_a_bare_name_uses_dipeos_dbs_folder_when_only_there(tmp_path: Path) -> None:
+    (tmp_path / "dbs").mkdir()
+    (tmp_path / "dbs" / "users.json").write_text('["ada"]')
+    assert db({"file": "users"}, tmp_path).value["default"] == ["ada"]
+    db({"operation": "append", "file": "users"}, tmp_path, inputs={"default": "bob"})
+    assert json.loads((tmp_path / "dbs" / "users.json").read_text()) == ["ada", "bob"]
+    (tmp_path / "users").write_text("here")  # a file in the base directory wins
+    assert db({"file": "users"}, tmp_path).value["default"] == "here"
+
+
+def test_db_files_example_diagram(isolated: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dipeo_cli.cli import app
+    from tests.conftest import REPO
+
+    path = str(REPO / "diagrams" / "db_files.light.yaml")
+    for run in (1, 2):
+        result = CliRunner().invoke(app, ["run", path, "--json"])
+        assert result.exit_code == 0, result.output
+        value = json.loads(result.stdout)["result"]
+        assert value["last_rows"] == [{"day": "tue", "temp": "21"}, {"day": "wed", "temp": "19"}]
+        assert value["picked"] == {
+            "readings.1.temp": 21,
+            "stats": {"runs": run, "by": "db_files.light.yaml"},
+        }
+        assert value["files"]["results/db_files/runs.txt"].count("tuesday was 21") == run
+        assert set(value["files"]) == {"results/db_files/lisbon.json", "results/db_files/runs.txt"}
+    assert (isolated / "results" / "db_files" / "readings.csv").read_text().startswith("day,temp\n")

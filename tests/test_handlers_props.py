@@ -152,11 +152,6 @@ def test_code_job_needs_exactly_one_of_code_and_file_path() -> None:
     assert "property 'code': a code_job takes code or file_path, not both" in both
 
 
-def test_code_job_rejects_typescript_as_not_supported_yet() -> None:
-    message = compile_problem("code_job", {"language": "typescript", "code": "1"})
-    assert "typescript code jobs are not supported yet" in message
-
-
 def test_code_job_rejects_unknown_language() -> None:
     assert "unknown language 'cobol'" in compile_problem(
         "code_job", {"language": "cobol", "code": "x"}
@@ -205,7 +200,7 @@ def test_db_needs_a_file_and_a_known_operation() -> None:
 
 def test_db_update_needs_one_key_path() -> None:
     message = compile_problem("db", {"operation": "update", "file": "x.json"})
-    assert "property 'keys': update needs one dot path" in message
+    assert "property 'keys': update needs a dot path" in message
 
 
 def test_db_write_takes_one_file_and_no_glob() -> None:

@@ -151,7 +151,7 @@ def test_file_path_module_function_is_called(tmp_path: Path) -> None:
     )
     assert reply["result"] == "HI"
     missing = with_pool(lambda pool: pool.run({"file_path": str(script), "function_name": "nope"}))
-    assert missing["error"] == f"function 'nope' not found in {script}"
+    assert missing["error"] == f"function 'nope' not found in {script} (functions defined: shout)"
 
 
 def test_timeout_kills_the_worker_and_a_new_one_replaces_it() -> None:

@@ -1,4 +1,8 @@
-"""code_job: run python (in the warm worker pool) or a bash/sh script (in a subprocess).
+"""code_job: run python (in the warm worker pool), a bash/sh script, or javascript/typescript.
+
+Every language takes inline `code` or a `file_path` (relative to the base directory; a missing
+file fails the node when it runs, naming the path: diagrams are often validated from another
+directory, so the check cannot be made at validation). Code runs in the base directory.
 
 Python (`code` or `file_path`): each input is a variable named by its label (text holding a JSON
 object or array is decoded first); `inputs` (all of them) and `variables` are there too. The
@@ -12,6 +16,10 @@ in the base directory, with the inputs in the environment: `INPUT_<LABEL>` (uppe
 non-alphanumerics as `_`; DiPeO's `INPUT_<label>` spelling is set too), dicts/lists as JSON,
 `INPUT_KEYS` (the labels, space-separated) and `DIPEO_VARIABLES` (JSON). The output is stdout,
 stripped; a non-zero exit fails the node with the end of stderr.
+
+javascript / js / typescript / ts: one process per job in a runtime found on PATH (see
+dipeo_cli.jsrunner for the lookup and the rules, which mirror python's); a language with no
+runtime is a validation error that says what to install.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ import shutil
 import signal
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from dipeo_cli import jsrunner, paths
 from dipeo_cli.errors import NodeError
 from dipeo_cli.handlers.db import display_path, resolve_path
 from dipeo_cli.pyworker import CAPTURE_LIMIT, PythonWorkerPool
@@ -44,8 +54,8 @@ _LANGUAGES = {
     "bash": "bash",
     "shell": "bash",
     "sh": "sh",
+    **jsrunner.LANGUAGES,
 }
-_NOT_YET = {"typescript", "javascript", "ts", "js", "node", "tsx"}
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
 
 
@@ -78,19 +88,20 @@ class CodeJobProps(BaseModel):
         if value is None or value == "":
             return "python"
         name = str(value).strip().lower()
-        if name in _NOT_YET:
-            raise PydanticCustomError(
-                "language",
-                "{name} code jobs are not supported yet (use python or bash)",
-                {"name": name},
-            )
         if name not in _LANGUAGES:
             raise PydanticCustomError(
                 "language",
-                "unknown language {name} (use python, bash, shell or sh)",
+                "unknown language {name} (use python, bash, shell, sh, javascript or typescript)",
                 {"name": repr(name)},
             )
-        return _LANGUAGES[name]
+        language = _LANGUAGES[name]
+        if language in ("javascript", "typescript"):
+            base = paths.base_dir()
+            if jsrunner.find_runtime(language, base) is None:
+                raise PydanticCustomError(
+                    "language", jsrunner.missing_runtime_message(language, base)
+                )
+        return language
 
     @field_validator("file_path")
     @classmethod
@@ -127,6 +138,21 @@ class CodeJobProps(BaseModel):
     def _function(cls, value: Any) -> Any:
         return "main" if value is None or value == "" else value
 
+    @field_validator("function_name")
+    @classmethod
+    def _function_identifier(cls, value: str, info: ValidationInfo) -> str:
+        language = info.data.get("language")
+        valid = (
+            jsrunner.is_identifier(value)
+            if language in ("javascript", "typescript")
+            else value.isidentifier()
+        )
+        if language not in ("bash", "sh") and not valid:
+            raise PydanticCustomError(
+                "function_name", "function_name {name} is not a valid name", {"name": repr(value)}
+            )
+        return value
+
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, value: Any) -> Any:
@@ -138,7 +164,22 @@ async def code_job(node: Any, ctx: Any) -> NodeOutput:
     config: CodeJobProps = node.config
     if config.language == "python":
         return await _run_python(node, config, ctx)
+    if config.language in ("javascript", "typescript"):
+        return await _run_js(config, ctx)
     return await _run_script(config, ctx)
+
+
+def _code_file(config: CodeJobProps, ctx: Any) -> Path:
+    assert config.file_path is not None
+    path = resolve_path(ctx.base_dir, config.file_path)
+    if not path.is_file():
+        shown = display_path(ctx.base_dir, path)
+        if path.exists():
+            raise NodeError(f"code file_path is not a file: {shown}")
+        raise NodeError(
+            f"code file not found: {shown} (relative paths are resolved against {ctx.base_dir})"
+        )
+    return path
 
 
 # -- python ------------------------------------------------------------------------------------
@@ -160,10 +201,8 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
         "cwd": str(ctx.base_dir),
     }
     if config.file_path is not None:
-        path = resolve_path(ctx.base_dir, config.file_path)
-        if not path.is_file():
-            raise NodeError(f"file not found: {display_path(ctx.base_dir, path)}")
-        job["file_path"] = str(path)
+        job["file_path"] = str(_code_file(config, ctx))
+        job["shown"] = config.file_path
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
@@ -182,6 +221,43 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
         metadata["result_converted"] = (
             "the result was not JSON-serialisable; the values JSON cannot hold were converted "
             "with str()"
+        )
+    return create_node_output({"default": reply.get("result")}, metadata)
+
+
+# -- javascript / typescript -------------------------------------------------------------------
+
+
+async def _run_js(config: CodeJobProps, ctx: Any) -> NodeOutput:
+    runtime = jsrunner.find_runtime(config.language, ctx.base_dir)
+    if runtime is None:  # validated, but PATH may have changed since
+        raise NodeError(jsrunner.missing_runtime_message(config.language, ctx.base_dir))
+    file_path = _code_file(config, ctx) if config.file_path is not None else None
+    started = time.perf_counter()
+    reply = await jsrunner.run_js(
+        runtime,
+        language=config.language,
+        inputs={label: decode_json_text(value) for label, value in ctx.inputs.items()},
+        variables=dict(ctx.variables),
+        cwd=Path(ctx.base_dir),
+        function_name=config.function_name,
+        code=config.code,
+        file_path=file_path,
+        shown=config.file_path,
+    )
+    metadata: dict[str, Any] = {
+        "language": config.language,
+        "runtime": runtime.name if runtime.version is None else f"{runtime.name} {runtime.version}",
+        "stdout": reply["stdout"],
+        "stderr": reply["stderr"],
+        "exit_code": reply["exit_code"],
+        "duration_seconds": round(time.perf_counter() - started, 6),
+    }
+    if not reply["ok"]:
+        raise CodeJobError(reply["error"], metadata)
+    if reply.get("converted"):
+        metadata["result_converted"] = (
+            "the result held values JSON cannot (BigInt, Map, Set); they were converted"
         )
     return create_node_output({"default": reply.get("result")}, metadata)
 
@@ -226,10 +302,7 @@ async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
     interpreter = _interpreter(config.language)
     temporary: str | None = None
     if config.file_path is not None:
-        path = resolve_path(ctx.base_dir, config.file_path)
-        if not path.is_file():
-            raise NodeError(f"file not found: {display_path(ctx.base_dir, path)}")
-        script = str(path)
+        script = str(_code_file(config, ctx))
     else:
         fd, temporary = tempfile.mkstemp(prefix="dipeo-code-job-", suffix=".sh")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -250,7 +323,7 @@ async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
         try:
             out, err = await process.communicate()
         except BaseException:  # cancelled: the executor's timeout, or an abort
-            _kill_group(process)
+            jsrunner.kill_process_group(process)
             await asyncio.shield(process.wait())
             raise
     finally:
@@ -273,16 +346,7 @@ async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
     return create_node_output({"default": stdout.strip()}, metadata)
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
+_kill_group = jsrunner.kill_process_group  # hook.py uses it too
 
 
 def _exit_message(code: int | None, stderr: str) -> str:

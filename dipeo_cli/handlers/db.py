@@ -1,20 +1,30 @@
 """db: read, write, append to or update a local file (json, yaml, csv or text).
 
-Paths are relative to the base directory and may hold `{name}` placeholders, filled from the
-inputs and the execution variables. The format is `format` when given, else the file's
+Paths are relative to the base directory and may hold `{name}` / `{name.key}` placeholders,
+filled from the inputs (a `default` input that is a dict is spread too) and the execution
+variables (which win). A bare name with no directory (`users`) that does not exist in the base
+directory but does as `dbs/users.json` (or `dbs/<name>` when it has an extension) is DiPeO's
+database folder: that file is used. The format is `format` when given, else the file's
 extension (.json, .yaml/.yml, .csv), else text.
 
     read    the parsed content; `format: csv` gives a list of row dicts, but a .csv file read
-            without a `format` is text (as in DiPeO); `keys` (dot paths) picks parts out;
-            several files (a list, or a glob pattern) give {path: content}. A missing file FAILS
-            the node ("file not found: path"); DiPeO returned {} and went on.
+            without a `format` is text (as in DiPeO). `lines` ("1:120", "5", "10:", ":3",
+            comma-separated or a list; 1-based, inclusive) cuts those lines out of the file's
+            text before it is parsed. `keys` (dot paths, a list or comma-separated; `a.b.0`
+            indexes lists) picks parts out: one key gives its value, several a dict by key; a
+            missing key fails the node. Several files (a list, or glob patterns; `**` recurses)
+            give {path: content}, paths relative to the base directory; a pattern that matches
+            nothing is skipped (metadata `unmatched`) unless nothing matches at all. A missing
+            file FAILS the node ("file not found: path"); DiPeO returned {} and went on.
     write   the input `generated_code`, `content`, `value` or `default` (else the first
             non-empty input) is written: text verbatim to text files (and to yaml/csv files when
             it is text), data dumped in the format. Output: the data written.
     append  json/yaml: the file holds a list (created if missing; a non-list is wrapped) and the
             value is appended; csv: rows (a dict or a list of dicts) are appended; text: a line.
             Output: everything the file now holds.
-    update  sets the value at the `keys` dot path in a json/yaml file. Output: the whole data.
+    update  sets the value at the `keys` dot path(s) in a json/yaml file (created if missing);
+            with several keys the value is a dict holding each key's value, by the whole dot
+            path or by its last part (as DiPeO). Output: the whole data.
 
 Writes are atomic (a temporary file, then a rename). metadata: `operation`, `path`, `format`,
 `bytes`. This module also owns the file helpers endpoint and template_job use.
@@ -39,11 +49,11 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli.errors import NodeError
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
-from dipeo_cli.values import decode_json_text, get_path, set_path, to_json_safe
+from dipeo_cli.values import decode_json_text, get_path, set_path, split_path, to_json_safe
 
 FORMAT_ALIASES = {"yml": "yaml", "txt": "text", "md": "text", "markdown": "text"}
 EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 _UMASK = os.umask(0)
@@ -212,7 +222,7 @@ class DbProps(BaseModel):
     )
     format: Literal["json", "yaml", "csv", "text"] | None = None
     keys: list[str] = Field(default=[], validate_default=True)
-    lines: str | None = None
+    lines: list[tuple[int | None, int | None]] | None = None
     serialize_json: bool = False
     sub_type: str | None = None
 
@@ -257,15 +267,12 @@ class DbProps(BaseModel):
     @field_validator("lines", mode="before")
     @classmethod
     def _lines(cls, value: Any) -> Any:
-        if value is None or value == "":
+        if value is None or value == "" or value == []:
             return None
-        text = str(value)
-        for part in text.split(","):
-            if not re.fullmatch(r"\s*\d*\s*(:\s*\d*\s*)?", part):
-                raise PydanticCustomError(
-                    "lines", "lines must look like '1:120', '5', '10:' or '1:3,8:9'"
-                )
-        return text
+        try:
+            return parse_line_ranges(value)
+        except ValueError as exc:
+            raise PydanticCustomError("lines", "{message}", {"message": str(exc)}) from None
 
     @field_validator("file")
     @classmethod
@@ -286,15 +293,55 @@ class DbProps(BaseModel):
     @field_validator("keys")
     @classmethod
     def _update_key(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if info.data.get("operation") == "update" and len(value) != 1:
+        if info.data.get("operation") == "update" and not value:
             raise PydanticCustomError(
-                "keys", "update needs one dot path in keys (for example: stats.count)"
+                "keys", "update needs a dot path in keys (for example: stats.count)"
             )
+        for key in value:
+            if not isinstance(key, str) or not split_path(key):
+                raise PydanticCustomError("keys", "keys must be dot paths such as stats.count")
         return value
 
     @property
     def files(self) -> list[str]:
         return _listed(self.file)
+
+
+def parse_line_ranges(spec: Any) -> list[tuple[int | None, int | None]]:
+    """`lines` as (start, end) pairs, 1-based and inclusive, None for an open end; duplicates
+    dropped, order kept. Raises ValueError saying what is wrong."""
+    ranges: list[tuple[int | None, int | None]] = []
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ValueError(f"lines must be text such as '1:120' or '5,10:20', not {item!r}")
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            start_text, colon, end_text = part.partition(":")
+            start = _line_number(start_text, part)
+            end = _line_number(end_text, part) if colon else start
+            if start is None and end is None and not colon:
+                continue
+            if start is not None and end is not None and end < start:
+                raise ValueError(f"lines range '{part}' ends before it starts")
+            if (start, end) not in ranges:
+                ranges.append((start, end))
+    if not ranges:
+        raise ValueError("lines names no line (use '1:120', '5', '10:' or '1:3,8:9')")
+    return ranges
+
+
+def _line_number(text: str, part: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"lines must look like '1:120', '5', '10:' or '1:3,8:9', not '{part}'")
+    if int(text) < 1:
+        raise ValueError(f"line numbers start at 1 ('{part}')")
+    return int(text)
 
 
 def _listed(file: str | list[str]) -> list[str]:
@@ -308,7 +355,7 @@ async def db(node: Any, ctx: Any) -> NodeOutput:
     names = _placeholder_values(ctx)
     if config.operation == "read":
         return _read(config, ctx.base_dir, names)
-    path = resolve_path(ctx.base_dir, _fill(config.files[0], names))
+    path = _db_path(ctx.base_dir, _fill(config.files[0], names))
     shown = display_path(ctx.base_dir, path)
     value = _value_to_write(ctx.inputs)
     if config.operation == "write":
@@ -326,12 +373,12 @@ async def db(node: Any, ctx: Any) -> NodeOutput:
         if fmt not in ("json", "yaml"):
             raise NodeError(f"update works on json or yaml files, not {fmt} ({shown})")
         current = parse_text(_read_text(path, shown), fmt, shown) if path.is_file() else None
-        try:
-            data = set_path(
-                current if current is not None else {}, config.keys[0], decode_json_text(value)
-            )
-        except KeyError as exc:
-            raise NodeError(f"cannot update '{config.keys[0]}' in {shown}: {exc.args[0]}") from None
+        data = current if current is not None else {}
+        for key, new_value in _update_values(config.keys, decode_json_text(value)).items():
+            try:
+                data = set_path(data, key, new_value)
+            except KeyError as exc:
+                raise NodeError(f"cannot update '{key}' in {shown}: {exc.args[0]}") from None
         text = dump_data(data, fmt)
     size = write_atomic(path, text)
     metadata = {"operation": config.operation, "path": shown, "format": fmt, "bytes": size}
@@ -341,42 +388,52 @@ async def db(node: Any, ctx: Any) -> NodeOutput:
 def _read(config: DbProps, base_dir: Path, names: dict[str, Any]) -> NodeOutput:
     results: dict[str, Any] = {}
     several = len(config.files) > 1
+    unmatched: list[str] = []
+    total_lines: dict[str, int] = {}
     for pattern in config.files:
         filled = _fill(pattern, names)
         if _GLOB_CHARS.search(filled):
             several = True
             matches = sorted(glob.glob(str(resolve_path(base_dir, filled)), recursive=True))
-            if not matches:
-                raise NodeError(f"no file matches {filled}")
             paths = [Path(match) for match in matches if Path(match).is_file()]
+            if not paths:
+                unmatched.append(filled)
         else:
-            paths = [resolve_path(base_dir, filled)]
+            paths = [_db_path(base_dir, filled)]
         for path in paths:
             shown = display_path(base_dir, path)
-            results[shown] = _read_one(config, path, shown)
+            results[shown] = _read_one(config, path, shown, total_lines)
+    if not results:
+        raise NodeError(f"no file matches {' or '.join(unmatched)}")
     if several:
         data: Any = results
     else:
         data = next(iter(results.values()))
     if config.serialize_json:
         data = json.dumps(data, ensure_ascii=False, indent=2)
-    metadata = {"operation": "read", "path": list(results) if several else next(iter(results))}
+    metadata: dict[str, Any] = {
+        "operation": "read",
+        "path": list(results) if several else next(iter(results)),
+    }
+    if unmatched:
+        metadata["unmatched"] = unmatched
+    if config.lines is not None:
+        metadata["total_lines"] = total_lines if several else next(iter(total_lines.values()))
     return create_node_output({"default": data}, metadata)
 
 
-def _read_one(config: DbProps, path: Path, shown: str) -> Any:
+def _read_one(config: DbProps, path: Path, shown: str, total_lines: dict[str, int]) -> Any:
     text = _read_text(path, shown)
     # Without a `format`, a .csv file is read as text: DiPeO did so, and diagrams written for it
     # parse that text themselves. `format: csv` gives a list of row dicts.
     fmt = config.format or ("text" if path.suffix.lower() == ".csv" else format_for(path, None))
     assert fmt is not None
     if config.lines is not None:
-        if fmt != "text":
-            raise NodeError(f"lines works with text files only ({shown} is read as {fmt})")
-        text = _select_lines(text, config.lines)
+        text, total_lines[shown] = select_lines(text, config.lines)
     data = parse_text(text, fmt, shown)
     if not config.keys:
         return data
+    data = decode_json_text(data)  # text that holds JSON, as DiPeO
     picked: dict[str, Any] = {}
     for key in config.keys:
         try:
@@ -386,19 +443,48 @@ def _read_one(config: DbProps, path: Path, shown: str) -> Any:
     return picked[config.keys[0]] if len(config.keys) == 1 else picked
 
 
-def _select_lines(text: str, spec: str) -> str:
+def select_lines(text: str, ranges: list[tuple[int | None, int | None]]) -> tuple[str, int]:
+    """The text of those line ranges (1-based, inclusive, in the order given), and how many
+    lines the text has. Ranges past the end give what exists."""
     lines = text.splitlines(keepends=True)
     selected: list[str] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if ":" in part:
-            start_text, end_text = (p.strip() for p in part.split(":", 1))
-            start = int(start_text) if start_text else 1
-            end = int(end_text) if end_text else len(lines)
+    for start, end in ranges:
+        for line in lines[(start or 1) - 1 : end]:
+            if selected and not selected[-1].endswith(("\n", "\r")):
+                selected[-1] += "\n"  # the file's last line, followed by another range
+            selected.append(line)
+    return "".join(selected), len(lines)
+
+
+def _db_path(base_dir: Path, name: str) -> Path:
+    """The file a db node means by `name`: DiPeO's `dbs/` folder for a bare name that exists
+    only there."""
+    path = resolve_path(base_dir, name)
+    if "/" in name or os.sep in name or path.exists():
+        return path
+    candidate = Path(base_dir) / "dbs" / (name if Path(name).suffix else f"{name}.json")
+    return candidate if candidate.exists() else path
+
+
+def _update_values(keys: list[str], value: Any) -> dict[str, Any]:
+    if len(keys) == 1:
+        return {keys[0]: value}
+    if not isinstance(value, dict):
+        raise NodeError(
+            f"updating several keys ({', '.join(keys)}) needs a dict of values, "
+            f"got {type(value).__name__}"
+        )
+    values: dict[str, Any] = {}
+    for key in keys:
+        last = split_path(key)[-1]
+        if key in value:
+            values[key] = value[key]
+        elif last in value:
+            values[key] = value[last]
         else:
-            start = end = int(part)
-        selected.extend(lines[max(start, 1) - 1 : end])
-    return "".join(selected)
+            given = ", ".join(map(str, value)) or "nothing"
+            raise NodeError(f"no value for key '{key}' in the input (it has: {given})")
+    return values
 
 
 def _append(path: Path, shown: str, fmt: str, value: Any) -> tuple[Any, str]:
@@ -452,11 +538,12 @@ def _placeholder_values(ctx: Any) -> dict[str, Any]:
 def _fill(path: str, names: dict[str, Any]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name not in names:
+        try:
+            value = names[name] if name in names else get_path(names, name)
+        except KeyError:
             raise NodeError(
                 f"the path {path!r} uses {{{name}}}, which is neither an input nor a variable"
-            )
-        value = names[name]
+            ) from None
         return (
             value
             if isinstance(value, str)
