@@ -7,7 +7,8 @@ value can travel round a loop through a condition. `metadata.result` holds the d
 condition_type:
   custom                 `expression`, evaluated safely (dipeo_cli.expression). Names resolve to
                          inputs by label, then the keys of a `default` input that is a dict, then
-                         the execution variables. An expression that fails FAILS the node (DiPeO
+                         the execution variables (inputs that are JSON text of an object or
+                         array are decoded first). An expression that fails FAILS the node (DiPeO
                          silently took the false branch).
   detect_max_iterations  true when the nodes with a `max_iteration` that have run all reached it
                          (those of this condition's own loop if any has one, else the diagram's).
@@ -30,6 +31,7 @@ from dipeo_cli.errors import NodeError
 from dipeo_cli.expression import ExpressionError, UndefinedNameError, evaluate, parse_expression
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
+from dipeo_cli.values import decode_json_text
 
 ConditionType = Literal["custom", "detect_max_iterations", "check_nodes_executed", "llm_decision"]
 
@@ -137,10 +139,13 @@ async def condition(node: Any, ctx: Any) -> NodeOutput:
 
 def _evaluate_custom(config: ConditionProps, ctx: Any, index: int | None) -> bool:
     namespace: dict[str, Any] = dict(ctx.variables)
-    default = ctx.inputs.get("default")
+    # Text that holds a JSON object or array is decoded, as code jobs and templates do: DiPeO's
+    # exporter puts `content_type: raw_text` on every arrow, which turns dicts into JSON text.
+    inputs = {label: decode_json_text(value) for label, value in ctx.inputs.items()}
+    default = inputs.get("default")
     if isinstance(default, dict):
         namespace.update(default)
-    namespace.update(ctx.inputs)
+    namespace.update(inputs)
     if config.expose_index_as:
         namespace[config.expose_index_as] = index
     try:
