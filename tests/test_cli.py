@@ -293,7 +293,7 @@ def test_plugin_handler_in_the_original_style_runs(cli, tmp_path):
     )
     result = cli("run", "shout.light.yaml", "--plugin", str(plugin), "--json", "-i", "word=hey")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["result"] == '{"WORD": "HEY"}'
+    assert json.loads(result.stdout)["result"] == {"WORD": "HEY"}
     assert cli("run", "shout.light.yaml").exit_code == 2  # without the plugin: unknown type
 
 

@@ -1,7 +1,9 @@
 """endpoint: the execution's result, optionally saved to a file.
 
-One input: that value; several: the dict keyed by label. It is the node's `default` output, which
-the executor reports as the execution's result. With `save_to_file`, it is written (atomically,
+One input: that value; several: the dict keyed by label. Text holding a JSON object or array is
+decoded first (DiPeO's exporter puts `content_type: raw_text` on every arrow, which turns data
+into JSON text on the way), as code, templates and conditions do. It is the node's `default`
+output, which the executor reports as the execution's result. With `save_to_file`, it is written (atomically,
 parent directories created) to `file_path` (aliases `file_name`, `filePath`, `fileName`), relative
 to the base directory, in `file_format`:
 
@@ -24,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli.handlers.db import display_path, dump_data, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
+from dipeo_cli.values import decode_json_text
 
 _FORMAT_ALIASES = {"text": "txt", "yml": "yaml", "markdown": "md"}
 _EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".md": "md"}
@@ -80,8 +83,8 @@ class EndpointProps(BaseModel):
 @node_handler("endpoint", props=EndpointProps, outputs=())
 async def endpoint(node: Any, ctx: Any) -> NodeOutput:
     config: EndpointProps = node.config
-    inputs = ctx.inputs
-    data = next(iter(inputs.values())) if len(inputs) == 1 else dict(inputs)
+    inputs = {label: decode_json_text(value) for label, value in ctx.inputs.items()}
+    data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
     metadata: dict[str, Any] = {}
     if config.save_to_file and config.file_path:
         fmt = config.resolved_format()

@@ -7,9 +7,9 @@ endpoints saving under `files/results/`). Where DiPeO's observed behaviour (refe
 bug, the test asserts the behaviour DESIGN.md §2 fixes and says what DiPeO did.
 
 A rule that matters for reading the expected values: `content_type: raw_text` turns dicts and
-lists into JSON text on the arrow (DESIGN §2 "Data on arrows"). Code jobs, templates and
-conditions decode such text back into the object; an endpoint keeps what it receives, so its
-result is that text, and a `file_format: json` file holds the decoded JSON.
+lists into JSON text on the arrow (DESIGN §2 "Data on arrows"). Code jobs, templates, conditions
+and endpoints decode text that holds a JSON object or array back into the object, so results
+and saved files hold the data, as a user expects.
 """
 
 from __future__ import annotations
@@ -106,10 +106,9 @@ def test_9_1_start_data_labels_and_endpoint_values():
     assert results("t1_out2.txt").read_text(encoding="utf-8") == "text-['default']"
 
     # Two endpoints ran: the result is a dict by endpoint label. End's value came over a
-    # raw_text arrow, so it is the JSON text of the dict.
+    # raw_text arrow as JSON text; the endpoint decodes it back into the dict.
     assert set(out["result"]) == {"End", "End2"}
-    assert isinstance(out["result"]["End"], str)
-    assert json.loads(out["result"]["End"]) == expected
+    assert out["result"]["End"] == expected
     assert out["result"]["End2"] == "text-['default']"
 
     shown = show(out["id"])
@@ -193,7 +192,7 @@ def test_9_3_loop_runs_whether_or_not_the_condition_is_skippable(skippable):
     # {"state": {...}} afterwards, and its End wrote {"state": {"n": 3, ...}}.
     expected = {"n": 3, "seen": {"n": 2, "seen": {"n": 1, "seen": {"n": 0}}}}
     assert read_json("t3_out.json") == expected
-    assert json.loads(out["result"]) == expected
+    assert out["result"] == expected
 
     shown = show(out["id"])
     assert summary(shown) == {
@@ -223,11 +222,11 @@ def test_a_condition_reads_the_keys_of_a_raw_text_default_input():
     )
     code, out = run("score.light.yaml")
     assert code == 0, out
-    assert json.loads(out["result"]) == {"score": 42}
+    assert out["result"] == {"score": 42}
     assert states(show(out["id"]))["Pass"]["status"] == "SKIPPED"
     code, out = run("score.light.yaml", "-i", "score=80")
     assert code == 0, out
-    assert json.loads(out["result"]) == {"score": 80}
+    assert out["result"] == {"score": 80}
     assert states(show(out["id"]))["Fail"]["status"] == "SKIPPED"
 
 
@@ -243,10 +242,10 @@ def test_9_4_parallel_join_and_db_write_append_read():
     row = {"left": {"a": 1}, "right": "keys=default"}
     assert read_json("t4_db.json") == row
     assert read_json("t4_list.json") == [row]
-    # Two inputs: the endpoint's value is the dict by label. Each came over a raw_text arrow,
-    # so each is the JSON text of the db node's output: the list after the append (DiPeO said
-    # "Appendd to files/results/t4_list.json (0 bytes)", sic) and the row read back.
-    end = {"readback": json.dumps(row), "appended": json.dumps([row])}
+    # Two inputs: the endpoint's value is the dict by label. Each came over a raw_text arrow as
+    # JSON text and is decoded: the row read back, and the list after the append (DiPeO said
+    # "Appendd to files/results/t4_list.json (0 bytes)", sic).
+    end = {"readback": row, "appended": [row]}
     assert read_json("t4_end.json") == end
     assert out["result"] == end
 
@@ -318,8 +317,9 @@ def test_9_6_exclusive_endpoints_complete_with_the_other_one_skipped():
     assert code == 0, out
     assert out["status"] == "COMPLETED"
     assert out["duration_seconds"] < 5
-    # Only EndB ran, so the result is its value: Start's {} passed on by Cond (as raw_text).
-    assert out["result"] == "{}"
+    # Only EndB ran, so the result is its value: Start's {} passed on by Cond (as raw_text,
+    # decoded by the endpoint).
+    assert out["result"] == {}
     assert read_json("t6_b.json") == {}
     assert not results("t6_a.json").exists()
 
