@@ -152,6 +152,11 @@ def run(
         "--answer",
         help="Answer for a user_response node, LABEL=TEXT (repeatable; used in order).",
     ),
+    llm: str | None = typer.Option(
+        None,
+        "--llm",
+        help="'mock': answer every LLM call offline and deterministically (marked in the history).",
+    ),
 ) -> None:
     """Validate, run and record a diagram, showing every node's status live."""
     from dipeo_cli.errors import DiagramError, DipeoError
@@ -161,6 +166,10 @@ def run(
 
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
+    if llm is not None:
+        if llm != "mock":
+            _fail(f"--llm accepts only 'mock', got {llm!r}")
+        os.environ["DIPEO_LLM"] = llm  # read when persons are resolved, at validation and run
     try:
         variables = parse_variables(input_data, inputs, var)
         graph = prepare(
@@ -179,7 +188,9 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers))
+    outcome = asyncio.run(
+        _run(graph, variables, options, db, quiet, answers, os.environ.get("DIPEO_LLM"))
+    )
     state = outcome.state
     if as_json:
         from dipeo_cli.runner import run_json
@@ -199,6 +210,7 @@ async def _run(
     db: str | None,
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
+    llm_override: str | None = None,
 ) -> Any:
     from pathlib import Path
 
@@ -216,6 +228,7 @@ async def _run(
             variables=variables,
             options=options,
             answers=answers,
+            llm_override=llm_override,
         )
     finally:
         await store.close()

@@ -115,6 +115,7 @@ async def execute(
     options: RunOptions,
     execution_id: str | None = None,
     answers: dict[str, list[str]] | None = None,
+    llm_override: str | None = None,
 ) -> Outcome:
     """Run the graph, recording every event; returns once the history holds all of them."""
     holder: list[ExecutionState] = []
@@ -147,6 +148,7 @@ async def execute(
             pause_progress=getattr(progress, "paused", None),
             store=store,
             options=options,
+            llm_override=llm_override,
         ),
         diagram_id=diagram.file,
     )
