@@ -611,19 +611,26 @@ class LiveProgress:
         table.add_column("status", no_wrap=True)
         table.add_column("iter", justify="right", no_wrap=True)
         table.add_column("time", justify="right", no_wrap=True)
+        with_tokens = not state.token_usage.is_empty  # a column only once an LLM answered
+        if with_tokens:
+            table.add_column("tokens", justify="right", no_wrap=True)
         table.add_column("output", max_width=PREVIEW_CHARS)
         outputs = state.node_outputs
         for node_id, node in shown:
             status = node.status.value
             detail, detail_style = _node_detail(node, outputs.get(node_id), PREVIEW_CHARS)
-            table.add_row(
+            cells: list[RenderableType] = [
                 _cell(node.label or node_id),
                 _cell(node.type, "dim"),
                 Text(status, style=STATUS_STYLES.get(status, "")),
                 str(node.iterations) if node.iterations else "",
                 format_duration(_node_duration(node, now)),
-                _cell(detail, detail_style),
-            )
+            ]
+            if with_tokens:
+                usage = node.token_usage
+                cells.append(f"{usage.total:,}" if usage is not None and usage.total else "")
+            cells.append(_cell(detail, detail_style))
+            table.add_row(*cells)
         parts: list[RenderableType] = [self._header(state, now), table]
         if hidden:
             parts.append(Text(f"… {len(hidden)} more: {_status_counts(hidden)}", style="dim"))

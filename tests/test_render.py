@@ -322,12 +322,12 @@ def test_live_table_shows_every_node_with_status_iteration_time_and_preview() ->
     assert render_live(progress) == textwrap.dedent(
         f"""\
         execution {EXEC_ID}  flows/demo.yaml  FAILED  0.025s  4/4 nodes done  150 tokens
-        node   type       status     iter    time  output
-        ─────────────────────────────────────────────────────────────────────────
-        Start  start      COMPLETED     1  0.001s  {{"n": 1}}
-        Check  condition  COMPLETED     2  0.002s  condtrue: {{"n": 3}}
-        Boom   code_job   FAILED        1  0.010s  RuntimeError: kaboom at line 3
-        End    endpoint   SKIPPED                  upstream node Boom failed
+        node   type       status     iter    time  tokens  output
+        ─────────────────────────────────────────────────────────────────────────────────
+        Start  start      COMPLETED     1  0.001s          {{"n": 1}}
+        Check  condition  COMPLETED     2  0.002s     150  condtrue: {{"n": 3}}
+        Boom   code_job   FAILED        1  0.010s          RuntimeError: kaboom at line 3
+        End    endpoint   SKIPPED                          upstream node Boom failed
         """
     )
 
@@ -626,3 +626,28 @@ def test_show_in_colour_has_the_same_text() -> None:
     coloured = text_of(lambda s, **k: render.print_execution(failed_state(), s, **k), color=True)
     assert "\x1b[" in coloured
     assert ANSI.sub("", coloured) == plain
+
+
+def test_live_table_shows_tokens_per_node_once_an_llm_answered() -> None:
+    from dipeo_cli.state import TokenUsage
+
+    state = new_state(
+        ev.ExecutionStarted(
+            "e-tok", "d.yaml", {}, (ev.NodeInfo("n1", "Ask", "person_job"),), 1000.0
+        )
+    )
+    console = Console(
+        file=io.StringIO(), width=120, force_terminal=True, color_system=None, _environ={}
+    )
+    progress = render.LiveProgress(console, clock=lambda: 1001.0)
+    progress.start(state)
+    usage = TokenUsage(input=120, output=30, total=150)
+    for event in (
+        ev.NodeStarted("n1", 1, 1000.1),
+        ev.NodeCompleted("n1", create_node_output({"default": "hi"}), 1000.5, usage),
+    ):
+        apply_event(state, event)
+        progress.update(state, event)
+    console.print(progress.renderable())
+    text = console.file.getvalue()
+    assert "tokens" in text and "150" in text
