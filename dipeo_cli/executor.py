@@ -232,7 +232,11 @@ class Executor:
         if node.max_iteration is not None and count >= node.max_iteration:
             self._status[nid] = _CAPPED
             self._emit(ev.NodeCapped(nid, node.max_iteration, time.time()))
-            self._route(nid, None)
+            # While other nodes of its loop still have iterations left, a capped node passes its
+            # last output on so they can finish theirs (DiPeO's debate: the optimist's 2 turns,
+            # the pessimist's 3); otherwise it ends the loop quietly.
+            last = self._outputs.get(nid)
+            self._route(nid, last.value if last and self._loop_has_turns_left(nid) else None)
             return
         count += 1
         self._counts[nid] = count
@@ -265,6 +269,17 @@ class Executor:
         task = asyncio.ensure_future(self._call(node, ctx))
         self._running[task] = nid
         task.add_done_callback(self._on_task_done)
+
+    def _loop_has_turns_left(self, nid: str) -> bool:
+        """Whether another node of `nid`'s loop has a max_iteration it has not reached."""
+        if nid not in self.graph.in_a_loop:
+            return False
+        loop = self.graph.loop_of[nid]
+        for other, node in self.graph.nodes.items():
+            if other != nid and self.graph.loop_of[other] == loop and node.max_iteration:
+                if self._counts[other] < node.max_iteration:
+                    return True
+        return False
 
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self._done.append(task)

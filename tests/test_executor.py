@@ -485,3 +485,34 @@ def test_a_crashing_event_consumer_still_ends_the_execution_failed():
         asyncio.run(main())
     assert rec.state.status is ExecutionStatus.FAILED
     assert rec.state.error == "internal error: RuntimeError: view broke"
+
+
+def test_capped_node_passes_its_last_output_on_while_its_loop_has_turns_left():
+    # DiPeO's debate shape: A (max 2) -> B (max 3) -> Check -> A; Check exits once both are done.
+    calls: list[str] = []
+
+    def turn(name):
+        def fn(ctx):
+            calls.append(name)
+            return f"{name}{ctx.iteration}"
+
+        return fn
+
+    g = build(
+        {
+            "Start": S,
+            "A": ("fn", {"fn": turn("A"), "max_iteration": 2}),
+            "B": ("fn", {"fn": turn("B"), "max_iteration": 3}),
+            "Check": (
+                "branch",
+                {"test": lambda c: c.execution_count(c.graph.node_by_label("B").id) >= 3},
+            ),
+            "End": ("endpoint", {}),
+        },
+        ["Start -> A", "A -> B", "B -> Check", "Check[condfalse] -> A", "Check[condtrue] -> End"],
+    )
+    finished, rec = run(g)
+    assert finished.status is ExecutionStatus.COMPLETED
+    assert calls == ["A", "B", "A", "B", "B"]
+    assert finished.result == "B3"
+    assert rec.node(g, "A").status is NodeExecutionStatus.MAXITER_REACHED
