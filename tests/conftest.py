@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DIAGRAMS = REPO.parent / "shared" / "diagrams" / "dipeo"
 

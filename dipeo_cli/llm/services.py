@@ -1,0 +1,418 @@
+"""Service names, endpoints and API keys: a diagram's Person -> a PersonConfig ready to call.
+
+Service names are DiPeO's, case-insensitive, with `_` read as `-`:
+
+    service      client      endpoint (base URL)                                key variables
+    openai       openai      person base_url, else $OPENAI_BASE_URL, else the   OPENAI_API_KEY
+                             SDK's default (api.openai.com)
+    anthropic    anthropic   person base_url, else $ANTHROPIC_BASE_URL          ANTHROPIC_API_KEY
+    google       openai      Gemini's OpenAI-compatible endpoint                GOOGLE_API_KEY,
+                                                                                GEMINI_API_KEY
+    grok         openai      https://api.x.ai/v1                                XAI_API_KEY
+    deepseek     openai      https://api.deepseek.com                           DEEPSEEK_API_KEY
+    ollama       openai      $OLLAMA_HOST (default http://localhost:11434) + /v1  none needed
+    mock         mock        offline, see mock.py                               none needed
+
+Aliases: chatgpt -> openai, claude -> anthropic, gemini -> google, xai -> grok.
+`bedrock`, `vertex`, `claude-code` and `claude-code-custom` are DiPeO names we do not support
+(LLMConfigError saying so); any other name is an LLMConfigError listing the known ones. A
+person's `base_url` (or `extra["base_url"]`) always wins, so vLLM, LM Studio or a proxy is
+`service: openai` with a `base_url`.
+
+The key of a person, first found wins:
+
+    1. `api_key_id` as the name of an environment variable   (api_key_id: MY_OPENAI_KEY)
+    2. `api_key_id` as an entry of DiPeO's key file          (api_key_id: APIKEY_52609F)
+    3. the provider's environment variable(s)                 (OPENAI_API_KEY, ...)
+    4. the first key-file entry whose `service` is the person's provider (DiPeO's fallback for
+       a diagram made with someone else's key store)
+
+The key file is `$API_KEY_STORE_FILE` (relative paths from the base directory), else
+`<base_dir>/files/apikeys.json`, shaped `{"APIKEY_XXXXXX": {"label", "service", "key"}}`.
+Every key found is registered with `dipeo_cli.redact`, so no output shows it. A person that
+needs a key and has none raises LLMConfigError naming the variables to set.
+
+`llm_override="mock"` (the CLI's `--llm mock`; `$DIPEO_LLM` when the argument is None) turns
+every person into a mock person: no key, no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from dipeo_cli.errors import DipeoError, Problem
+from dipeo_cli.llm.base import LLMClient, LLMError, LLMRequest, PersonConfig
+from dipeo_cli.redact import redact, register_secret
+
+DEFAULT_TIMEOUT = 120.0  # seconds per call (per HTTP attempt), when the request sets none
+MAX_RETRIES = 3  # the official clients retry 408/409/429/5xx, timeouts and connection errors
+ANTHROPIC_DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens
+KEY_FILE_ENV = "API_KEY_STORE_FILE"
+OVERRIDE_ENV = "DIPEO_LLM"
+
+
+class LLMConfigError(DipeoError):
+    """A person cannot be called: unknown or unsupported service, no API key, bad key file.
+
+    str(err) is "person 'Writer': no API key for openai: set OPENAI_API_KEY, or define
+    APIKEY_52609F in the environment or in files/apikeys.json". `where` ("person 'Writer'")
+    and `reason` (the rest) make a `Problem` for a DiagramError: `err.problem()`.
+    """
+
+    def __init__(self, reason: str, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+    def problem(self) -> Problem:
+        return Problem(self.reason, where=self.where)
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str  # canonical provider name
+    service: str  # the client family: "openai", "anthropic" or "mock"
+    key_env: tuple[str, ...] = ()
+    base_url: str | None = None  # the provider's endpoint (None: the SDK's default)
+    base_url_env: str | None = None  # an environment variable that overrides `base_url`
+    needs_key: bool = True
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("openai", "openai", ("OPENAI_API_KEY",), base_url_env="OPENAI_BASE_URL"),
+        Provider(
+            "anthropic", "anthropic", ("ANTHROPIC_API_KEY",), base_url_env="ANTHROPIC_BASE_URL"
+        ),
+        Provider(
+            "google",
+            "openai",
+            ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+            "https://generativelanguage.googleapis.com/v1beta/openai/",
+        ),
+        Provider("grok", "openai", ("XAI_API_KEY",), "https://api.x.ai/v1"),
+        Provider("deepseek", "openai", ("DEEPSEEK_API_KEY",), "https://api.deepseek.com"),
+        Provider("ollama", "openai", (), needs_key=False),
+        Provider("mock", "mock", (), needs_key=False),
+    )
+}
+ALIASES = {"chatgpt": "openai", "claude": "anthropic", "gemini": "google", "xai": "grok"}
+UNSUPPORTED = ("bedrock", "vertex", "claude-code", "claude-code-custom")
+KNOWN_SERVICES = tuple(sorted({*PROVIDERS, *ALIASES}))
+
+
+def normalize_service(name: str | None) -> str:
+    """The canonical provider for a service name as DiPeO spells it ("Claude" -> "anthropic").
+
+    An empty name is "openai" (DiPeO's default). Raises LLMConfigError for unsupported or
+    unknown names.
+    """
+    key = (name or "openai").strip().lower().replace("_", "-")
+    key = ALIASES.get(key, key)
+    if key in PROVIDERS:
+        return key
+    known = ", ".join(KNOWN_SERVICES)
+    if key in UNSUPPORTED:
+        raise LLMConfigError(
+            f"service '{name}' is not supported by this runner (supported: {known}; "
+            "an OpenAI-compatible server works as 'openai' with a base_url)"
+        )
+    raise LLMConfigError(f"unknown service '{name}' (known services: {known})")
+
+
+def resolve_person(
+    person: Any,
+    *,
+    base_dir: Path | None = None,
+    llm_override: str | None = None,
+    key_file: Path | None = None,
+) -> PersonConfig:
+    """The PersonConfig for a diagram's `Person` (id, label, service, model, api_key_id,
+    system_prompt, base_url, extra). Raises LLMConfigError naming the person.
+
+    `base_dir` (default: `dipeo_cli.paths.base_dir()`) locates `files/apikeys.json`;
+    `key_file` replaces that location (and `$API_KEY_STORE_FILE`).
+    """
+    label = getattr(person, "label", None) or person.id
+    where = f"person '{label}'"
+    override = llm_override if llm_override is not None else os.environ.get(OVERRIDE_ENV)
+    if override:
+        if override.strip().lower() != "mock":
+            raise LLMConfigError(f"the LLM override accepts only 'mock', got {override!r}")
+        return _config(person, label, PROVIDERS["mock"], None, None)
+    try:
+        provider = PROVIDERS[normalize_service(person.service)]
+    except LLMConfigError as exc:
+        raise LLMConfigError(exc.reason, where) from None
+    if provider.service == "mock":
+        return _config(person, label, provider, None, None)
+
+    if base_dir is None:
+        from dipeo_cli.paths import base_dir as default_base_dir
+
+        base_dir = default_base_dir()
+    store = _key_file_path(base_dir, key_file)
+    key = _find_key(person, provider, store, where)
+    if key is None and provider.needs_key:
+        raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
+    register_secret(key)
+    return _config(person, label, provider, key, _base_url(person, provider, where))
+
+
+def _config(
+    person: Any, label: str, provider: Provider, key: str | None, base_url: str | None
+) -> PersonConfig:
+    return PersonConfig(
+        person_id=person.id,
+        label=label,
+        service=provider.service,
+        provider=provider.name,
+        model=person.model,
+        api_key=key,
+        base_url=base_url,
+        system_prompt=person.system_prompt or None,
+    )
+
+
+def _base_url(person: Any, provider: Provider, where: str) -> str | None:
+    extra = getattr(person, "extra", None) or {}
+    url = getattr(person, "base_url", None) or extra.get("base_url") or extra.get("baseUrl")
+    if not url and provider.name == "ollama":
+        host = os.environ.get("OLLAMA_HOST") or "http://localhost:11434"
+        if "://" not in host:
+            host = f"http://{host}"
+        url = host.rstrip("/") + "/v1"
+    if not url and provider.base_url_env:
+        url = os.environ.get(provider.base_url_env)
+    url = url or provider.base_url
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise LLMConfigError(f"base_url must start with http:// or https://, got {url!r}", where)
+    return str(url) if url else None
+
+
+def _key_file_path(base_dir: Path, key_file: Path | None) -> Path:
+    if key_file is not None:
+        return Path(key_file)
+    configured = os.environ.get(KEY_FILE_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else base_dir / path
+    return base_dir / "files" / "apikeys.json"
+
+
+def _find_key(person: Any, provider: Provider, store: Path, where: str) -> str | None:
+    key_id = (getattr(person, "api_key_id", None) or "").strip()
+    if key_id and os.environ.get(key_id):
+        return os.environ[key_id]
+    entries = _read_key_file(store, where)
+    if key_id:
+        found = _entry_key(entries.get(key_id))
+        if found:
+            return found
+    for name in provider.key_env:
+        if os.environ.get(name):
+            return os.environ[name]
+    for entry in entries.values():
+        service = entry.get("service") if isinstance(entry, dict) else None
+        if isinstance(service, str) and _same_provider(service, provider.name):
+            found = _entry_key(entry)
+            if found:
+                return found
+    return None
+
+
+def _read_key_file(path: Path, where: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise LLMConfigError(f"cannot read the key file {path}: {exc.strerror}", where) from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise LLMConfigError(f"the key file {path} is not valid JSON: {exc}", where) from None
+    if not isinstance(data, dict):
+        raise LLMConfigError(
+            f'the key file {path} must hold an object {{"APIKEY_...": {{"service", "key"}}}}',
+            where,
+        )
+    return data
+
+
+def _entry_key(entry: Any) -> str | None:
+    if isinstance(entry, str):
+        return entry or None
+    if isinstance(entry, dict):
+        key = entry.get("key")
+        return key if isinstance(key, str) and key else None
+    return None
+
+
+def _same_provider(service: str, provider: str) -> bool:
+    try:
+        return normalize_service(service) == provider
+    except LLMConfigError:
+        return False
+
+
+def _missing_key_reason(person: Any, provider: Provider, store: Path, base_dir: Path) -> str:
+    try:
+        shown = store.relative_to(base_dir).as_posix()
+    except ValueError:
+        shown = str(store)
+    variables = " or ".join(provider.key_env)
+    key_id = getattr(person, "api_key_id", None)
+    if key_id:
+        return (
+            f"no API key for {provider.name}: set {variables}, "
+            f"or define {key_id} in the environment or in {shown}"
+        )
+    return (
+        f"no API key for {provider.name}: set {variables}, or give the person an "
+        f"api_key_id naming an environment variable or an entry of {shown}"
+    )
+
+
+# -- run time: one official client per (provider, endpoint, key) per run -------------------------
+
+
+def llm_client(config: PersonConfig, resources: Any) -> LLMClient:
+    """The client for a resolved person, created on first use and cached in the run's
+    `RunResources` (closed when the run ends). The SDK modules are imported here, never when
+    `dipeo_cli.llm` is imported."""
+    if config.service == "mock":
+        from dipeo_cli.llm.mock import MockClient
+
+        return cast(
+            LLMClient,
+            resources.service(
+                f"llm.mock:{config.person_id}", lambda: MockClient(config), _no_close
+            ),
+        )
+    fingerprint = hashlib.sha256((config.api_key or "").encode()).hexdigest()[:16]
+    name = f"llm.{config.service}:{config.base_url or '-'}:{fingerprint}"
+    if config.service == "openai":
+        from dipeo_cli.llm import openai_service
+
+        sdk = resources.service(name, lambda: openai_service.new_client(config), _close)
+        return openai_service.OpenAIChat(sdk, config)
+    if config.service == "anthropic":
+        from dipeo_cli.llm import anthropic_service
+
+        sdk = resources.service(name, lambda: anthropic_service.new_client(config), _close)
+        return anthropic_service.AnthropicChat(sdk, config)
+    raise LLMConfigError(f"no client for service {config.service!r}", f"person '{config.label}'")
+
+
+def _no_close(_: Any) -> None:
+    return None
+
+
+def _close(client: Any) -> Any:
+    return client.close()
+
+
+# -- helpers shared by openai_service.py and anthropic_service.py --------------------------------
+
+_RETRIED_STATUSES = (408, 409, 429)
+
+
+def system_prompt(config: PersonConfig, request: LLMRequest) -> str | None:
+    """The request's system prompt, else the person's."""
+    system = request.system if request.system is not None else config.system_prompt
+    return system or None
+
+
+def schema_name(name: str) -> str:
+    """A name both APIs accept for a schema or tool: [a-zA-Z0-9_-], at most 64 characters."""
+    cleaned = re.sub(r"[^a-zA-Z0-9_-]+", "_", name or "").strip("_")[:64]
+    return cleaned or "response"
+
+
+def object_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The schema to send, and whether it was wrapped: both APIs want an object at the top, so
+    any other schema becomes `{"value": schema}` and the reply's `value` is unwrapped."""
+    if schema.get("type") == "object" or ("properties" in schema and "type" not in schema):
+        return schema, False
+    wrapped: dict[str, Any] = {
+        "type": "object",
+        "properties": {"value": {k: v for k, v in schema.items() if k not in _ROOT_ONLY}},
+        "required": ["value"],
+    }
+    for key in _ROOT_ONLY:
+        if key in schema:
+            wrapped[key] = schema[key]
+    return wrapped, True
+
+
+_ROOT_ONLY = ("$schema", "$defs", "definitions")
+
+
+def parse_structured(text: str, wrapped: bool, where: str) -> Any:
+    """The JSON object in a reply's text (a ```json fence around it is accepted)."""
+    body = text.strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
+    if fence:
+        body = fence.group(1)
+    try:
+        value = json.loads(body)
+    except ValueError:
+        preview = " ".join(text.split())[:200]
+        raise LLMError(
+            f"{where}: the reply is not the JSON the schema asks for: {preview!r}"
+        ) from None
+    return unwrap(value, wrapped)
+
+
+def unwrap(value: Any, wrapped: bool) -> Any:
+    if wrapped and isinstance(value, dict) and "value" in value:
+        return value["value"]
+    return value
+
+
+def status_error(
+    config: PersonConfig, status: int, body: Any, fallback: str, headers: Any = None
+) -> LLMError:
+    """LLMError for an HTTP error answer: `openai (gpt-4.1): HTTP 429 (after 3 retries): ...`
+    with the provider's own message (never the key)."""
+    message = _provider_message(body) or fallback
+    retried = ""
+    should_retry = headers.get("x-should-retry") if headers is not None else None
+    if (status in _RETRIED_STATUSES or status >= 500) and should_retry != "false":
+        retried = f" (after {MAX_RETRIES} retries)"
+    return call_error(config, f"HTTP {status}{retried}: {message}")
+
+
+def call_error(config: PersonConfig, message: str) -> LLMError:
+    """LLMError naming the provider and model; the key is masked even if the provider echoed
+    it back."""
+    text = f"{config.provider} ({config.model}): {message}"
+    if config.api_key:
+        text = text.replace(config.api_key, "***")
+    return LLMError(redact(text))
+
+
+def _provider_message(body: Any) -> str | None:
+    # OpenAI: {"error": {"message", "type", "code"}} (the SDK passes the inner object);
+    # Anthropic: {"type": "error", "error": {"type", "message"}}.
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            body = inner
+        elif isinstance(inner, str):
+            return inner
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            kind = body.get("type") or body.get("code")
+            return f"{message} ({kind})" if isinstance(kind, str) and kind else message
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return None
