@@ -21,8 +21,6 @@ from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 # DiPeO node types this version cannot run yet, and why: rejected at validation, never at run time.
 _PLUGIN_HINT = "write a plugin handler for it (README: Writing a handler)"
 NOT_SUPPORTED_YET = {
-    "person_job": "is not supported yet (LLM persons)",
-    "person_batch_job": "is not supported yet (LLM persons)",
     "integrated_api": f"is not supported; {_PLUGIN_HINT}",
     "typescript_ast": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",
     "ir_builder": f"is only used by DiPeO's own code generator; {_PLUGIN_HINT}",

@@ -145,11 +145,11 @@ def test_yaml_syntax_error_names_the_line(cli):
 def test_unsupported_node_type_is_rejected_at_validation(cli):
     write(
         "llm.light.yaml",
-        "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: person_job, default_prompt: hi}\nconnections:\n  - {from: Start, to: Ask}\n",
+        "nodes:\n  - {label: Start, type: start}\n  - {label: Ask, type: integrated_api}\nconnections:\n  - {from: Start, to: Ask}\n",
     )
     result = cli("validate", "llm.light.yaml")
     assert result.exit_code == 2
-    assert "node 'Ask'" in result.stderr and "not supported yet" in result.stderr
+    assert "node 'Ask'" in result.stderr and "is not supported" in result.stderr
 
 
 def test_validate_ok_and_json(cli):

@@ -114,12 +114,10 @@ def test_unknown_properties_and_executor_limits_are_accepted() -> None:
     )
 
 
-def test_llm_decision_condition_is_rejected_at_validation() -> None:
+def test_llm_decision_needs_a_defined_person_and_a_question() -> None:
     message = compile_problem("condition", {"condition_type": "llm_decision", "person": "judge"})
-    assert (
-        "property 'condition_type': llm_decision conditions need LLM persons, not supported yet"
-        in message
-    )
+    assert "person 'judge' is not defined" in message
+    assert "needs judge_by" in message
 
 
 def test_condition_expression_syntax_error_is_reported_at_validation() -> None:

@@ -50,8 +50,9 @@ def test_offline_example_simple_iter_code_validates():
     assert result.exit_code == 0, result.output
 
 
-def test_llm_example_is_rejected_as_not_supported_yet():
+def test_llm_example_without_a_key_is_rejected_naming_the_variable(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     path = SHARED_DIAGRAMS / "examples" / "simple_diagrams" / "simple_iter.light.yaml"
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert "person_job" in result.stderr and "is not supported yet" in result.stderr
+    assert "person 'person 1'" in result.stderr and "set OPENAI_API_KEY" in result.stderr

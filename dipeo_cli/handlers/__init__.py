@@ -9,6 +9,8 @@ from dipeo_cli.handlers import (  # noqa: F401
     endpoint,
     hook,
     json_schema_validator,
+    person_batch_job,
+    person_job,
     start,
     sub_diagram,
     template_job,

@@ -13,7 +13,18 @@ condition_type:
   detect_max_iterations  true when the nodes with a `max_iteration` that have run all reached it
                          (those of this condition's own loop if any has one, else the diagram's).
   check_nodes_executed   true when every node in `node_indices` (labels or ids) has run.
-  llm_decision           rejected at validation until LLM persons are supported.
+  llm_decision           asks `person` the `judge_by` prompt (or the file `judge_by_file`, found
+                         as person_job prompt files are), rendered with the inputs and the
+                         variables as person_job prompts are. When the prompt uses no template
+                         name at all, the input is appended ("Input:" and its text), so the judge
+                         sees what it judges (DiPeO sent the bare question). The person sees the
+                         conversation per `memorize_to` (default GOLDFISH: nothing) and `at_most`.
+                         The reply decides (`parse_decision`): a JSON {"decision": ...}; else a
+                         reply starting with yes/true or no/false; else the count of yes/true/
+                         correct/pass/valid words against no/false/incorrect/fail/invalid ones;
+                         a tie is false, with metadata decision_reason "ambiguous reply". An LLM
+                         error fails the node (DiPeO silently took the false branch). Metadata:
+                         decision_reason, reply, person_id, model, token_usage, latency_ms.
 
 `expose_index_as: name` makes this condition's execution count minus one available as `name`
 to its expression, sets it as an execution variable (as DiPeO did, so that later nodes see it),
@@ -22,6 +33,8 @@ and records it in the metadata.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -29,9 +42,10 @@ from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.expression import ExpressionError, UndefinedNameError, evaluate, parse_expression
+from dipeo_cli.prompt import check_prompt, render_prompt, template_names
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
-from dipeo_cli.values import decode_json_text
+from dipeo_cli.values import decode_json_text, to_text
 
 ConditionType = Literal["custom", "detect_max_iterations", "check_nodes_executed", "llm_decision"]
 
@@ -46,18 +60,19 @@ class ConditionProps(BaseModel):
     node_indices: list[str] = Field(default=[], validate_default=True)
     expose_index_as: str | None = None
     skippable: bool = False
+    # llm_decision
+    person: str | None = None
+    judge_by: str = ""
+    judge_by_file: str | None = None
+    memorize_to: str | None = "GOLDFISH"
+    at_most: int | None = Field(default=None, ge=1)
 
     @field_validator("condition_type", mode="before")
     @classmethod
     def _type(cls, value: Any) -> Any:
         if value is None or value == "":
             return "custom"
-        value = value.lower() if isinstance(value, str) else value
-        if value == "llm_decision":
-            raise PydanticCustomError(
-                "not_supported", "llm_decision conditions need LLM persons, not supported yet"
-            )
-        return value
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("expression", mode="before")
     @classmethod
@@ -109,8 +124,50 @@ class ConditionProps(BaseModel):
             )
         return value
 
+    @field_validator("person", "judge_by_file")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
 
-@node_handler("condition", props=ConditionProps, outputs=("condtrue", "condfalse"))
+    @field_validator("judge_by", mode="before")
+    @classmethod
+    def _judge_text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("memorize_to", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        return "GOLDFISH" if value is None or value == "" else value
+
+
+def check_condition(config: ConditionProps, diagram: Any, registry: Any) -> list[str]:
+    """Compile-time checks of llm_decision: the person resolves, the question is there."""
+    if config.condition_type != "llm_decision":
+        return []
+    from dipeo_cli.handlers.person_job import check_person, diagram_dir_of, read_prompt_file
+    from dipeo_cli.paths import base_dir
+
+    problems = check_person(diagram.persons, config.person)
+    if config.judge_by_file:
+        try:
+            text = read_prompt_file(config.judge_by_file, diagram_dir_of(diagram), base_dir())
+        except NodeError as exc:
+            problems.append(f"judge_by_file: {exc}")
+            text = ""
+    elif config.judge_by.strip():
+        text = config.judge_by
+    else:
+        problems.append("an llm_decision condition needs judge_by (the question) or judge_by_file")
+        text = ""
+    problem = check_prompt(text)
+    if problem:
+        problems.append(f"judge_by: template error: {problem}")
+    return problems
+
+
+@node_handler(
+    "condition", props=ConditionProps, outputs=("condtrue", "condfalse"), check=check_condition
+)
 async def condition(node: Any, ctx: Any) -> NodeOutput:
     config: ConditionProps = node.config
     metadata: dict[str, Any] = {"condition_type": config.condition_type}
@@ -127,6 +184,8 @@ async def condition(node: Any, ctx: Any) -> NodeOutput:
         result = _evaluate_custom(config, ctx, index)
     elif config.condition_type == "detect_max_iterations":
         result = _max_iterations_reached(node, ctx)
+    elif config.condition_type == "llm_decision":
+        result = await _llm_decision(node, config, ctx, metadata)
     else:
         result = _nodes_executed(config.node_indices, ctx)
 
@@ -192,3 +251,105 @@ def _nodes_executed(names: list[str], ctx: Any) -> bool:
         if ctx.execution_count(target.id) < 1:
             result = False
     return result
+
+
+# -- llm_decision -----------------------------------------------------------------------------
+
+DECISION_INSTRUCTION = (
+    "You are deciding a yes/no question. Begin your reply with YES or NO, "
+    "then give a one-sentence reason."
+)
+_AFFIRMATIVE = ("yes", "true", "correct", "pass", "passed", "passes", "valid", "approved")
+_NEGATIVE = ("no", "false", "incorrect", "fail", "failed", "fails", "invalid", "rejected")
+_WORD = re.compile(r"[a-z]+")
+_MARKUP = re.compile(r"[*_`#>\[\]()\"']")
+
+
+def parse_decision(reply: str) -> tuple[bool, str]:
+    """(decision, how it was read) from a judge's reply, DiPeO's rules (module docstring)."""
+    text = reply.strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
+    body = fence.group(1) if fence else text
+    if body.startswith("{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "decision" in data:
+            value = data["decision"]
+            if isinstance(value, bool):
+                return value, "json decision"
+            if isinstance(value, (int, float)):
+                return value != 0, "json decision"
+            if isinstance(value, str):
+                word = value.strip().lower()
+                if word in _AFFIRMATIVE:
+                    return True, "json decision"
+                if word in _NEGATIVE:
+                    return False, "json decision"
+    words = _WORD.findall(_MARKUP.sub(" ", text.lower()))
+    if words and words[0] in ("yes", "true"):
+        return True, f"reply starts with '{words[0]}'"
+    if words and words[0] in ("no", "false"):
+        return False, f"reply starts with '{words[0]}'"
+    yes = sum(1 for w in words if w in _AFFIRMATIVE)
+    no = sum(1 for w in words if w in _NEGATIVE)
+    if yes != no:
+        return yes > no, f"counted {yes} affirmative and {no} negative words"
+    return False, "ambiguous reply"
+
+
+async def _llm_decision(
+    node: Any, config: ConditionProps, ctx: Any, metadata: dict[str, Any]
+) -> bool:
+    from dipeo_cli.handlers.person_job import (
+        ask,
+        call_metadata,
+        find_person,
+        merge_conversations,
+        preview,
+        read_prompt_file,
+        template_values,
+    )
+    from dipeo_cli.memory import conversation_of, last_text
+
+    person = find_person(ctx.graph.diagram.persons, config.person)
+    if config.judge_by_file:
+        source = read_prompt_file(config.judge_by_file, ctx.resources.diagram_dir, ctx.base_dir)
+    else:
+        source = config.judge_by
+    conversation = conversation_of(ctx.resources)
+    merge_conversations(conversation, ctx)
+    question, warnings = render_prompt(source, template_values(ctx.inputs, ctx.variables))
+    if not template_names(source) and ctx.inputs:
+        shown = {
+            label: last_text(value) if isinstance(value, dict) and "messages" in value else value
+            for label, value in ctx.inputs.items()
+        }
+        data = next(iter(shown.values())) if len(shown) == 1 else shown
+        data = decode_json_text(data)
+        text = (
+            json.dumps(data, indent=2, ensure_ascii=False, default=str)
+            if isinstance(data, (dict, list))
+            else to_text(data)
+        )
+        question = f"{question.rstrip()}\n\nInput:\n{text}"
+        metadata["input_appended"] = True
+    if warnings:
+        metadata["prompt_warnings"] = warnings
+    if not question.strip():
+        raise NodeError("llm_decision: the question (judge_by) is empty after rendering")
+    history = conversation.select(person.id, config.memorize_to, at_most=config.at_most)
+    reply, resolved = await ask(ctx, person, question, history, system_suffix=DECISION_INSTRUCTION)
+    conversation.record(
+        node=node.label,
+        person_id=person.id,
+        person_label=person.label,
+        prompt=question,
+        reply=reply.text,
+    )
+    decision, reason = parse_decision(reply.text)
+    metadata.update(call_metadata(person, resolved, reply, question, len(history)))
+    metadata["decision_reason"] = reason
+    metadata["reply"] = preview(reply.text)
+    return decision
