@@ -58,6 +58,8 @@ def convert(value: Any, content_type: str | None) -> Any:
     if content_type is None or content_type == "variable":
         return value
     if content_type == "raw_text":
+        if isinstance(value, dict) and "messages" in value and "last_message" in value:
+            value = value["last_message"]  # a person's conversation, as text: its last reply
         return to_text(value)
     if content_type in ("object", "json"):
         if isinstance(value, str):
@@ -322,6 +324,7 @@ class Executor:
         self._status[nid] = _FAILED
         has_error_port = any(e.source_port == "error" for e in self.graph.outgoing[nid])
         meta = {**(metadata or {}), "error": error}
+        usage = _token_usage(create_node_output({}, meta))  # tokens spent before the failure
         if has_error_port or self.options.continue_on_error:
             value = {"error": error}
             if not has_error_port:
@@ -329,11 +332,11 @@ class Executor:
                 self._unhandled_failures.append((nid, error))
             output = create_node_output(value, meta)
             self._outputs[nid] = output
-            self._emit(ev.NodeFailed(nid, error, time.time(), output))
+            self._emit(ev.NodeFailed(nid, error, time.time(), output, usage))
             self._route(nid, value)
             return
         failed_output = create_node_output({}, meta) if metadata else None
-        self._emit(ev.NodeFailed(nid, error, time.time(), failed_output))
+        self._emit(ev.NodeFailed(nid, error, time.time(), failed_output, usage))
         if self._failure is None:
             self._failure = (nid, error)
         self._route(nid, None)

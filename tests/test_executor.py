@@ -516,3 +516,25 @@ def test_capped_node_passes_its_last_output_on_while_its_loop_has_turns_left():
     assert calls == ["A", "B", "A", "B", "B"]
     assert finished.result == "B3"
     assert rec.node(g, "A").status is NodeExecutionStatus.MAXITER_REACHED
+
+
+def test_tokens_spent_before_a_failure_are_counted():
+    from dipeo_cli.errors import NodeError
+
+    def spend_then_fail(ctx):
+        error = NodeError("1 of 2 items failed")
+        error.metadata = {"token_usage": {"input": 7, "output": 3, "total": 10}}
+        raise error
+
+    g = build({"Start": S, "Batch": ("fn", {"fn": spend_then_fail})}, ["Start -> Batch"])
+    _, rec = run(g)
+    assert rec.node(g, "Batch").token_usage.total == 10
+    assert rec.state.token_usage.total == 10
+
+
+def test_raw_text_of_a_conversation_is_its_last_reply():
+    from dipeo_cli.executor import convert
+
+    conversation = {"messages": [{"role": "assistant", "content": "hi"}], "last_message": "hi"}
+    assert convert(conversation, "raw_text") == "hi"
+    assert convert(conversation, "conversation_state") is conversation

@@ -72,8 +72,14 @@ class AnthropicChat:
         for m in request.messages:
             if m.role == "system":
                 systems.append(m.content)
+            elif messages and messages[-1]["role"] == m.role:
+                # The messages API wants user and assistant turns to alternate: join a run.
+                messages[-1]["content"] += "\n\n" + m.content
             else:
                 messages.append({"role": m.role, "content": m.content})
+        if messages and messages[0]["role"] != "user":
+            # ... and to open with a user turn (a memory of only this person's own replies).
+            messages.insert(0, {"role": "user", "content": "(earlier in this conversation)"})
         params: dict[str, Any] = {
             "model": config.model,
             "max_tokens": request.max_tokens or ANTHROPIC_DEFAULT_MAX_TOKENS,
