@@ -23,10 +23,21 @@ def test_simple_iter_says_hi_three_times_then_answers_and_writes_the_file(llm_se
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     requests = llm_server.requests
-    assert [r.last_user_text for r in requests] == ["say hi"] * 3 + ["How many times did you respond?"]
+    assert [r.last_user_text for r in requests] == ["say hi"] * 3 + [
+        "How many times did you respond?"
+    ]
     assert all(r.body["model"] == "gpt-5-nano-2025-08-07" for r in requests)
-    # printer remembers ALL_MESSAGES: its third call carries the first two exchanges
-    assert [m["role"] for m in requests[2].messages][-5:] == ["user", "assistant", "user", "assistant", "user"]
+    # printer remembers ALL_MESSAGES, and ask ("remember all") too: each call carries every
+    # exchange before it, in order, its own replies as the assistant's
+    history: list[dict] = []
+    for n, request in enumerate(requests, start=1):
+        prompt = "say hi" if n <= 3 else "How many times did you respond?"
+        assert request.messages == [*history, {"role": "user", "content": prompt}]
+        assert request.system is None  # the person has no system prompt
+        history += [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": f"reply #{n} to: {prompt}"},
+        ]
     # the file holds ask's answer, which is also the run's result
     saved = Path("files/results/total.txt").read_text(encoding="utf-8")
     assert saved.strip() == data["result"] == "reply #4 to: How many times did you respond?"
@@ -57,7 +68,9 @@ def test_debate_takes_its_turns_and_saves_the_verdict(llm_server):
 
 def test_a_missing_key_fails_validation_and_names_the_variable(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = CliRunner().invoke(app, ["validate", str(EXAMPLES / "simple_diagrams" / "simple_iter.light.yaml")])
+    result = CliRunner().invoke(
+        app, ["validate", str(EXAMPLES / "simple_diagrams" / "simple_iter.light.yaml")]
+    )
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.stderr and "APIKEY_52609F" in result.stderr
 
@@ -71,3 +84,98 @@ def test_mock_llm_runs_the_example_offline_and_marks_it(monkeypatch):
     shown = json.loads(CliRunner().invoke(app, ["show", data["id"], "--json"]).stdout)
     metas = [o["metadata"] for o in shown["node_outputs"].values() if "model" in o["metadata"]]
     assert metas and all(m.get("mock") is True for m in metas)
+
+
+def test_keys_from_the_key_file_never_reach_the_history_or_any_output(llm_server, monkeypatch):
+    key = "sk-from-keyfile-9c1e7a5f2bXYZ"
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    Path("files").mkdir()
+    Path("files/apikeys.json").write_text(
+        json.dumps({"APIKEY_52609F": {"label": "mine", "service": "openai", "key": key}})
+    )
+    diagram = str(EXAMPLES / "simple_diagrams" / "simple_iter.light.yaml")
+    outputs = [run(diagram).output, CliRunner().invoke(app, ["run", diagram]).output]
+    assert llm_server.requests[0].headers["authorization"] == f"Bearer {key}"  # it was used
+    for args in (
+        ["show", "latest"],
+        ["show", "latest", "--json"],
+        ["history"],
+        ["history", "--json"],
+    ):
+        outputs.append(CliRunner().invoke(app, args).output)
+    assert all(key not in text for text in outputs)
+    from dipeo_cli.paths import data_dir
+
+    for path in data_dir().glob("history.db*"):
+        assert key.encode() not in path.read_bytes()
+
+
+CLAUDE = """\
+persons:
+  Critic:
+    service: claude
+    model: claude-test-model
+    system_prompt: You are terse.
+nodes:
+  - {label: Start, type: start, custom_data: {topic: tea}}
+  - label: Review
+    type: person_job
+    person: Critic
+    first_only_prompt: "Review {{topic}}."
+    default_prompt: Again, shorter.
+    max_iteration: 2
+    memorize_to: GOLDFISH
+  - {label: Check, type: condition, condition_type: detect_max_iterations}
+  - {label: End, type: endpoint}
+connections:
+  - {from: Start, to: Review}
+  - {from: Review, to: Check}
+  - {from: "Check[condfalse]", to: Review}
+  - {from: "Check[condtrue]", to: End}
+"""
+
+
+def test_an_anthropic_person_through_the_official_client(llm_server):
+    Path("claude.light.yaml").write_text(CLAUDE, encoding="utf-8")
+    result = run("claude.light.yaml")
+    assert result.exit_code == 0, result.output
+    first, second = llm_server.requests
+    assert first.path == second.path == "/v1/messages"
+    assert first.system == second.system == "You are terse."
+    # first execution: first_only_prompt, templated; then default_prompt; GOLDFISH: no history
+    assert first.messages == [{"role": "user", "content": "Review tea."}]
+    assert second.messages == [{"role": "user", "content": "Again, shorter."}]
+    data = json.loads(result.stdout)
+    assert data["result"] == "reply #2 to: Again, shorter."
+    assert data["token_usage"]["total"] > 0
+
+
+JUDGED = """\
+persons:
+  Judge: {service: openai, model: judge-model}
+nodes:
+  - {label: Start, type: start, custom_data: {essay: "Tea is great."}}
+  - label: Good?
+    type: condition
+    condition_type: llm_decision
+    person: Judge
+    judge_by: "Is this essay convincing? {{essay}}"
+  - {label: Yes, type: endpoint}
+  - {label: No, type: endpoint}
+connections:
+  - {from: Start, to: Good?}
+  - {from: "Good?[condtrue]", to: Yes}
+  - {from: "Good?[condfalse]", to: No}
+"""
+
+
+def test_llm_decision_follows_the_judges_reply(llm_server):
+    Path("judged.light.yaml").write_text(JUDGED, encoding="utf-8")
+    llm_server.reply("Yes, clearly.", '{"decision": false}')
+    first = json.loads(run("judged.light.yaml").stdout)
+    second = json.loads(run("judged.light.yaml").stdout)
+    assert first["result"] == {"essay": "Tea is great."}  # the Yes endpoint ran
+    shown = json.loads(CliRunner().invoke(app, ["show", second["id"], "--json"]).stdout)
+    states = {s["label"]: s["status"] for s in shown["node_states"].values()}
+    assert states["No"] == "COMPLETED" and states["Yes"] == "SKIPPED"
+    assert "Is this essay convincing? Tea is great." in llm_server.requests[0].last_user_text
