@@ -18,6 +18,7 @@ what went wrong without a traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class DipeoError(Exception):
@@ -71,7 +72,15 @@ class ExecutionNotFoundError(HistoryError):
 
 
 class NodeError(DipeoError):
-    """A node failed for a reason our own code can state in one line."""
+    """A node failed for a reason our own code can state in one line.
+
+    `metadata` is what is known about the failed attempt (what the code printed, the HTTP
+    status, tokens already spent, ...); the executor keeps it as the failed node's output
+    metadata, so the history shows it."""
+
+    def __init__(self, message: str = "", metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.metadata: dict[str, Any] = dict(metadata or {})
 
 
 class NodeTimeoutError(NodeError):

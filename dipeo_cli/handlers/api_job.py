@@ -79,10 +79,6 @@ class UndefinedName(NodeError):
 class HttpError(NodeError):
     """A request that failed. `metadata` holds what is known about the answer."""
 
-    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.metadata = metadata
-
 
 # ---------------------------------------------------------------------------------------------
 # Properties

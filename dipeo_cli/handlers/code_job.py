@@ -62,10 +62,6 @@ _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
 class CodeJobError(NodeError):
     """The code failed. `metadata` holds what it printed before failing."""
 
-    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.metadata = metadata
-
 
 class CodeJobProps(BaseModel):
     # Checks that involve two properties sit on the later one (`validate_default` so that they

@@ -51,10 +51,6 @@ _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
 class HookError(NodeError):
     """The hook failed. `metadata` holds what is known (exit code, stderr, attempts)."""
 
-    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.metadata = metadata
-
 
 class HookProps(BaseModel):
     # Checks that involve two properties sit on the later one (`validate_default` so that they

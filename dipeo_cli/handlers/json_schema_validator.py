@@ -252,7 +252,8 @@ async def json_schema_validator(node: Any, ctx: Any) -> NodeOutput:
         errors = [first] if first is not None else []
     if errors:
         listed = [f"{json_path(e.absolute_path)}: {_short(e.message)}" for e in errors]
-        error = NodeError("validation failed: " + "; ".join(listed))
-        error.metadata = {**metadata, "valid": False, "errors": listed}  # type: ignore[attr-defined]
-        raise error
+        raise NodeError(
+            "validation failed: " + "; ".join(listed),
+            {**metadata, "valid": False, "errors": listed},
+        )
     return create_node_output({"default": data}, {**metadata, "valid": True})

@@ -90,10 +90,6 @@ _SCHEMA_KEYS = ("type", "properties", "$ref", "anyOf", "oneOf", "allOf", "enum",
 class BatchError(NodeError):
     """Some items of a batch failed; `metadata` keeps the partial results for the history."""
 
-    def __init__(self, message: str, metadata: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.metadata = metadata
-
 
 class PersonJobProps(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)

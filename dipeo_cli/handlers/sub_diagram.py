@@ -204,9 +204,9 @@ async def run_sub_diagram(node: Any, ctx: Any) -> Any:
     }
     if failed:
         details = "; ".join(f"item {i}: {s.error}" for i, s in failed[:5])
-        error = NodeError(f"{len(failed)} of {len(states)} sub-diagram runs failed: {details}")
-        error.metadata = metadata  # type: ignore[attr-defined]
-        raise error
+        raise NodeError(
+            f"{len(failed)} of {len(states)} sub-diagram runs failed: {details}", metadata
+        )
     return create_node_output(
         {"default": [_map_output(s, config.output_mapping) for s in states]}, metadata
     )
@@ -315,6 +315,7 @@ def _map_output(state: ExecutionState, mapping: dict[str, str]) -> Any:
 def _raise_if_failed(state: ExecutionState, config: SubDiagramProps) -> None:
     if state.status is not ExecutionStatus.COMPLETED:
         name = config.diagram_name or "inline diagram"
-        error = NodeError(f"sub-diagram '{name}' {state.status.value.lower()}: {state.error}")
-        error.metadata = {"child_execution_id": state.id}  # type: ignore[attr-defined]
-        raise error
+        raise NodeError(
+            f"sub-diagram '{name}' {state.status.value.lower()}: {state.error}",
+            {"child_execution_id": state.id},
+        )
