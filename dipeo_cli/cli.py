@@ -405,7 +405,7 @@ async def _find(db: str | None, execution: str) -> Any:
 
 
 def main() -> None:
-    app()
+    app()  # click turns a closed stdout (EPIPE) into exit 1 without a traceback
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ async def execute(
 ) -> Outcome:
     """Run the graph, recording every event; returns once the history holds all of them."""
     holder: list[ExecutionState] = []
+    progress = _Unbreakable(progress)
     diagram = graph.diagram
 
     def emit(event: ev.Event) -> None:
@@ -169,6 +170,34 @@ async def execute(
             progress.stop(holder[0])
         await store.flush()
     return Outcome(holder[0], finished)
+
+
+class _Unbreakable:
+    """A progress view whose stream can go away (`dipeo run x 2>&1 | head`): the run goes on,
+    quietly, and is recorded as usual, instead of failing on a closed pipe."""
+
+    def __init__(self, view: ProgressView) -> None:
+        self._view: ProgressView | None = view
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self._view is None:
+            return
+        try:
+            getattr(self._view, method)(*args)
+        except OSError:  # EPIPE, EIO: nobody is reading any more
+            self._view = None
+
+    def start(self, state: ExecutionState) -> None:
+        self._call("start", state)
+
+    def update(self, state: ExecutionState, event: ev.Event) -> None:
+        self._call("update", state, event)
+
+    def stop(self, state: ExecutionState) -> None:
+        self._call("stop", state)
+
+    def __getattr__(self, name: str) -> Any:  # e.g. `paused`, used by user_response
+        return getattr(self._view, name)
 
 
 def run_json(state: ExecutionState) -> dict[str, Any]:

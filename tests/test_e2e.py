@@ -199,3 +199,18 @@ def test_invalid_diagram_exits_2_without_a_traceback():
     assert "Traceback" not in out.stderr
     assert "bad.light.yaml" in out.stderr and "'nope'" in out.stderr and "'Y'" in out.stderr
     assert json.loads(dipeo("history", "--json").stdout) == []
+
+
+def test_a_closed_progress_pipe_does_not_break_the_run():
+    # `dipeo run x 2>&1 | head -2`: the reader goes away; the run must still finish and be recorded
+    proc = subprocess.Popen(
+        [str(DIPEO), "run", str(REPO / "diagrams" / "debate.light.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    proc.stderr.readline()
+    proc.stderr.close()
+    proc.wait(timeout=30)
+    [entry] = json.loads(dipeo("history", "--json").stdout)
+    assert entry["status"] == "COMPLETED"
