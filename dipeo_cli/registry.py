@@ -45,31 +45,74 @@ class HandlerSpec:
     check: Callable[[Any, Any, Any], list[str]] | None = None
 
 
+# The built-in node types; each is handled by the module of the same name in dipeo_cli.handlers,
+# imported only when a diagram uses that type (so a run pays only for the handlers it needs).
+BUILTIN_TYPES = (
+    "api_job",
+    "code_job",
+    "condition",
+    "db",
+    "diff_patch",
+    "endpoint",
+    "hook",
+    "json_schema_validator",
+    "person_batch_job",
+    "person_job",
+    "start",
+    "sub_diagram",
+    "template_job",
+    "user_response",
+)
+
+
 class HandlerRegistry:
     """Node type -> HandlerSpec. Registering a type again replaces it (a plugin may override
-    a built-in handler); `origin` records who registered it."""
+    a built-in handler); `origin` records who registered it. `lazy` types are built-ins whose
+    module is imported on first `get`."""
 
-    def __init__(self) -> None:
+    def __init__(self, lazy: tuple[str, ...] = ()) -> None:
         self._specs: dict[str, HandlerSpec] = {}
+        self._lazy: set[str] = set(lazy)
 
     def register(self, spec: HandlerSpec) -> None:
         self._specs[spec.type] = spec
+        self._lazy.discard(spec.type)
 
     def get(self, node_type: str) -> HandlerSpec | None:
-        return self._specs.get(node_type)
+        spec = self._specs.get(node_type)
+        if spec is None and node_type in self._lazy:
+            self._lazy.discard(node_type)
+            _import_builtin(node_type)
+            spec = REGISTRY._specs.get(node_type)
+            if spec is not None:
+                self._specs[node_type] = spec
+        return spec
 
     def types(self) -> list[str]:
-        return sorted(self._specs)
+        return sorted({*self._specs, *self._lazy})
 
     def copy(self) -> HandlerRegistry:
         clone = HandlerRegistry()
         clone._specs = dict(self._specs)
+        clone._lazy = set(self._lazy)
         return clone
 
 
-REGISTRY = HandlerRegistry()  # the built-ins, and anything registered outside load_plugins
+REGISTRY = HandlerRegistry(BUILTIN_TYPES)  # built-ins, and what registers outside load_plugins
 _target = REGISTRY  # where @node_handler registers right now
 _current_origin = "builtin"
+
+
+def _import_builtin(node_type: str) -> None:
+    """Import a built-in handler module; it registers in REGISTRY as a built-in, even while
+    plugins are being loaded into another registry."""
+    global _target, _current_origin
+    previous = _target, _current_origin
+    _target, _current_origin = REGISTRY, "builtin"
+    try:
+        importlib.import_module(f"dipeo_cli.handlers.{node_type}")
+    finally:
+        _target, _current_origin = previous
 
 
 def node_handler(
@@ -100,9 +143,7 @@ def node_handler(
 
 
 def load_builtin_handlers() -> HandlerRegistry:
-    """Import the built-in handler modules (each registers itself) and return the registry."""
-    import dipeo_cli.handlers  # noqa: F401  (registration happens on import)
-
+    """The registry of built-in handlers (their modules load when a diagram uses them)."""
     return REGISTRY
 
 

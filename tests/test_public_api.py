@@ -84,3 +84,32 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = registry.load_plugins().get("whisper")
     assert spec is not None and spec.origin == "entry point whisper"
+
+
+def test_builtin_handlers_load_only_when_a_diagram_uses_them():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dipeo_cli.registry import load_plugins\n"
+        "registry = load_plugins()\n"
+        "assert 'api_job' in registry.types() and 'person_job' in registry.types()\n"
+        "assert registry.get('start').type == 'start'\n"
+        "print(','.join(m for m in sys.modules if m.startswith('dipeo_cli.handlers.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "dipeo_cli.handlers.start"
+
+
+def test_a_plugin_may_replace_a_builtin_handler(tmp_path: Path):
+    plugin = tmp_path / "my_start.py"
+    plugin.write_text(
+        "from dipeo_cli import node_handler, create_node_output\n"
+        "@node_handler('start', inputs=())\n"
+        "async def start(node, ctx):\n"
+        "    return create_node_output({'default': 'mine'})\n"
+    )
+    loaded = registry.load_plugins([str(plugin)])
+    assert loaded.get("start").origin == str(plugin)
+    assert registry.load_plugins().get("start").origin == "builtin"
