@@ -218,3 +218,21 @@ def test_fixture_has_the_same_shape_as_the_light_one() -> None:
     assert [(n.label, n.type, n.props) for n in from_readable.nodes] == [
         (n.label, n.type, n.props) for n in from_light.nodes
     ]
+
+
+def test_labels_that_yaml_reads_as_booleans_keep_their_spelling():
+    from dipeo_cli.diagram import parse_diagram
+
+    text = (
+        "version: readable\n"
+        "nodes:\n"
+        "- Start:\n    type: start\n"
+        "- Yes:\n    type: endpoint\n"
+        "- No:\n    type: endpoint\n"
+        "flow:\n"
+        '- Start:\n  - to "Yes"\n  - to "No"\n'
+        "- No: []\n"
+    )
+    diagram = parse_diagram(text, "yes.readable.yaml")
+    assert [n.label for n in diagram.nodes] == ["Start", "Yes", "No"]
+    assert len(diagram.arrows) == 2

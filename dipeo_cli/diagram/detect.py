@@ -46,6 +46,14 @@ class Document:
             return str(found[1].value)
         return None
 
+    def key_texts(self, *path: str | int) -> list[str] | None:
+        """The keys of the mapping at `path` exactly as written, in order (`- Yes: ...` is a
+        node labelled "Yes", not True)."""
+        found = self._find(path)
+        if found is None or not isinstance(found[1], yaml.MappingNode):
+            return None
+        return [str(k.value) if isinstance(k, yaml.ScalarNode) else "" for k, _ in found[1].value]
+
     def _find(self, path: tuple[str | int, ...]) -> tuple[yaml.Node, yaml.Node] | None:
         """(node to take the line from, value node) at `path`."""
         node = self._root

@@ -103,6 +103,8 @@ def _nodes(doc: Document, section: str, problems: list[Problem]) -> list[Diagram
             )
             continue
         ((key, cfg),) = item.items()
+        if not isinstance(key, str):  # `- Yes:` / `- 1.10:`: keep the label as written
+            key = (doc.key_texts(section, index) or [str(key)])[0]
         match = _KEY.match(str(key))
         assert match is not None  # every group is optional
         label = match.group("label") or f"node_{index}"
@@ -220,7 +222,10 @@ class _Flow:
             if isinstance(item, str):
                 self._chain(item, line)
             elif isinstance(item, dict):
-                for source, targets in item.items():
+                written = self.doc.key_texts("flow", index) or []
+                for position, (source, targets) in enumerate(item.items()):
+                    if not isinstance(source, str) and position < len(written):
+                        source = written[position]  # `- Yes: ...` names the node "Yes"
                     for statement in targets if isinstance(targets, list) else [targets]:
                         self._statement(str(source), statement, line)
             else:
