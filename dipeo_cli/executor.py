@@ -4,27 +4,16 @@ timeouts and iteration limits, and report every status change as an event.
 The executor knows nothing about SQLite, Rich or Typer: it calls `emit(event)` (synchronously,
 in order) and the caller hands each event to the state, the store and the view.
 
-Rules (DESIGN.md §2), in the words the code uses:
-
-- Each arrow (edge) holds at most one *pending* value (delivered, not yet consumed) and keeps its
-  *last* value. An edge is *blocked* when its source's latest execution did not deliver on its
-  port (a condition branch not taken, a failed or capped source); *blocked for good* when, in
-  addition, the source can never run again.
-- A node's *required* edges: on its first execution every incoming edge except those that close
-  a loop; on later executions the non-`first` edges from inside its own loop (or, for a node
-  downstream of a loop, the edges from nodes that repeat). Edges from outside reuse their last
-  value.
-- A node is ready when at least one required edge is pending and every other required edge is
-  pending or blocked for good. When nothing runs and nothing is ready (quiescence), a node with a
-  pending value runs with what it has if none of its missing inputs can still arrive. When that
-  yields nothing either, the execution is over: nodes that never ran are SKIPPED with a reason.
-- No polling: the loop sleeps until a running node finishes.
+The rules of what an arrow carries and when a node is ready live in `arrows.py`; this module
+schedules: it launches ready nodes as tasks, sleeps until one finishes (no polling), routes its
+output, and when nothing runs and nothing is ready (quiescence) either runs a node holding a value
+whose missing inputs can no longer arrive, or ends the execution, skipping the nodes that never
+ran with a reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,17 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dipeo_cli import events as ev
+from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
 from dipeo_cli.errors import IterationLimitError, NodeTimeoutError
-from dipeo_cli.graph import Edge, ExecutableGraph, ExecutableNode
+from dipeo_cli.graph import ExecutableGraph, ExecutableNode
 from dipeo_cli.state import ExecutionStatus, NodeOutput, TokenUsage, create_node_output
-from dipeo_cli.values import to_text
 
 DEFAULT_MAX_ITERATIONS = 100
 DEFAULT_MAX_PARALLEL = 256
-
-# Per-node outcome the scheduler tracks (the full NodeState lives in state.py).
-_IDLE, _RUNNING, _DONE, _FAILED, _SKIPPED, _CAPPED = range(6)
 
 
 @dataclass(frozen=True)
@@ -51,30 +37,6 @@ class RunOptions:
     timeout: float | None = None  # whole execution, seconds
     max_parallel: int = DEFAULT_MAX_PARALLEL
     continue_on_error: bool = False
-
-
-def convert(value: Any, content_type: str | None) -> Any:
-    """Apply an arrow's content_type to the value it carries."""
-    if content_type is None or content_type == "variable":
-        return value
-    if content_type == "raw_text":
-        if isinstance(value, dict) and "messages" in value and "last_message" in value:
-            value = value["last_message"]  # a person's conversation, as text: its last reply
-        return to_text(value)
-    if content_type in ("object", "json"):
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
-        return value
-    if content_type == "conversation_state":
-        if isinstance(value, dict) and "messages" in value:
-            return value
-        if isinstance(value, list):
-            return {"messages": value}
-        return {"messages": [{"role": "assistant", "content": to_text(value)}]}
-    return value
 
 
 class Executor:
@@ -101,32 +63,9 @@ class Executor:
         self._emit = emit
         self._scoped_store = NodeScopedStore(store)
 
-        n_edges = len(graph.edges)
-        self._pending: list[Any] = [None] * n_edges
-        self._has_pending = [False] * n_edges
-        self._last: list[Any] = [None] * n_edges
-        self._has_last = [False] * n_edges
-        self._seq = [0] * n_edges  # delivery order, so that the latest value wins per label
-        self._blocked = [False] * n_edges
-        self._delivery = 0
-
-        self._first_edges: dict[str, list[Edge]] = {}
-        self._later_edges: dict[str, list[Edge]] = {}
-        for nid in graph.order:
-            incoming = graph.incoming[nid]
-            self._first_edges[nid] = [e for e in incoming if not e.closes_loop]
-            if nid in graph.in_a_loop:
-                later = [e for e in incoming if e.in_loop and e.target_handle != "first"]
-            else:
-                later = [
-                    e
-                    for e in incoming
-                    if e.source in graph.repeating and e.target_handle != "first"
-                ]
-            self._later_edges[nid] = later
-
-        self._status = dict.fromkeys(graph.order, _IDLE)
+        self._status = dict.fromkeys(graph.order, IDLE)
         self._counts = dict.fromkeys(graph.order, 0)
+        self._arrows = ArrowState(graph, self._status, self._counts)
         self._outputs: dict[str, NodeOutput] = {}
         self._queued: set[str] = set()
         self._ready: deque[str] = deque()
@@ -230,9 +169,9 @@ class Executor:
     def _launch(self, nid: str) -> None:
         node = self.graph.nodes[nid]
         count = self._counts[nid]
-        inputs = self._take_inputs(nid, count)
+        inputs = self._arrows.take_inputs(nid)
         if node.max_iteration is not None and count >= node.max_iteration:
-            self._status[nid] = _CAPPED
+            self._status[nid] = CAPPED
             self._emit(ev.NodeCapped(nid, node.max_iteration, time.time()))
             # While other nodes of its loop still have iterations left, a capped node passes its
             # last output on so they can finish theirs (DiPeO's debate: the optimist's 2 turns,
@@ -242,7 +181,7 @@ class Executor:
             return
         count += 1
         self._counts[nid] = count
-        self._status[nid] = _RUNNING
+        self._status[nid] = RUNNING
         self._emit(ev.NodeStarted(nid, count, time.time()))
         if node.max_iteration is None and count > self.options.max_iterations:
             cap = self.options.max_iterations
@@ -303,7 +242,7 @@ class Executor:
         if nid is None:  # already handled by _cancel_running
             return
         if task.cancelled():
-            self._status[nid] = _FAILED
+            self._status[nid] = FAILED
             self._emit(ev.NodeFailed(nid, self._abort_reason or "cancelled", time.time()))
             return
         exc = task.exception()
@@ -314,14 +253,14 @@ class Executor:
         if not isinstance(output, NodeOutput):
             output = create_node_output({"default": output})
         self._outputs[nid] = output
-        self._status[nid] = _DONE
+        self._status[nid] = DONE
         self._emit(ev.NodeCompleted(nid, output, time.time(), _token_usage(output)))
         self._route(nid, output.value)
 
     def _fail(self, nid: str, error: str, metadata: dict[str, Any] | None = None) -> None:
         """Mark a node FAILED. `metadata` (e.g. a code job's captured stdout) is kept in the
         history as the node's output metadata."""
-        self._status[nid] = _FAILED
+        self._status[nid] = FAILED
         has_error_port = any(e.source_port == "error" for e in self.graph.outgoing[nid])
         meta = {**(metadata or {}), "error": error}
         usage = _token_usage(create_node_output({}, meta))  # tokens spent before the failure
@@ -343,117 +282,40 @@ class Executor:
 
     # -- data flow ------------------------------------------------------------------------
 
-    def _take_inputs(self, nid: str, count: int) -> dict[str, Any]:
-        """Consume the node's pending values; reuse last values where the rules say so."""
-        incoming = self.graph.incoming[nid]
-        if not incoming:
-            return {}
-        has_pending, pending, seq = self._has_pending, self._pending, self._seq
-        if len(incoming) == 1:
-            edge = incoming[0]
-            i = edge.index
-            if has_pending[i]:
-                has_pending[i] = False
-                value = pending[i]
-                pending[i] = None
-                return {edge.variable: value}
-            if self._has_last[i] and not (count and edge.target_handle == "first"):
-                return {edge.variable: self._last[i]}
-            return {}
-        found: list[tuple[int, str, Any]] = []
-        for edge in incoming:
-            i = edge.index
-            if has_pending[i]:
-                has_pending[i] = False
-                if count and edge.target_handle == "first":
-                    pending[i] = None
-                    continue
-                found.append((seq[i], edge.variable, pending[i]))
-                pending[i] = None
-            elif self._has_last[i] and not (count and edge.target_handle == "first"):
-                found.append((seq[i], edge.variable, self._last[i]))
-        found.sort(key=lambda item: item[0])
-        return {variable: value for _, variable, value in found}
-
     def _route(self, nid: str, value: dict[str, Any] | None) -> None:
-        """Deliver a finished node's output along its outgoing edges, then re-check readiness of
-        the nodes that may have become ready (or dead) and of the node itself."""
-        touched: list[str] = []
-        for edge in self.graph.outgoing[nid]:
-            i = edge.index
-            if value is not None and edge.source_port in value:
-                self._delivery += 1
-                converted = convert(value[edge.source_port], edge.content_type)
-                self._pending[i] = converted
-                self._has_pending[i] = True
-                self._last[i] = converted
-                self._has_last[i] = True
-                self._seq[i] = self._delivery
-                self._blocked[i] = False
-            else:
-                self._blocked[i] = True
-            touched.append(edge.target)
-        touched.append(nid)
-        self._recheck(touched)
+        """Deliver a finished node's output along its arrows, then re-check the readiness of the
+        nodes that may have become ready (or dead) and of the node itself."""
+        self._recheck([*self._arrows.deliver(nid, value), nid])
 
     def _recheck(self, nids: list[str]) -> None:
         work = list(nids)
         while work:
             nid = work.pop()
             status = self._status[nid]
-            if status in (_RUNNING, _SKIPPED) or nid in self._queued:
+            if status in (RUNNING, SKIPPED) or nid in self._queued:
                 continue
-            if self._is_ready(nid):
+            if self._arrows.is_ready(nid):
                 self._queue(nid)
-            elif status == _IDLE and self._counts[nid] == 0 and self._is_dead(nid):
+            elif status == IDLE and self._counts[nid] == 0 and self._arrows.is_dead(nid):
                 self._skip(nid, self._skip_reason(nid))
-                for edge in self.graph.outgoing[nid]:
-                    self._blocked[edge.index] = True
-                    work.append(edge.target)
-
-    def _blocked_for_good(self, edge: Edge) -> bool:
-        return self._blocked[edge.index] and (
-            edge.source not in self.graph.repeating or self._status[edge.source] == _SKIPPED
-        )
-
-    def _is_ready(self, nid: str) -> bool:
-        edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
-        if not edges:
-            return False
-        any_pending = False
-        for edge in edges:
-            if self._has_pending[edge.index]:
-                any_pending = True
-            elif not self._blocked_for_good(edge):
-                return False
-        return any_pending
-
-    def _is_dead(self, nid: str) -> bool:
-        edges = self._first_edges[nid]
-        if not edges:
-            return False
-        return all(not self._has_pending[e.index] and self._blocked_for_good(e) for e in edges)
+                work.extend(self._arrows.block_outgoing(nid))
 
     def _resolve_quiescence(self) -> bool:
         """Nothing runs and nothing is ready. Run nodes holding a pending value whose missing
         inputs can no longer arrive (their sources cannot become ready). Return True if any
         node was queued."""
-        candidates = []
-        for nid in self.graph.order:
-            if self._status[nid] in (_RUNNING, _SKIPPED):
-                continue
-            edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
-            if any(self._has_pending[e.index] for e in edges):
-                candidates.append(nid)
+        candidates = [
+            nid
+            for nid in self.graph.order
+            if self._status[nid] not in (RUNNING, SKIPPED) and self._arrows.holds_input(nid)
+        ]
         if not candidates:
             return False
         # A candidate must not wait on a value that another candidate could still produce.
         downstream = _reachable(self.graph, candidates)
         chosen = []
         for nid in candidates:
-            edges = self._first_edges[nid] if self._counts[nid] == 0 else self._later_edges[nid]
-            missing = [e.source for e in edges if not self._has_pending[e.index]]
-            if not any(src in downstream for src in missing):
+            if not any(src in downstream for src in self._arrows.missing_sources(nid)):
                 chosen.append(nid)
         for nid in chosen or candidates[:1]:
             self._queue(nid)
@@ -470,19 +332,23 @@ class Executor:
         for task in tasks:
             nid = self._running.pop(task, None)
             if nid is not None:
-                self._status[nid] = _FAILED
+                self._status[nid] = FAILED
                 self._emit(ev.NodeFailed(nid, reason, time.time()))
         self._done.clear()
 
+    def _skip_reason(self, nid: str, ending: str | None = None) -> str:
+        failed = self.graph.nodes[self._failure[0]].label if self._failure else None
+        return self._arrows.skip_reason(nid, failed, ending)
+
     def _skip(self, nid: str, reason: str) -> None:
-        self._status[nid] = _SKIPPED
+        self._status[nid] = SKIPPED
         self._emit(ev.NodeSkipped(nid, reason, time.time()))
 
     def _finish(self, reason: str | None) -> ev.ExecutionFinished:
         if self._finished is not None:
             return self._finished
         for nid in self.graph.order:
-            if self._status[nid] == _IDLE and self._counts[nid] == 0:
+            if self._status[nid] == IDLE and self._counts[nid] == 0:
                 self._skip(nid, self._skip_reason(nid, reason))
         if self._internal_error is not None:
             status, error = ExecutionStatus.FAILED, self._internal_error
@@ -513,46 +379,13 @@ class Executor:
         results = {}
         for nid in self.graph.order:
             node = self.graph.nodes[nid]
-            if node.type == "endpoint" and self._status[nid] == _DONE:
+            if node.type == "endpoint" and self._status[nid] == DONE:
                 results[node.label] = self._outputs[nid].value.get("default")
         if not results:
             return None
         if len(results) == 1:
             return next(iter(results.values()))
         return results
-
-    def _skip_reason(self, nid: str, ending: str | None = None) -> str:
-        """Why a node never ran, from what its missing inputs' sources did (most telling first),
-        else from how the execution ended."""
-        if not self.graph.incoming[nid]:
-            return "no arrow leads to this node"
-        if ending == "timeout":
-            return "execution timed out"
-        if ending == "interrupted":
-            return "execution interrupted"
-        reasons: list[tuple[int, str]] = []
-        for edge in self._first_edges[nid]:
-            if self._has_pending[edge.index]:
-                continue
-            source = self.graph.nodes[edge.source].label
-            status = self._status[edge.source]
-            if status == _FAILED:
-                reasons.append((0, f"upstream node '{source}' failed"))
-            elif status == _DONE and self._blocked[edge.index]:
-                reasons.append(
-                    (1, f"branch not taken ('{source}' did not choose {edge.source_port})")
-                )
-            elif status == _CAPPED:
-                reasons.append((2, f"upstream node '{source}' reached its max_iteration"))
-            elif status == _SKIPPED:
-                reasons.append((3, f"upstream node '{source}' was skipped"))
-            elif self._failure is None:  # a source still idle only explains it on a clean end
-                reasons.append((4, f"waited for input from '{source}' that never came"))
-        if reasons:
-            return min(reasons)[1]
-        if self._failure is not None:
-            return f"execution stopped: node '{self.graph.nodes[self._failure[0]].label}' failed"
-        return "never became ready"
 
 
 def _describe(exc: BaseException) -> str:

@@ -456,7 +456,7 @@ def test_events_are_typed_and_ordered():
     ],
 )
 def test_content_type_converts_the_value_on_the_arrow(content_type, expected):
-    from dipeo_cli.executor import convert
+    from dipeo_cli.arrows import convert
 
     assert convert({"a": 1}, content_type) == expected
     assert convert('{"a": 1}', "object") == {"a": 1}
@@ -533,7 +533,7 @@ def test_tokens_spent_before_a_failure_are_counted():
 
 
 def test_raw_text_of_a_conversation_is_its_last_reply():
-    from dipeo_cli.executor import convert
+    from dipeo_cli.arrows import convert
 
     conversation = {"messages": [{"role": "assistant", "content": "hi"}], "last_message": "hi"}
     assert convert(conversation, "raw_text") == "hi"

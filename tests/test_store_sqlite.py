@@ -683,9 +683,16 @@ async def main():
     started = ev.ExecutionStarted("busy-run", "demo", {{}}, nodes, time.time())
     state = new_state(started)
     store.record(state, started)
-    end = time.monotonic() + 1.0
+    import sqlite3
+    end = time.monotonic() + 15.0
+    next_look = time.monotonic() + 0.3
     i = 0
     while time.monotonic() < end:  # a CPU-bound loop: it never waits on I/O
+        if time.monotonic() >= next_look:  # die as soon as the run is visible to others
+            next_look = time.monotonic() + 0.05
+            with sqlite3.connect(sys.argv[1]) as peek:
+                if peek.execute("SELECT 1 FROM executions WHERE id = 'busy-run'").fetchone():
+                    break
         i %= 2000
         for event in (ev.NodeStarted(f"n{{i}}", 1, time.time()),
                       ev.NodeCompleted(f"n{{i}}", create_node_output(i), time.time())):
