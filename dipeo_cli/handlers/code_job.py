@@ -41,7 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from dipeo_cli import jsrunner, paths
 from dipeo_cli.errors import NodeError
-from dipeo_cli.handlers.db import display_path, resolve_path
+from dipeo_cli.files import display_path, resolve_path
 from dipeo_cli.pyworker import CAPTURE_LIMIT, PythonWorkerPool
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output

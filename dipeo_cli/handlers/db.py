@@ -27,7 +27,7 @@ extension (.json, .yaml/.yml, .csv), else text.
             path or by its last part (as DiPeO). Output: the whole data.
 
 Writes are atomic (a temporary file, then a rename). metadata: `operation`, `path`, `format`,
-`bytes`. This module also owns the file helpers endpoint and template_job use.
+`bytes`. The file helpers it shares with other handlers live in `dipeo_cli.files`.
 """
 
 from __future__ import annotations
@@ -38,170 +38,37 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
+from dipeo_cli.files import (
+    csv_rows,
+    csv_text,
+    display_path,
+    dump_data,
+    parse_text,
+    read_text,
+    resolve_path,
+    write_atomic,
+)
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
-from dipeo_cli.values import decode_json_text, get_path, set_path, split_path, to_json_safe
+from dipeo_cli.values import decode_json_text, get_path, set_path, split_path
 
 FORMAT_ALIASES = {"yml": "yaml", "txt": "text", "md": "text", "markdown": "text"}
 EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\}")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-# ---------------------------------------------------------------------------------------------
-# File helpers (shared with endpoint and template_job)
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_path(base_dir: Path, path: str) -> Path:
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else Path(base_dir) / candidate
-
-
-def display_path(base_dir: Path, path: Path) -> str:
-    """The path as messages show it: relative to the base directory when inside it."""
-    try:
-        return str(path.relative_to(base_dir))
-    except ValueError:
-        return str(path)
-
-
-def write_atomic(path: Path, text: str) -> int:
-    """Write `text` (UTF-8) to `path` via a temporary file and a rename; returns the byte count.
-    Parent directories are created. Raises NodeError when the file cannot be written."""
-    data = text.encode("utf-8")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(temporary, 0o666 & ~_UMASK)
-            os.replace(temporary, path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
-    except OSError as exc:
-        raise NodeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return len(data)
-
-
-def dump_data(value: Any, fmt: str) -> str:
-    """The file text for `value` in format json | yaml | csv | text."""
-    if fmt == "json":
-        data = decode_json_text(value)
-        if isinstance(data, str):
-            try:  # a JSON scalar given as text ("42", "true") is written as that JSON
-                data = json.loads(data)
-            except ValueError:
-                pass
-        return json.dumps(to_json_safe(data)[0], indent=2, ensure_ascii=False) + "\n"
-    if fmt == "yaml":
-        data = decode_json_text(value)
-        if isinstance(data, str):
-            return data
-        return yaml.safe_dump(
-            to_json_safe(data)[0], sort_keys=False, allow_unicode=True, default_flow_style=False
-        )
-    if fmt == "csv":
-        data = decode_json_text(value)
-        if isinstance(data, str):
-            return data
-        return _csv_text(_csv_rows(data), header=None)
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(to_json_safe(value)[0], indent=2, ensure_ascii=False)
-
 
 def format_for(path: Path, given: str | None, fallback: str | None = "text") -> str | None:
     if given:
         return given
     return EXTENSION_FORMATS.get(path.suffix.lower(), fallback)
-
-
-def _read_text(path: Path, shown: str) -> str:
-    if not path.is_file():
-        if path.exists():
-            raise NodeError(f"not a file: {shown}")
-        raise NodeError(f"file not found: {shown}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise NodeError(f"{shown} is not UTF-8 text") from None
-    except OSError as exc:
-        raise NodeError(f"cannot read {shown}: {exc.strerror or exc}") from None
-
-
-def parse_text(text: str, fmt: str, shown: str) -> Any:
-    try:
-        if fmt == "json":
-            return json.loads(text) if text.strip() else None
-        if fmt == "yaml":
-            return yaml.safe_load(text)
-        if fmt == "csv":
-            return list(csv.DictReader(io.StringIO(text)))
-    except (ValueError, yaml.YAMLError, csv.Error) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NodeError(f"{shown} is not valid {fmt}: {first_line}") from None
-    return text
-
-
-def _csv_rows(data: Any) -> list[Any]:
-    if isinstance(data, dict):
-        return [data]
-    if isinstance(data, list) and all(isinstance(row, (dict, list, tuple)) for row in data):
-        return data
-    raise NodeError(f"csv needs a row (a dict) or a list of rows, got {type(data).__name__}")
-
-
-def _csv_text(rows: list[Any], header: list[str] | None) -> str:
-    buffer = io.StringIO()
-    if rows and all(isinstance(row, dict) for row in rows):
-        fieldnames = header
-        if fieldnames is None:
-            fieldnames = []
-            for row in rows:
-                fieldnames.extend(k for k in map(str, row) if k not in fieldnames)
-            writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="", lineterminator="\n")
-            writer.writeheader()
-        else:
-            unknown = sorted({str(k) for row in rows for k in row} - set(fieldnames))
-            if unknown:
-                raise NodeError(
-                    f"column {', '.join(unknown)} is not in the csv header ({', '.join(fieldnames)})"
-                )
-            writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="", lineterminator="\n")
-        writer.writerows({str(k): _cell(v) for k, v in row.items()} for row in rows)
-    else:
-        plain = csv.writer(buffer, lineterminator="\n")
-        for row in rows:
-            if isinstance(row, dict):
-                raise NodeError("csv rows must all be dicts or all be lists")
-            plain.writerow([_cell(v) for v in row])
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +239,7 @@ async def db(node: Any, ctx: Any) -> NodeOutput:
         fmt = format_for(path, config.format)
         if fmt not in ("json", "yaml"):
             raise NodeError(f"update works on json or yaml files, not {fmt} ({shown})")
-        current = parse_text(_read_text(path, shown), fmt, shown) if path.is_file() else None
+        current = parse_text(read_text(path, shown), fmt, shown) if path.is_file() else None
         data = current if current is not None else {}
         for key, new_value in _update_values(config.keys, decode_json_text(value)).items():
             try:
@@ -423,7 +290,7 @@ def _read(config: DbProps, base_dir: Path, names: dict[str, Any]) -> NodeOutput:
 
 
 def _read_one(config: DbProps, path: Path, shown: str, total_lines: dict[str, int]) -> Any:
-    text = _read_text(path, shown)
+    text = read_text(path, shown)
     # Without a `format`, a .csv file is read as text: DiPeO did so, and diagrams written for it
     # parse that text themselves. `format: csv` gives a list of row dicts.
     fmt = config.format or ("text" if path.suffix.lower() == ".csv" else format_for(path, None))
@@ -489,7 +356,7 @@ def _update_values(keys: list[str], value: Any) -> dict[str, Any]:
 
 def _append(path: Path, shown: str, fmt: str, value: Any) -> tuple[Any, str]:
     exists = path.is_file()
-    existing_text = _read_text(path, shown) if exists else ""
+    existing_text = read_text(path, shown) if exists else ""
     item = decode_json_text(value)
     if fmt in ("json", "yaml"):
         current = parse_text(existing_text, fmt, shown) if existing_text.strip() else None
@@ -497,13 +364,13 @@ def _append(path: Path, shown: str, fmt: str, value: Any) -> tuple[Any, str]:
         items.append(item)
         return items, dump_data(items, fmt)
     if fmt == "csv":
-        rows = _csv_rows(item)
+        rows = csv_rows(item)
         if existing_text.strip():
             header = next(csv.reader(io.StringIO(existing_text)))
             prefix = existing_text if existing_text.endswith("\n") else existing_text + "\n"
-            text = prefix + _csv_text(rows, header=header)
+            text = prefix + csv_text(rows, header=header)
         else:
-            text = _csv_text(rows, header=None)
+            text = csv_text(rows, header=None)
         return parse_text(text, "csv", shown), text
     line = dump_data(value, "text")
     prefix = (

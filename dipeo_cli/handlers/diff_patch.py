@@ -35,10 +35,8 @@ Output `default`: `{"applied": bool (false in dry_run), "mode", "path" (the firs
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +45,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.handlers.db import display_path, resolve_path
+from dipeo_cli.files import display_path, replace_file, resolve_path
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 
@@ -480,27 +478,6 @@ def _targets(config: DiffPatchProps, patches: list[FilePatch], base_dir: Path) -
     return targets
 
 
-def _write_atomic(path: Path, data: bytes, mode_from: Path | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        if mode_from is not None and mode_from.exists():
-            shutil.copymode(mode_from, temporary)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-
-
 def _backup_path(config: DiffPatchProps, target: _Target, base_dir: Path) -> Path:
     if config.backup_dir is None:
         return target.path.with_name(target.path.name + ".bak")
@@ -589,13 +566,13 @@ async def diff_patch(node: Any, ctx: Any) -> NodeOutput:
                     target.path.unlink(missing_ok=True)
                 else:
                     data = target.result.encode("utf-8", "surrogateescape")
-                    _write_atomic(target.path, data, target.path if target.exists else None)
+                    replace_file(target.path, data, target.path if target.exists else None)
             except OSError as exc:
                 raise NodeError(f"cannot write {target.shown}: {exc.strerror or exc}") from None
         if rejected_text and config.reject_file:
             reject_path = resolve_path(base_dir, config.reject_file)
             try:
-                _write_atomic(reject_path, "".join(rejected_text).encode("utf-8"), None)
+                replace_file(reject_path, "".join(rejected_text).encode("utf-8"))
             except OSError as exc:
                 raise NodeError(
                     f"cannot write {config.reject_file}: {exc.strerror or exc}"

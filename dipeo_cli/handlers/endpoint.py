@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from dipeo_cli.handlers.db import display_path, dump_data, resolve_path, write_atomic
+from dipeo_cli.files import display_path, dump_data, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text

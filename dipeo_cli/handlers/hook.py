@@ -36,9 +36,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError, NodeTimeoutError
+from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.handlers import api_job as api
 from dipeo_cli.handlers.code_job import _clip, _env_text, _exit_message, _kill_group
-from dipeo_cli.handlers.db import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_json_safe, to_text

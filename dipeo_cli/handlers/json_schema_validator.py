@@ -36,7 +36,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo,
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.handlers.db import _read_text, display_path, parse_text, resolve_path
+from dipeo_cli.files import display_path, parse_text, read_text, resolve_path
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
@@ -201,7 +201,7 @@ def _load_file(base_dir: Path, name: str) -> tuple[Any, str]:
     shown = display_path(base_dir, path)
     suffix = path.suffix.lower()
     fmt = "yaml" if suffix in (".yaml", ".yml") else "json"
-    text = _read_text(path, shown)
+    text = read_text(path, shown)
     if not text.strip():
         raise NodeError(f"{shown} is empty")
     return parse_text(text, fmt, shown), shown

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.handlers.db import display_path, resolve_path, write_atomic
+from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
