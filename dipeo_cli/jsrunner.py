@@ -36,7 +36,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.parse
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CAPTURE_LIMIT = 64 * 1024  # characters of stdout/stderr kept per job
+from dipeo_cli.processes import clip, exit_message, kill_process_group
 
 LANGUAGES = {
     "typescript": "typescript",
@@ -207,11 +206,15 @@ async def run_js(
         payload = json.dumps(job, ensure_ascii=False, default=str).encode("utf-8")
         exit_code, stdout, stderr = await _run(runtime.argv(str(runner)), payload, cwd)
         reply_file = folder / "reply.json"
-        reply: dict[str, Any] = {"stdout": _clip(stdout), "stderr": _clip(stderr)}
+        reply: dict[str, Any] = {"stdout": clip(stdout), "stderr": clip(stderr)}
         reply["exit_code"] = exit_code
         if not reply_file.is_file():
             reply["ok"] = False
-            reply["error"] = _exit_message(exit_code, stderr)
+            reply["error"] = exit_message(
+                exit_code,
+                stderr,
+                f"the process ended (exit code {exit_code}) before the code returned a result",
+            )
             return reply
         try:
             answer = json.loads(reply_file.read_text(encoding="utf-8"))
@@ -278,31 +281,6 @@ async def _run(argv: list[str], payload: bytes, cwd: Path) -> tuple[int | None, 
     return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def kill_process_group(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL the process's group (it was started with start_new_session=True)."""
-    if process.returncode is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
-
-
-def _exit_message(code: int | None, stderr: str) -> str:
-    if code is not None and code < 0:
-        try:
-            head = f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            head = f"killed by signal {-code}"
-    else:
-        head = f"the process ended (exit code {code}) before the code returned a result"
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return f"{head}: {' | '.join(lines[-3:])}" if lines else head
-
-
 async def _describe(
     answer: dict[str, Any], runtime: Runtime, user_file: Path, offset: int, source: str | None
 ) -> str:
@@ -359,12 +337,6 @@ async def _syntax_error_line(runtime: Runtime, user_file: Path) -> int | None:
     except (OSError, TimeoutError):
         return None
     return _user_line(err.decode("utf-8", "replace"), user_file)
-
-
-def _clip(text: str) -> str:
-    if len(text) <= CAPTURE_LIMIT:
-        return text
-    return text[:CAPTURE_LIMIT] + f"\n[... {len(text) - CAPTURE_LIMIT} more characters not kept]"
 
 
 # The process's entry point: plain ESM that node, deno, bun and tsx all run. It reads the job

@@ -37,13 +37,14 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dipeo_cli.processes import CAPTURE_LIMIT
+
 if TYPE_CHECKING:
     import asyncio
 
 # The worker process imports this module too and must start fast, so asyncio (which the runner
 # has loaded anyway) is imported inside the parent-side methods only.
 
-CAPTURE_LIMIT = 64 * 1024  # characters of stdout/stderr kept per job
 _HEADER = struct.Struct(">I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 

@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import os
 import re
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +40,8 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli import jsrunner, paths
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path
-from dipeo_cli.pyworker import CAPTURE_LIMIT, PythonWorkerPool
+from dipeo_cli.processes import clip, env_text, exit_message, kill_process_group
+from dipeo_cli.pyworker import PythonWorkerPool
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
@@ -264,23 +263,13 @@ async def _run_js(config: CodeJobProps, ctx: Any) -> NodeOutput:
 def _script_env(inputs: dict[str, Any], variables: dict[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
     for label, value in inputs.items():
-        text = _env_text(value)
+        text = env_text(value)
         safe = _ENV_UNSAFE.sub("_", label)
         env[f"INPUT_{safe.upper()}"] = text
         env[f"INPUT_{safe}"] = text  # DiPeO's spelling too: its example scripts use it
     env["INPUT_KEYS"] = " ".join(inputs)
-    env["DIPEO_VARIABLES"] = _env_text(dict(variables))
+    env["DIPEO_VARIABLES"] = env_text(dict(variables))
     return env
-
-
-def _env_text(value: Any) -> str:
-    if value is None:
-        text = ""
-    elif isinstance(value, str):
-        text = value
-    else:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    return text.replace("\0", "")
 
 
 def _interpreter(language: str) -> str:
@@ -319,7 +308,7 @@ async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
         try:
             out, err = await process.communicate()
         except BaseException:  # cancelled: the executor's timeout, or an abort
-            jsrunner.kill_process_group(process)
+            kill_process_group(process)
             await asyncio.shield(process.wait())
             raise
     finally:
@@ -333,31 +322,10 @@ async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
     metadata: dict[str, Any] = {
         "language": config.language,
         "exit_code": process.returncode,
-        "stderr": _clip(stderr),
+        "stderr": clip(stderr),
         "duration_seconds": round(time.perf_counter() - started, 6),
     }
     if process.returncode != 0:
-        metadata["stdout"] = _clip(stdout)
-        raise CodeJobError(_exit_message(process.returncode, stderr), metadata)
+        metadata["stdout"] = clip(stdout)
+        raise CodeJobError(exit_message(process.returncode, stderr), metadata)
     return create_node_output({"default": stdout.strip()}, metadata)
-
-
-_kill_group = jsrunner.kill_process_group  # hook.py uses it too
-
-
-def _exit_message(code: int | None, stderr: str) -> str:
-    if code is not None and code < 0:
-        try:
-            head = f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            head = f"killed by signal {-code}"
-    else:
-        head = f"exit code {code}"
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return f"{head}: {' | '.join(lines[-3:])}" if lines else head
-
-
-def _clip(text: str) -> str:
-    if len(text) <= CAPTURE_LIMIT:
-        return text
-    return text[:CAPTURE_LIMIT] + f"\n[... {len(text) - CAPTURE_LIMIT} more characters not kept]"

@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli.errors import NodeError, NodeTimeoutError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.handlers import api_job as api
-from dipeo_cli.handlers.code_job import _clip, _env_text, _exit_message, _kill_group
+from dipeo_cli.processes import clip, env_text, exit_message, kill_process_group
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_json_safe, to_text
@@ -205,8 +205,8 @@ def hook_env(node: Any, ctx: Any) -> dict[str, str]:
         values.update(default)
     values.update(ctx.inputs)
     for key, value in values.items():
-        env[f"DIPEO_INPUT_{_ENV_UNSAFE.sub('_', str(key)).upper()}"] = _env_text(value)
-    env["DIPEO_INPUTS"] = _env_text(to_json_safe(dict(ctx.inputs))[0])
+        env[f"DIPEO_INPUT_{_ENV_UNSAFE.sub('_', str(key)).upper()}"] = env_text(value)
+    env["DIPEO_INPUTS"] = env_text(to_json_safe(dict(ctx.inputs))[0])
     env["DIPEO_EXECUTION_ID"] = str(ctx.execution_id)
     env["DIPEO_NODE"] = str(node.label or node.id)
     return env
@@ -223,7 +223,7 @@ async def _run_shell(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
         metadata: dict[str, Any] = {
             "hook_type": "shell",
             "exit_code": code,
-            "stderr": _clip(stderr),
+            "stderr": clip(stderr),
             "attempts": attempt,
             "duration_seconds": round(time.perf_counter() - started, 6),
         }
@@ -232,9 +232,9 @@ async def _run_shell(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
         if attempt <= config.retry_count:
             await asyncio.sleep(_backoff(attempt))
             continue
-        metadata["stdout"] = _clip(stdout)
+        metadata["stdout"] = clip(stdout)
         tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-        raise HookError(f"hook command failed{tries}: {_exit_message(code, stderr)}", metadata)
+        raise HookError(f"hook command failed{tries}: {exit_message(code, stderr)}", metadata)
     text = stdout.strip()
     try:
         value: Any = json.loads(text) if text else ""
@@ -261,7 +261,7 @@ async def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, s
     try:
         out, err = await process.communicate()
     except BaseException:  # cancelled: the timeout, or an abort
-        _kill_group(process)
+        kill_process_group(process)
         await asyncio.shield(process.wait())
         raise
     code = process.returncode if process.returncode is not None else -1
