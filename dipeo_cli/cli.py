@@ -169,7 +169,8 @@ def run(
     if llm is not None:
         if llm != "mock":
             _fail(f"--llm accepts only 'mock', got {llm!r}")
-        os.environ["DIPEO_LLM"] = llm  # read when persons are resolved, at validation and run
+        # persons are resolved at validation and again at run time; both read $DIPEO_LLM
+        os.environ["DIPEO_LLM"] = llm
     try:
         variables = parse_variables(input_data, inputs, var)
         graph = prepare(
@@ -188,9 +189,7 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(
-        _run(graph, variables, options, db, quiet, answers, os.environ.get("DIPEO_LLM"))
-    )
+    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers))
     state = outcome.state
     if as_json:
         from dipeo_cli.runner import run_json
@@ -210,7 +209,6 @@ async def _run(
     db: str | None,
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
-    llm_override: str | None = None,
 ) -> Any:
     from pathlib import Path
 
@@ -228,7 +226,6 @@ async def _run(
             variables=variables,
             options=options,
             answers=answers,
-            llm_override=llm_override,
         )
     finally:
         await store.close()

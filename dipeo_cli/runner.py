@@ -115,7 +115,6 @@ async def execute(
     options: RunOptions,
     execution_id: str | None = None,
     answers: dict[str, list[str]] | None = None,
-    llm_override: str | None = None,
 ) -> Outcome:
     """Run the graph, recording every event; returns once the history holds all of them."""
     holder: list[ExecutionState] = []
@@ -149,7 +148,6 @@ async def execute(
             pause_progress=getattr(progress, "paused", None),
             store=store,
             options=options,
-            llm_override=llm_override,
         ),
         diagram_id=diagram.file,
     )

@@ -56,7 +56,7 @@ class FakeLLM:
         self.answer: Callable[[str, LLMRequest], Any] | None = None
         self.resolved: list[str] = []
 
-    def resolve(self, person: Any, base_dir: Path, override: str | None) -> PersonConfig:
+    def resolve(self, person: Any, base_dir: Path) -> PersonConfig:
         self.resolved.append(person.id)
         return PersonConfig(
             person_id=person.id,

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -210,17 +209,12 @@ def find_person(persons: dict[str, Any], ref: str | None) -> Any:
     raise NodeError(f"person '{ref}' is not defined ({hint})")
 
 
-def llm_override(resources: Any = None) -> str | None:
-    """`--llm mock`: the run's resources say so at run time, $DIPEO_LLM at validation."""
-    value = getattr(resources, "llm_override", None) if resources is not None else None
-    return value or os.environ.get("DIPEO_LLM") or None
-
-
-def resolve_config(person: Any, base_dir: Path, override: str | None) -> Any:
-    """The person's PersonConfig (dipeo_cli.llm.resolve_person; raises a DipeoError)."""
+def resolve_config(person: Any, base_dir: Path) -> Any:
+    """The person's PersonConfig (dipeo_cli.llm.resolve_person, which honours `--llm mock`
+    through $DIPEO_LLM; raises a DipeoError)."""
     from dipeo_cli.llm import resolve_person
 
-    return resolve_person(person, base_dir=base_dir, llm_override=override)
+    return resolve_person(person, base_dir=base_dir)
 
 
 def open_client(config: Any, resources: Any) -> Any:
@@ -239,7 +233,7 @@ def check_person(persons: dict[str, Any], ref: str | None) -> list[str]:
     except NodeError as exc:
         return [str(exc)]
     try:
-        resolve_config(person, base_dir(), llm_override())
+        resolve_config(person, base_dir())
     except ImportError:  # pragma: no cover - a build without the LLM services
         return []
     except DipeoError as exc:
@@ -252,7 +246,7 @@ def person_config(ctx: Any, person: Any) -> Any:
     cache: dict[str, Any] = ctx.resources.service("person_configs", dict, lambda _: None)
     if person.id not in cache:
         try:
-            cache[person.id] = resolve_config(person, ctx.base_dir, llm_override(ctx.resources))
+            cache[person.id] = resolve_config(person, ctx.base_dir)
         except DipeoError as exc:
             raise NodeError(str(exc)) from None
     return cache[person.id]

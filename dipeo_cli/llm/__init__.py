@@ -1,6 +1,6 @@
 """LLM persons: a diagram's Person resolved to a PersonConfig, and a client to call it.
 
-    config = resolve_person(person, base_dir=ctx.base_dir, llm_override=resources.llm_override)
+    config = resolve_person(person, base_dir=ctx.base_dir)  # $DIPEO_LLM=mock: every person mock
     client = llm_client(config, ctx.resources)          # cached per run, closed at its end
     reply = await client.complete(LLMRequest(messages=(LLMMessage("user", "Hi"),)))
 
