@@ -52,30 +52,16 @@ def main_options(
     """Run DiPeO diagrams from the command line and keep a history of every execution."""
 
 
-class _RedactingStream:
-    """A text stream that removes known secrets from everything written to it, so that no
-    report (summary, live table, show) can print an API key taken from the environment."""
-
-    def __init__(self, stream: Any) -> None:
-        from dipeo_cli.redact import redact
-
-        self._stream = stream
-        self._redact = redact
-
-    def write(self, text: str) -> int:
-        self._stream.write(self._redact(text))
-        return len(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
 def _out() -> Any:
-    return _RedactingStream(sys.stdout)
+    from dipeo_cli.redact import RedactingStream
+
+    return RedactingStream(sys.stdout)
 
 
 def _err() -> Any:
-    return _RedactingStream(sys.stderr)
+    from dipeo_cli.redact import RedactingStream
+
+    return RedactingStream(sys.stderr)
 
 
 def _color(stream: Any) -> bool:

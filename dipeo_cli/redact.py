@@ -159,3 +159,18 @@ def _default(obj: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
+
+
+class RedactingStream:
+    """A text stream that removes known secrets from everything written to it, so that no
+    report (summary, live table, show) can print an API key taken from the environment."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
