@@ -64,6 +64,9 @@ class ArrowState:
         self._last: list[Any] = [None] * n
         self._has_last = [False] * n
         self._seq = [0] * n  # delivery order, so that the latest value wins per label
+        self._from = [0] * n  # which iteration of the source delivered the pending/last value
+        # (label, source node id, source iteration) of the inputs the last take_inputs gave
+        self.sources: tuple[tuple[str, str, int], ...] = ()
         self._blocked = [False] * n
         self._delivery = 0
         self._first: dict[str, list[Edge]] = {}
@@ -99,6 +102,7 @@ class ArrowState:
                 self._last[i] = converted
                 self._has_last[i] = True
                 self._seq[i] = self._delivery
+                self._from[i] = self._counts[nid]
                 self._blocked[i] = False
             else:
                 self._blocked[i] = True
@@ -113,9 +117,11 @@ class ArrowState:
 
     def take_inputs(self, nid: str) -> dict[str, Any]:
         """Consume the node's pending values and reuse last values where the rules say so:
-        a dict keyed by arrow label, the most recent delivery winning per label."""
+        a dict keyed by arrow label, the most recent delivery winning per label. Sets
+        `sources` to where each of them came from."""
         incoming = self.graph.incoming[nid]
         if not incoming:
+            self.sources = ()
             return {}
         later = self._counts[nid] > 0  # `first` arrows serve the first execution only
         has_pending, pending, seq = self._has_pending, self._pending, self._seq
@@ -125,22 +131,34 @@ class ArrowState:
             if has_pending[i]:
                 has_pending[i] = False
                 value, pending[i] = pending[i], None
-                return {} if later and edge.target_handle == "first" else {edge.variable: value}
-            if self._has_last[i] and not (later and edge.target_handle == "first"):
-                return {edge.variable: self._last[i]}
-            return {}
-        found: list[tuple[int, str, Any]] = []
+                if later and edge.target_handle == "first":
+                    self.sources = ()
+                    return {}
+            elif self._has_last[i] and not (later and edge.target_handle == "first"):
+                value = self._last[i]
+            else:
+                self.sources = ()
+                return {}
+            self.sources = ((edge.variable, edge.source, self._from[i]),)
+            return {edge.variable: value}
+        found: list[tuple[int, str, Any, Edge]] = []
         for edge in incoming:
             i = edge.index
             if has_pending[i]:
                 has_pending[i] = False
                 if not (later and edge.target_handle == "first"):
-                    found.append((seq[i], edge.variable, pending[i]))
+                    found.append((seq[i], edge.variable, pending[i], edge))
                 pending[i] = None
             elif self._has_last[i] and not (later and edge.target_handle == "first"):
-                found.append((seq[i], edge.variable, self._last[i]))
+                found.append((seq[i], edge.variable, self._last[i], edge))
         found.sort(key=lambda item: item[0])
-        return {variable: value for _, variable, value in found}
+        inputs: dict[str, Any] = {}
+        sources: dict[str, tuple[str, str, int]] = {}
+        for _, variable, value, edge in found:
+            inputs[variable] = value
+            sources[variable] = (variable, edge.source, self._from[edge.index])
+        self.sources = tuple(sources.values())
+        return inputs
 
     # -- readiness ------------------------------------------------------------------------
 

@@ -196,6 +196,7 @@ async def _run(
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
 ) -> Any:
+    import asyncio
     from pathlib import Path
 
     from dipeo_cli.render import choose_mode, open_progress
@@ -204,6 +205,7 @@ async def _run(
 
     store = await _open_store(open_store, Path(db) if db else None)
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
+    handled: list[Any] = []
     try:
         return await execute(
             graph,
@@ -212,9 +214,38 @@ async def _run(
             variables=variables,
             options=options,
             answers=answers,
+            on_start=lambda run: handled.extend(_abort_on_signals(run)),
         )
     finally:
+        loop = asyncio.get_running_loop()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         await store.close()
+
+
+def _abort_on_signals(run: Any) -> list[Any]:
+    """This process runs one execution: Ctrl-C and SIGTERM abort it (recorded ABORTED)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated (SIGTERM)")):
+        try:
+            loop.add_signal_handler(sig, _abort_quietly, run.executor, reason)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or a platform without signal support
+    return handled
+
+
+def _abort_quietly(executor: Any, reason: str) -> None:
+    from dipeo_cli.errors import ControlError
+
+    try:
+        executor.abort(reason)
+    except ControlError:
+        pass  # already finished: nothing to stop
 
 
 async def _open_store(open_store: Any, path: Any) -> Any:

@@ -39,6 +39,7 @@ class RunResources:
     store: Any = None  # the history store (None: not recorded); sub-diagram runs record into it
     options: Any = None  # the run's RunOptions, for sub-diagram runs
     depth: int = 0  # 0 for the run the user started, 1 for its sub-diagrams, ...
+    llm_mode: str | None = None  # "mock": every person answers offline (`--llm mock`)
     _parent: RunResources | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +55,7 @@ class RunResources:
             store=self.store,
             options=self.options,
             depth=self.depth + 1,
+            llm_mode=self.llm_mode,
             _parent=self,
         )
 

@@ -6,6 +6,8 @@
     ├── PluginError                 a --plugin or entry point could not be loaded (exit 2)
     ├── HistoryError                the history database cannot be read or written
     │   └── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
+    ├── ControlError                pause/resume/abort/skip cannot apply (finished run, a node
+    │                               that already ran, an unknown node)
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`
         └── IterationLimitError     a node would run more often than `--max-iterations`
@@ -69,6 +71,11 @@ class HistoryError(DipeoError):
 
 class ExecutionNotFoundError(HistoryError):
     """No execution (or more than one) matches the id or prefix the user gave."""
+
+
+class ControlError(DipeoError):
+    """A control request (pause, resume, abort, skip a node) that cannot apply: the execution
+    has finished, the node already ran, is running or does not exist."""
 
 
 class NodeError(DipeoError):

@@ -2,6 +2,10 @@
 
 The executor emits them; `state.apply_event`, the history store and the live view consume them.
 Times are `time.time()` floats; the state turns them into ISO strings.
+
+Each event carries everything `apply_event` needs, so that folding an execution's stored event
+log rebuilds its state (`store/codec.py` writes and reads them). Terminal node events carry the
+iteration they end, the output and the token usage.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ class NodeInfo:
     id: str
     label: str
     type: str
+    fingerprint: str = ""  # of the node's definition (type and properties), for retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,7 @@ class ExecutionStarted:
     nodes: tuple[NodeInfo, ...]
     at: float
     parent_id: str | None = None  # the execution that ran this one as a sub-diagram
+    diagram_source: str | None = None  # the diagram text that ran, kept with the execution
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,10 @@ class NodeStarted:
     node_id: str
     iteration: int  # 1 for the first execution of the node
     at: float
+    # what the node received: its inputs by label, and for each label the (source node id,
+    # source iteration) that delivered it; recorded (as a fingerprint) for retry and replay
+    inputs: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    sources: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,7 @@ class NodeCompleted:
     output: NodeOutput
     at: float
     token_usage: TokenUsage | None = None
+    iteration: int = 0  # the iteration this ends; 0: the node's latest (the executor sets it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,7 @@ class NodeFailed:
     at: float
     output: NodeOutput | None = None  # what flows out of the `error` port, if anything
     token_usage: TokenUsage | None = None
+    iteration: int = 0  # the iteration this ends; 0: the node's latest (the executor sets it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,39 @@ class NodeCapped:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionPaused:
+    """No node starts until the execution is resumed; running nodes finish."""
+
+    at: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResumed:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusChanged:
+    """A status set directly through `StateStore.update_node_status` that no executor event
+    describes (PAUSED, PENDING)."""
+
+    node_id: str
+    status: str
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStatusChanged:
+    """A status set directly through `StateStore.update_execution_status` (not final)."""
+
+    status: ExecutionStatus
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionFinished:
     status: ExecutionStatus
     error: str | None
@@ -87,5 +132,9 @@ Event = (
     | NodeFailed
     | NodeSkipped
     | NodeCapped
+    | NodeStatusChanged
+    | ExecutionPaused
+    | ExecutionResumed
+    | ExecutionStatusChanged
     | ExecutionFinished
 )

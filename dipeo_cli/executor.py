@@ -14,16 +14,18 @@ ran with a reason.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dipeo_cli import events as ev
 from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
-from dipeo_cli.errors import IterationLimitError, NodeTimeoutError
+from dipeo_cli.errors import ControlError, IterationLimitError, NodeTimeoutError
 from dipeo_cli.graph import ExecutableGraph, ExecutableNode
 from dipeo_cli.state import ExecutionStatus, NodeOutput, TokenUsage, create_node_output
 
@@ -39,7 +41,34 @@ class RunOptions:
     continue_on_error: bool = False
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded node output to use instead of calling the handler. `order` is where its
+    completion stood in the original run (its event sequence number): replayed completions are
+    applied in that order, because with same-label arrows the most recent value wins."""
+
+    output: NodeOutput
+    order: int
+
+
+class Replay(Protocol):
+    """The executor asks this, at each launch, whether a recorded output stands in for the
+    handler call (retry); None means run the node live."""
+
+    def recorded(
+        self,
+        node: ExecutableNode,
+        iteration: int,
+        inputs: dict[str, Any],
+        sources: tuple[tuple[str, str, int], ...],
+    ) -> Recorded | None: ...
+
+
 class Executor:
+    """Runs one graph. Besides `run()`, it can be steered while it runs (from signal handlers,
+    the store's watch task, a server): `pause()`, `resume()`, `skip(node)`, `abort(reason)`,
+    or `control(action, node, reason)`; each returns what it did or raises ControlError."""
+
     def __init__(
         self,
         graph: ExecutableGraph,
@@ -52,8 +81,10 @@ class Executor:
         resources: RunResources | None = None,
         diagram_id: str | None = None,
         parent_id: str | None = None,
+        replay: Replay | None = None,
     ) -> None:
         self.graph = graph
+        self.replay = replay
         self.parent_id = parent_id
         self.execution_id = execution_id
         self.variables = dict(variables or {})
@@ -78,6 +109,11 @@ class Executor:
         self._abort_reason: str | None = None
         self._internal_error: str | None = None
         self._finished: ev.ExecutionFinished | None = None
+        self._paused = False
+        # launched nodes whose recorded output is applied instead of a handler call:
+        # (original order, tie-breaker, node id, output), the smallest order first
+        self._replays: list[tuple[int, int, str, NodeOutput]] = []
+        self._tie = itertools.count()
 
     # -- public ---------------------------------------------------------------------------
 
@@ -90,11 +126,17 @@ class Executor:
                 diagram_id=self.diagram_id,
                 variables=self.variables,
                 nodes=tuple(
-                    ev.NodeInfo(nid, graph.nodes[nid].label, graph.nodes[nid].type)
+                    ev.NodeInfo(
+                        nid,
+                        graph.nodes[nid].label,
+                        graph.nodes[nid].type,
+                        graph.nodes[nid].fingerprint,
+                    )
                     for nid in graph.order
-                ),
+                ),  # fmt: skip
                 at=time.time(),
                 parent_id=self.parent_id,
+                diagram_source=graph.diagram.source,
             )
         )
         reason: str | None = None
@@ -128,13 +170,87 @@ class Executor:
             reason = "interrupted"
         return self._finish(reason)
 
-    def abort(self, reason: str = "interrupted") -> None:
-        """Stop the run (Ctrl-C, SIGTERM): running nodes are cancelled, it ends ABORTED."""
+    def abort(self, reason: str = "interrupted") -> str:
+        """Stop the run (Ctrl-C, SIGTERM, a request): running nodes are cancelled (their
+        processes killed), the rest SKIPPED, the execution ends ABORTED."""
+        if self._finished is not None:
+            raise ControlError("the execution has already finished")
         if self._abort_reason is None:
             self._abort_reason = reason
         for task in self._running:
             task.cancel()
         self._wakeup.set()
+        return "aborting"
+
+    def pause(self, reason: str | None = None) -> str:
+        """No node starts until `resume()`; running nodes finish; the execution is PAUSED."""
+        self._check_active()
+        if self._paused:
+            return "already paused"
+        self._paused = True
+        self._emit(ev.ExecutionPaused(time.time(), reason))
+        return "paused"
+
+    def resume(self) -> str:
+        """Go on from exactly where the execution was paused."""
+        self._check_active()
+        if not self._paused:
+            raise ControlError("the execution is not paused")
+        self._paused = False
+        self._emit(ev.ExecutionResumed(time.time()))
+        self._wakeup.set()
+        return "resumed"
+
+    def skip(self, node: str) -> str:
+        """Skip a node that has not started ("skipped on request"); downstream nodes are
+        treated as for any skipped node. `node` is an id or a label."""
+        self._check_active()
+        nid = node if node in self.graph.nodes else None
+        if nid is None:
+            found = self.graph.node_by_label(node)
+            if found is None:
+                raise ControlError(f"no node '{node}' in this execution")
+            nid = found.id
+        label = self.graph.nodes[nid].label
+        status = self._status[nid]
+        if status == RUNNING:
+            raise ControlError(f"node '{label}' is running; it can no longer be skipped")
+        if status == SKIPPED:
+            return f"node '{label}' was already skipped"
+        if self._counts[nid] > 0 or status != IDLE:
+            raise ControlError(f"node '{label}' already ran; it can no longer be skipped")
+        if nid in self._queued:
+            self._queued.discard(nid)
+            self._ready.remove(nid)
+        self._skip(nid, "skipped on request")
+        self._recheck(self._arrows.block_outgoing(nid))
+        self._wakeup.set()
+        return f"skipped node '{label}'"
+
+    def control(self, action: str, node: str | None = None, reason: str | None = None) -> str:
+        """One of pause, resume, abort, skip_node (any case), as the API and CLI name them."""
+        action = action.lower()
+        if action == "pause":
+            return self.pause(reason)
+        if action == "resume":
+            return self.resume()
+        if action == "abort":
+            return self.abort(reason or "aborted on request")
+        if action in ("skip_node", "skip"):
+            if not node:
+                raise ControlError("skip_node needs a node")
+            return self.skip(node)
+        raise ControlError(f"unknown action {action!r} (pause, resume, abort, skip_node)")
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def _check_active(self) -> None:
+        if self._finished is not None:
+            raise ControlError("the execution has already finished")
+        if self._abort_reason is not None:
+            raise ControlError("the execution is being aborted")
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -143,9 +259,16 @@ class Executor:
             if not self.graph.incoming[nid]:
                 self._queue(nid)
         while self._abort_reason is None:
-            if self._failure is None:
+            if self._failure is None and not self._paused:
                 self._launch_ready()
+            if self._replays:
+                self._complete_replay()
+                continue
             if not self._running:
+                if self._paused:  # the gate is closed: wait for resume, skip or abort
+                    await self._wakeup.wait()
+                    self._wakeup.clear()
+                    continue
                 if self._failure is None and self._resolve_quiescence():
                     continue
                 return
@@ -182,7 +305,8 @@ class Executor:
         count += 1
         self._counts[nid] = count
         self._status[nid] = RUNNING
-        self._emit(ev.NodeStarted(nid, count, time.time()))
+        sources = self._arrows.sources
+        self._emit(ev.NodeStarted(nid, count, time.time(), inputs, sources))
         if node.max_iteration is None and count > self.options.max_iterations:
             cap = self.options.max_iterations
             self._fail(
@@ -195,6 +319,13 @@ class Executor:
                 ),
             )
             return
+        if self.replay is not None:
+            recorded = self.replay.recorded(node, count, inputs, sources)
+            if recorded is not None:
+                heapq.heappush(
+                    self._replays, (recorded.order, next(self._tie), nid, recorded.output)
+                )
+                return
         ctx = NodeContext(
             execution_id=self.execution_id,
             node=node,
@@ -237,13 +368,24 @@ class Executor:
                 raise NodeTimeoutError(f"timed out after {node.timeout:g} s") from None
             raise
 
+    def _complete_replay(self) -> None:
+        _, _, nid, output = heapq.heappop(self._replays)
+        self._succeed(nid, output)
+
     def _complete(self, task: asyncio.Task[Any]) -> None:
         nid = self._running.pop(task, None)
         if nid is None:  # already handled by _cancel_running
             return
         if task.cancelled():
             self._status[nid] = FAILED
-            self._emit(ev.NodeFailed(nid, self._abort_reason or "cancelled", time.time()))
+            self._emit(
+                ev.NodeFailed(
+                    nid,
+                    self._abort_reason or "cancelled",
+                    time.time(),
+                    iteration=self._counts[nid],
+                )  # fmt: skip
+            )
             return
         exc = task.exception()
         if exc is not None:
@@ -252,9 +394,14 @@ class Executor:
         output = task.result()
         if not isinstance(output, NodeOutput):
             output = create_node_output({"default": output})
+        self._succeed(nid, output)
+
+    def _succeed(self, nid: str, output: NodeOutput) -> None:
         self._outputs[nid] = output
         self._status[nid] = DONE
-        self._emit(ev.NodeCompleted(nid, output, time.time(), _token_usage(output)))
+        self._emit(
+            ev.NodeCompleted(nid, output, time.time(), _token_usage(output), self._counts[nid])
+        )
         self._route(nid, output.value)
 
     def _fail(self, nid: str, error: str, metadata: dict[str, Any] | None = None) -> None:
@@ -271,11 +418,11 @@ class Executor:
                 self._unhandled_failures.append((nid, error))
             output = create_node_output(value, meta)
             self._outputs[nid] = output
-            self._emit(ev.NodeFailed(nid, error, time.time(), output, usage))
+            self._emit(ev.NodeFailed(nid, error, time.time(), output, usage, self._counts[nid]))
             self._route(nid, value)
             return
         failed_output = create_node_output({}, meta) if metadata else None
-        self._emit(ev.NodeFailed(nid, error, time.time(), failed_output, usage))
+        self._emit(ev.NodeFailed(nid, error, time.time(), failed_output, usage, self._counts[nid]))
         if self._failure is None:
             self._failure = (nid, error)
         self._route(nid, None)
@@ -329,11 +476,12 @@ class Executor:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            nid = self._running.pop(task, None)
-            if nid is not None:
-                self._status[nid] = FAILED
-                self._emit(ev.NodeFailed(nid, reason, time.time()))
+        stopped = [nid for task in tasks if (nid := self._running.pop(task, None)) is not None]
+        stopped += [nid for _, _, nid, _ in sorted(self._replays)]
+        self._replays.clear()
+        for nid in stopped:
+            self._status[nid] = FAILED
+            self._emit(ev.NodeFailed(nid, reason, time.time(), iteration=self._counts[nid]))
         self._done.clear()
 
     def _skip_reason(self, nid: str, ending: str | None = None) -> str:

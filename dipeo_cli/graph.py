@@ -35,7 +35,17 @@ class ExecutableNode:
     wrote them), `config` (the validated props model, if the handler declares one), and the two
     limits the executor enforces, `max_iteration` and `timeout`."""
 
-    __slots__ = ("id", "label", "type", "props", "config", "spec", "max_iteration", "timeout")
+    __slots__ = (
+        "id",
+        "label",
+        "type",
+        "props",
+        "config",
+        "spec",
+        "max_iteration",
+        "timeout",
+        "_fingerprint",
+    )
 
     def __init__(
         self,
@@ -56,6 +66,23 @@ class ExecutableNode:
         self.spec = spec
         self.max_iteration = max_iteration
         self.timeout = timeout
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the node's definition (type and properties as the file wrote them): the
+        same in two runs when the node did not change. Labels are not part of it."""
+        if self._fingerprint is None:
+            import hashlib
+            import json
+
+            text = json.dumps(
+                {"type": self.type, "props": self.props}, sort_keys=True, default=str
+            )
+            self._fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[
+                :32
+            ]
+        return self._fingerprint
 
     @property
     def data(self) -> dict[str, Any]:

@@ -80,6 +80,19 @@ def redact(text: str) -> str:
     return _redact_str(text, secrets)
 
 
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def mask_url_password(url: str) -> str:
+    """`scheme://user:password@host/...` with the password masked (and registered as a
+    secret, so that no later output shows it either)."""
+    match = _URL_PASSWORD.match(url)
+    if not match:
+        return redact(url)
+    register_secret(match.group(2))
+    return redact(url[: match.start(2)] + MASK + url[match.end(2) :])
+
+
 def redact_json(obj: Any) -> Any:
     """A deep copy of the JSON value `obj` with secrets and credential-named values masked.
 

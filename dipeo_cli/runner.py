@@ -1,16 +1,14 @@
 """Run one diagram end to end: compile, execute, record in the history, show progress.
 
 The CLI calls `prepare` (load + compile: raises DiagramError/PluginError/UsageError before
-anything is recorded) and then `execute`, which wires the executor's events to the state, the
-store and the progress view, turns Ctrl-C and SIGTERM into an ABORTED execution, and makes sure
-the history holds every event when it returns.
+anything is recorded) and then `execute`, which hosts the execution in a `Run`: the one wiring
+of the executor's events to the state, the store and the progress view, and of control requests
+back to the executor. It returns once the history holds every event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +17,13 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
-from dipeo_cli.errors import UsageError
+from dipeo_cli.errors import ControlError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import ExecutableGraph, compile_graph
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.state import ExecutionState, apply_event, new_state
+from dipeo_cli.store.base import Control
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 124, 130
 
@@ -106,6 +105,89 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex
 
 
+class Run:
+    """One execution hosted in this process, wired once: each executor event goes to the state
+    (`apply_event`), then the store, then the progress view. The CLI, sub-diagram nodes and
+    the server all host executions through it, so several can run in one process without
+    touching each other (nothing process-wide is set here: signal handling belongs to the
+    command that owns the process).
+
+    While it runs, the store's watch task hands it the control requests other processes
+    leave for it (pause, resume, abort, skip a node), and the same controls are callable
+    here: `run.executor.pause()`, ... (`executor` exists from construction on)."""
+
+    def __init__(
+        self,
+        graph: ExecutableGraph,
+        *,
+        store: Any,
+        resources: RunResources,
+        variables: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        progress: ProgressView | None = None,
+        execution_id: str | None = None,
+        parent_id: str | None = None,
+        replay: Any = None,
+    ) -> None:
+        self.store = store
+        self.state: ExecutionState | None = None
+        self._progress: ProgressView | None = _Unbreakable(progress) if progress else None
+        self.executor = Executor(
+            graph,
+            execution_id=execution_id or new_execution_id(),
+            emit=self._emit,
+            variables=variables,
+            options=options,
+            store=store,
+            resources=resources,
+            diagram_id=graph.diagram.file,
+            parent_id=parent_id,
+            replay=replay,
+        )
+
+    @property
+    def execution_id(self) -> str:
+        return self.executor.execution_id
+
+    def _emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ExecutionStarted):
+            self.state = state = new_state(event)
+            if self.store is not None:
+                self.store.record(state, event)
+            if self._progress is not None:
+                self._progress.start(state)
+            return
+        state = self.state
+        assert state is not None
+        apply_event(state, event)
+        if self.store is not None:
+            self.store.record(state, event)
+        if self._progress is not None:
+            self._progress.update(state, event)
+
+    def _on_control(self, request: Control) -> str:
+        try:
+            return self.executor.control(request.action, request.node_id, request.reason)
+        except ControlError as exc:
+            return f"error: {exc}"
+
+    async def run(self) -> Outcome:
+        """Run to the end; returns once the history holds every event."""
+        watch = getattr(self.store, "watch", None)
+        unwatch = watch(self.execution_id, self._on_control) if watch is not None else None
+        try:
+            finished = await self.executor.run()
+        finally:
+            if unwatch is not None:
+                unwatch()
+            if self.state is not None and self._progress is not None:
+                self._progress.stop(self.state)
+            if self.store is not None:
+                await self.store.flush()
+        assert self.state is not None
+        return Outcome(self.state, finished)
+
+
 async def execute(
     graph: ExecutableGraph,
     *,
@@ -115,59 +197,35 @@ async def execute(
     options: RunOptions,
     execution_id: str | None = None,
     answers: dict[str, list[str]] | None = None,
+    llm_mode: str | None = None,
+    on_start: Any = None,
 ) -> Outcome:
-    """Run the graph, recording every event; returns once the history holds all of them."""
-    holder: list[ExecutionState] = []
-    progress = _Unbreakable(progress)
+    """Run the graph as a top-level execution, recording every event; returns once the
+    history holds all of them. `on_start(run)` is called before it starts (the CLI wires
+    Ctrl-C to `run.executor.abort` there)."""
     diagram = graph.diagram
-
-    def emit(event: ev.Event) -> None:
-        if isinstance(event, ev.ExecutionStarted):
-            state = new_state(event)
-            holder.append(state)
-            store.record(state, event)
-            progress.start(state)
-            return
-        state = holder[0]
-        apply_event(state, event)
-        store.record(state, event)
-        progress.update(state, event)
-
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
-    executor = Executor(
+    resources = RunResources(
+        base_dir=base_dir(),
+        diagram_dir=diagram_dir,
+        answers={node_id: list(texts) for node_id, texts in (answers or {}).items()},
+        store=store,
+        options=options,
+        llm_mode=llm_mode,
+    )
+    run = Run(
         graph,
-        execution_id=execution_id or new_execution_id(),
-        emit=emit,
+        store=store,
+        resources=resources,
         variables=variables,
         options=options,
-        store=store,
-        resources=RunResources(
-            base_dir=base_dir(),
-            diagram_dir=diagram_dir,
-            answers={node_id: list(texts) for node_id, texts in (answers or {}).items()},
-            pause_progress=getattr(progress, "paused", None),
-            store=store,
-            options=options,
-        ),
-        diagram_id=diagram.file,
+        progress=progress,
+        execution_id=execution_id,
     )
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated (SIGTERM)")):
-        try:
-            loop.add_signal_handler(sig, executor.abort, reason)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or a platform without signal support
-    try:
-        finished = await executor.run()
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        if holder:
-            progress.stop(holder[0])
-        await store.flush()
-    return Outcome(holder[0], finished)
+    resources.pause_progress = getattr(run._progress, "paused", None)
+    if on_start is not None:
+        on_start(run)
+    return await run.run()
 
 
 class _Unbreakable:

@@ -31,6 +31,14 @@ class ExecutionStatus(StrEnum):
     def is_final(self) -> bool:
         return self in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.ABORTED)
 
+    @property
+    def is_active(self) -> bool:
+        """STARTED, RUNNING or PAUSED: a process is (or should be) working on it."""
+        return not self.is_final
+
+
+ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)
+
 
 class NodeExecutionStatus(StrEnum):
     PENDING = "PENDING"
@@ -171,12 +179,27 @@ def apply_event(state: ExecutionState, event: ev.Event) -> None:
     elif isinstance(event, ev.NodeCapped):
         node = state.node_states[event.node_id]
         node.status = NodeExecutionStatus.MAXITER_REACHED
+    elif isinstance(event, ev.ExecutionPaused):
+        state.status = ExecutionStatus.PAUSED
+    elif isinstance(event, ev.ExecutionResumed):
+        state.status = ExecutionStatus.RUNNING
+    elif isinstance(event, ev.NodeStatusChanged):
+        node = state.node_states[event.node_id]
+        node.status = NodeExecutionStatus(event.status)
+        if event.error is not None:
+            node.error = event.error
+    elif isinstance(event, ev.ExecutionStatusChanged):
+        state.status = ExecutionStatus(event.status)
+        if event.error is not None:
+            state.error = event.error
+        state.is_active = state.status.is_active
     elif isinstance(event, ev.ExecutionFinished):
         state.status = event.status
         state.error = event.error
         state.result = event.result
         state.ended_at = iso(event.at)
-        state.duration_seconds = round(event.at - parse_iso(state.started_at), 6)
+        # from the ISO times, so that a state rebuilt from the stored log says the same
+        state.duration_seconds = round(parse_iso(state.ended_at) - parse_iso(state.started_at), 6)
         state.is_active = False
 
 

@@ -26,14 +26,20 @@ def test_migrations_are_named_in_order() -> None:
     assert names == sorted(names)
 
 
+def tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def test_a_fresh_database_gets_every_migration(tmp_path: Path) -> None:
     db = connect(tmp_path / "h.db")
     assert migrate(db) == [name for name, _ in MIGRATIONS]
     assert applied_migrations(db) == [name for name, _ in MIGRATIONS]
     assert "parent_id" in columns(db, "executions")
     assert columns(db, "events") == [
-        "id", "execution_id", "seq", "at", "type", "node_id", "status", "payload",
+        "id", "execution_id", "seq", "at", "type", "node_id", "status", "payload", "iteration",
     ]  # fmt: skip
+    assert "node_outputs" not in tables(db)  # outputs live in node_iterations since m003
+    assert {"node_iterations", "blobs", "controls"} <= tables(db)
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {
         "idx_executions_started_at",

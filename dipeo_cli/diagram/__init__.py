@@ -69,6 +69,7 @@ def parse_diagram(
         ) from exc
     diagram.file = file
     diagram.format = chosen
+    diagram.source = text
     if strict and diagram.problems:
         raise DiagramError(diagram.problems, file)
     return diagram

@@ -64,6 +64,7 @@ class Diagram(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     format: str = "light"  # light | native | readable
     file: str | None = None  # path as the user gave it; None for inline diagrams
+    source: str | None = Field(default=None, exclude=True)  # the text it was parsed from
     # What the loader found wrong but could still build around (a connection to a missing label,
     # a node without a type): compile reports these together with its own problems.
     problems: list[Any] = Field(default_factory=list, exclude=True)

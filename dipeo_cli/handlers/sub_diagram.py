@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from dipeo_cli import events as ev
 from dipeo_cli.errors import DiagramError, NodeError
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import (
     ExecutionState,
     ExecutionStatus,
-    apply_event,
     create_node_output,
-    new_state,
 )
 from dipeo_cli.values import get_path
 
@@ -214,30 +210,20 @@ async def run_sub_diagram(node: Any, ctx: Any) -> Any:
 
 async def _run_child(graph: Any, variables: dict[str, Any], ctx: Any) -> ExecutionState:
     """Run the child graph to the end, recorded in the parent's history store."""
-    from dipeo_cli.executor import Executor, RunOptions
+    from dipeo_cli.executor import RunOptions
+    from dipeo_cli.runner import Run
 
     resources = ctx.resources
-    store = resources.store
-    holder: list[ExecutionState] = []
-
-    def emit(event: ev.Event) -> None:
-        if isinstance(event, ev.ExecutionStarted):
-            holder.append(new_state(event))
-        else:
-            apply_event(holder[0], event)
-        if store is not None:
-            store.record(holder[0], event)
-
     options = resources.options or RunOptions()
     child_dir = (
         Path(graph.diagram.file).resolve().parent
         if _is_file(graph.diagram.file)
         else resources.diagram_dir
     )
-    executor = Executor(
+    run = Run(
         graph,
-        execution_id=uuid.uuid4().hex,
-        emit=emit,
+        store=resources.store,
+        resources=resources.child(child_dir),
         variables=variables,
         # the parent's node timeout (if any) bounds the child; the run-wide one is the parent's
         options=RunOptions(
@@ -245,13 +231,10 @@ async def _run_child(graph: Any, variables: dict[str, Any], ctx: Any) -> Executi
             max_parallel=options.max_parallel,
             continue_on_error=options.continue_on_error,
         ),
-        store=store,
-        resources=resources.child(child_dir),
-        diagram_id=graph.diagram.file,
         parent_id=ctx.execution_id,
     )
-    await executor.run()
-    return holder[0]
+    outcome = await run.run()
+    return outcome.state
 
 
 def _is_file(name: str | None) -> bool:

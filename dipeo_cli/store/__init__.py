@@ -22,13 +22,30 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore", "SqliteStore", "StateStore", "open_store"]
 
 
-async def open_store(path: Path | None = None) -> SqliteStore:
-    """Open (creating and migrating as needed) the history database at `path`, by default
-    `paths.default_db_path()`. Raises HistoryError when it cannot be opened."""
+async def open_store(target: str | Path | None = None) -> SqliteStore:
+    """Open (creating and migrating as needed) the history named by `target`: a file path,
+    `sqlite:///PATH`, `:memory:` (this process only), or None for `paths.default_db_path()`.
+    Raises HistoryError when it cannot be opened, UsageError for a URL it cannot serve."""
     from dipeo_cli.paths import default_db_path
-    from dipeo_cli.store.sqlite import SqliteStore
+    from dipeo_cli.store.sqlite import MEMORY, SqliteStore
 
-    return await SqliteStore(path if path is not None else default_db_path()).open()
+    if target is None:
+        return await SqliteStore(default_db_path()).open()
+    text = str(target)
+    if isinstance(target, str) and "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() == "sqlite":
+            return await SqliteStore(rest or MEMORY).open()  # sqlite:///abs/path, sqlite://rel
+        from dipeo_cli.errors import UsageError
+        from dipeo_cli.redact import mask_url_password
+
+        raise UsageError(
+            f"--db {mask_url_password(text)}: unsupported history URL scheme {scheme!r} "
+            "(use a file path, sqlite:///PATH or :memory:)"
+        )
+    if text == MEMORY:
+        return await SqliteStore(MEMORY).open()
+    return await SqliteStore(Path(target)).open()
 
 
 def __getattr__(name: str) -> Any:

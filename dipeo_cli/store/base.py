@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -32,6 +33,19 @@ if TYPE_CHECKING:
         NodeOutput,
         NodeState,
     )
+
+
+@dataclass(frozen=True)
+class Control:
+    """A request (from any process) to pause, resume, abort or skip a node of an execution."""
+
+    id: int
+    execution_id: str
+    action: str  # pause | resume | abort | skip_node
+    node_id: str | None = None
+    reason: str | None = None
+    requested_at: str | None = None
+
 
 INTERRUPTED_ERROR = "interrupted (the dipeo process ended without finishing this run)"
 INTERRUPTED_NODE_ERROR = "interrupted"

@@ -1,9 +1,13 @@
 """The history database schema, as named, ordered, append-only migrations.
 
-Each migration is a function registered with `@migration`, in the order it must run. `migrate`
-applies the ones a database lacks, each in its own transaction together with its row in
+Each migration is registered with `@migration`, in the order it must run, and has a body per
+SQL dialect: the decorated function is SQLite's (it gets an `sqlite3.Connection`); a PostgreSQL
+body is attached with `@<migration>.postgres` as a list of statements. `migrate` applies the
+ones a database lacks, each in its own transaction together with its row in
 `schema_migrations`, so a database is never left half-migrated and two processes migrating the
-same file at once apply each migration exactly once.
+same file at once apply each migration exactly once. A database that lists a migration this
+version does not know was written by a newer dipeo: `unknown_migrations` names them, and the
+store refuses it rather than use it silently.
 
 Never edit or reorder a migration that has been released: add a new one at the end.
 """
@@ -26,6 +30,12 @@ def migration(fn: Migration) -> Migration:
         raise ValueError(f"migration {name!r} is registered twice")
     MIGRATIONS.append((name, fn))
     return fn
+
+
+def unknown_migrations(db: sqlite3.Connection) -> list[str]:
+    """Migrations recorded in `db` that this version of dipeo does not have."""
+    known = {name for name, _ in MIGRATIONS}
+    return [name for name in applied_migrations(db) if name not in known]
 
 
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
@@ -157,3 +167,78 @@ def m002_parent_execution(db: sqlite3.Connection) -> None:
     """Sub-diagram runs point at the execution that started them."""
     db.execute("ALTER TABLE executions ADD COLUMN parent_id TEXT")
     db.execute("CREATE INDEX idx_executions_parent_id ON executions (parent_id)")
+
+
+@migration
+def m003_iterations_and_controls(db: sqlite3.Connection) -> None:
+    """Every iteration of every node is kept (output, metadata, inputs' provenance and
+    fingerprint); large values are stored once by content (`blobs`); executions keep their
+    diagram source, node fingerprints, masked variable names and a heartbeat; control requests
+    (pause, resume, abort, skip) are rows; event sequence numbers are unique per execution."""
+    db.execute(
+        """
+        CREATE TABLE node_iterations (
+            execution_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            iteration INTEGER NOT NULL,
+            label TEXT,
+            status TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            error TEXT,
+            value TEXT,
+            metadata TEXT,
+            token_usage TEXT,
+            inputs TEXT,
+            input_fingerprint TEXT,
+            PRIMARY KEY (execution_id, node_id, iteration)
+        )
+        """
+    )
+    db.execute(
+        "CREATE TABLE blobs (hash TEXT PRIMARY KEY, size INTEGER NOT NULL, data TEXT NOT NULL)"
+    )
+    db.execute(
+        """
+        CREATE TABLE controls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            execution_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            node_id TEXT,
+            reason TEXT,
+            requested_at TEXT NOT NULL,
+            taken_at TEXT,
+            outcome TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX idx_controls_pending ON controls (execution_id, taken_at)")
+    for column in ("diagram_source", "node_fingerprints", "secret_variables", "heartbeat_at"):
+        db.execute(f"ALTER TABLE executions ADD COLUMN {column} TEXT")
+    db.execute("ALTER TABLE node_states ADD COLUMN position INTEGER")
+    db.execute("ALTER TABLE events ADD COLUMN iteration INTEGER")
+    # The outputs kept so far become the last iteration of their node.
+    db.execute(
+        """
+        INSERT INTO node_iterations (execution_id, node_id, iteration, label, status, started_at,
+            ended_at, error, value, metadata, token_usage)
+        SELECT o.execution_id, o.node_id, MAX(COALESCE(s.iterations, 0), 1), s.label,
+            COALESCE(s.status, 'COMPLETED'), s.started_at, s.ended_at, s.error, o.value,
+            o.metadata, s.token_usage
+        FROM node_outputs o LEFT JOIN node_states s
+            ON s.execution_id = o.execution_id AND s.node_id = o.node_id
+        """
+    )
+    db.execute("DROP TABLE node_outputs")
+    db.execute("UPDATE node_states SET position = rowid")
+    # Another process writing a status change could duplicate a seq: number them again, in
+    # the order they were written, before the constraint goes on.
+    db.execute("CREATE TEMP TABLE renumbered (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
+    db.execute(
+        "INSERT INTO renumbered SELECT id, ROW_NUMBER() OVER "
+        "(PARTITION BY execution_id ORDER BY seq, id) FROM events"
+    )
+    db.execute("UPDATE events SET seq = (SELECT seq FROM renumbered WHERE id = events.id)")
+    db.execute("DROP TABLE renumbered")
+    db.execute("DROP INDEX idx_events_execution_seq")
+    db.execute("CREATE UNIQUE INDEX idx_events_execution_seq ON events (execution_id, seq)")

@@ -1,0 +1,359 @@
+"""Reads of the history, shared by every SQL dialect (written with `?` placeholders).
+
+Every public read first drains the writer (it sees everything recorded before it) and marks
+runs whose process died as FAILED "interrupted", so that none stays RUNNING forever.
+`clip=N` replaces stored values longer than N characters by their first N characters and a
+note (store/codec.py `clipped`), so that printing a huge output never loads it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from dipeo_cli.errors import ExecutionNotFoundError
+from dipeo_cli.state import (
+    ACTIVE_STATUSES,
+    ExecutionState,
+    ExecutionStatus,
+    TokenUsage,
+    apply_event,
+    iso,
+    new_state,
+    parse_iso,
+)
+from dipeo_cli.store.base import (
+    INTERRUPTED_ERROR,
+    INTERRUPTED_NODE_ERROR,
+    INTERRUPTED_SKIP_REASON,
+    ambiguous_message,
+    not_found_message,
+    process_gone,
+)
+from dipeo_cli.store.codec import (
+    EVENT_COLUMNS,
+    EXECUTION_COLUMNS,
+    ITERATION_COLUMNS,
+    NODE_COLUMNS,
+    clipped,
+    decode_events,
+    decode_value,
+    event_dict,
+    node_from_row,
+    output_from,
+    refs_in,
+    state_from_row,
+)
+
+Row = tuple[Any, ...]
+_ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
+# The latest output of each node: the highest iteration that has one.
+_LATEST_OUTPUTS = """
+SELECT node_id, value, metadata FROM node_iterations AS i
+WHERE execution_id = ? AND value IS NOT NULL AND iteration = (
+    SELECT MAX(iteration) FROM node_iterations AS j
+    WHERE j.execution_id = i.execution_id AND j.node_id = i.node_id AND j.value IS NOT NULL)
+"""
+
+
+class Queries:
+    where: str
+
+    async def fetch(self, sql: str, params: Any = ()) -> list[Row]:
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def transaction(self, statements: Any, *, bulk: bool = False) -> None:
+        raise NotImplementedError
+
+    def write_lock(self) -> Any:
+        raise NotImplementedError
+
+    # -- executions ------------------------------------------------------------------------
+
+    async def get_execution(
+        self, execution_id: str, *, clip: int | None = None
+    ) -> ExecutionState | None:
+        await self._prepare_read()
+        return await self.load(execution_id, clip=clip)
+
+    async def find_execution(self, id_or_prefix: str, *, clip: int | None = None) -> ExecutionState:
+        """The execution named by an id, a unique id prefix, or "latest" (the newest one a
+        user started, not a sub-diagram run). Raises ExecutionNotFoundError when nothing
+        matches or the prefix is ambiguous."""
+        await self._prepare_read()
+        wanted = id_or_prefix.strip()
+        if wanted == "latest":
+            rows = await self.fetch(
+                "SELECT id FROM executions WHERE parent_id IS NULL "
+                "ORDER BY started_at DESC, id DESC LIMIT 1"
+            )
+            if not rows:
+                raise ExecutionNotFoundError(f"no executions recorded yet in {self.where}")
+        elif not wanted:
+            raise ExecutionNotFoundError("an empty execution id matches nothing")
+        else:
+            rows = await self.fetch("SELECT id FROM executions WHERE id = ?", (wanted,))
+            if not rows:
+                rows = await self.fetch(
+                    f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? ESCAPE '\\' "
+                    "ORDER BY started_at DESC, id DESC LIMIT 11",
+                    (_like_escape(wanted) + "%",),
+                )
+            if not rows:
+                raise ExecutionNotFoundError(not_found_message(wanted))
+            if len(rows) > 1:
+                candidates = [state_from_row(row) for row in rows[:10]]
+                raise ExecutionNotFoundError(
+                    ambiguous_message(wanted, candidates, more=len(rows) > 10)
+                )
+        state = await self.load(rows[0][0], clip=clip)
+        if state is None:  # deleted between the two queries
+            raise ExecutionNotFoundError(not_found_message(wanted))
+        return state
+
+    async def list_executions(
+        self,
+        *,
+        limit: int = 20,
+        status: ExecutionStatus | None = None,
+        diagram: str | None = None,
+        parent_id: str | None = None,
+    ) -> list[ExecutionState]:
+        """Newest first, with `node_states` but without `node_outputs`. `diagram` is a
+        case-insensitive substring of the diagram id or of the stored diagram path."""
+        await self._prepare_read()
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(ExecutionStatus(status).value)
+        if diagram:
+            pattern = f"%{_like_escape(diagram)}%"
+            where.append("(diagram_id LIKE ? ESCAPE '\\' OR diagram_path LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        params.append(int(limit) if limit is not None and limit >= 0 else -1)
+        states = [state_from_row(row) for row in await self.fetch(sql, params)]
+        by_id = {state.id: state for state in states}
+        if by_id:  # node states (not outputs) too, so a listing can count completed nodes
+            marks = ",".join("?" * len(by_id))
+            for row in await self.fetch(
+                f"SELECT {NODE_COLUMNS} FROM node_states WHERE execution_id IN ({marks}) "
+                "ORDER BY execution_id, position, node_id",
+                list(by_id),
+            ):
+                by_id[row[0]].node_states[row[1]] = node_from_row(row)
+        return states
+
+    async def load(self, execution_id: str, *, clip: int | None = None) -> ExecutionState | None:
+        """One execution whole (no drain, no repair)."""
+        rows = await self.fetch(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        outputs = await self.fetch(_LATEST_OUTPUTS, (execution_id,))
+        texts = [row[8], row[10], *(t for _, v, m in outputs for t in (v, m))]
+        blobs = await self._blobs(texts, clip)
+        state = state_from_row(row, blobs)
+        for node in await self.fetch(
+            f"SELECT {NODE_COLUMNS} FROM node_states WHERE execution_id = ? "
+            "ORDER BY position, node_id",
+            (execution_id,),
+        ):
+            state.node_states[node[1]] = node_from_row(node)
+        found = {nid: output_from(value, meta, blobs) for nid, value, meta in outputs}
+        for nid in state.node_states:  # in the diagram's order
+            if nid in found:
+                state.node_outputs[nid] = found.pop(nid)
+        state.node_outputs.update(found)
+        return state
+
+    async def diagram_source(self, execution_id: str) -> str | None:
+        """The diagram text the execution ran, as recorded when it started."""
+        rows = await self.fetch(
+            "SELECT diagram_source FROM executions WHERE id = ?", (execution_id,)
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        return decode_value(rows[0][0], await self._blobs([rows[0][0]], None))
+
+    async def get_iterations(
+        self, execution_id: str, node_id: str | None = None, *, clip: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every iteration of every node (or of one node), in the order they started: status,
+        times, error, output, token usage, `inputs` (label -> [source node id, its
+        iteration]) and `input_fingerprint`."""
+        await self._prepare_read()
+        sql = f"SELECT {ITERATION_COLUMNS} FROM node_iterations WHERE execution_id = ?"
+        params: list[Any] = [execution_id]
+        if node_id is not None:
+            sql += " AND node_id = ?"
+            params.append(node_id)
+        rows = await self.fetch(sql + " ORDER BY started_at, node_id, iteration", params)
+        blobs = await self._blobs([t for row in rows for t in (row[8], row[9])], clip)
+        found = []
+        for row in rows:
+            usage = json.loads(row[10]) if row[10] else None
+            found.append(
+                {
+                    "node_id": row[1],
+                    "iteration": row[2],
+                    "label": row[3],
+                    "status": row[4],
+                    "started_at": row[5],
+                    "ended_at": row[6],
+                    "error": row[7],
+                    "output": (
+                        output_from(row[8], row[9], blobs).model_dump(mode="json")
+                        if row[8] is not None
+                        else None
+                    ),
+                    "token_usage": TokenUsage.model_validate(usage).model_dump() if usage else None,
+                    "inputs": json.loads(row[11]) if row[11] else {},
+                    "input_fingerprint": row[12],
+                }
+            )
+        return found
+
+    # -- the event log ---------------------------------------------------------------------
+
+    async def get_events(self, execution_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The event log of one execution in order (from sequence number `after` on): dicts
+        with `execution_id`, `seq`, `at`, `type`, `node_id`, `iteration`, `status` and
+        `payload` (a dict or None)."""
+        await self._prepare_read()
+        return [event_dict(row) for row in await self._event_rows(execution_id, after)]
+
+    async def events_after(self, execution_id: str, seq: int) -> list[dict[str, Any]]:
+        """A follower's cursor: the events with a sequence number above `seq`, without the
+        repair and drain that `get_events` does (cheap to poll)."""
+        return [event_dict(row) for row in await self._event_rows(execution_id, seq)]
+
+    async def rebuild_state(self, execution_id: str) -> ExecutionState | None:
+        """The state obtained by folding the stored event log with `apply_event`."""
+        await self._prepare_read()
+        rows = await self.fetch(
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+        )
+        if not rows:
+            return None
+        iterations = await self.fetch(
+            "SELECT node_id, iteration, value, metadata FROM node_iterations "
+            "WHERE execution_id = ? AND value IS NOT NULL",
+            (execution_id,),
+        )
+        texts = [rows[0][8], rows[0][10], *(t for *_, v, m in iterations for t in (v, m))]
+        blobs = await self._blobs(texts, None)
+        execution = state_from_row(rows[0], blobs)
+        outputs = {(nid, it): output_from(v, m, blobs) for nid, it, v, m in iterations}
+        events = decode_events(await self._event_rows(execution_id, 0), execution, outputs)
+        if not events or not hasattr(events[0], "nodes"):
+            return None
+        state = new_state(events[0])  # type: ignore[arg-type]
+        for event in events[1:]:
+            apply_event(state, event)
+        return state
+
+    async def _event_rows(self, execution_id: str, after: int) -> list[Row]:
+        return await self.fetch(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq",
+            (execution_id, int(after)),
+        )
+
+    async def _max_seq(self, execution_id: str) -> int:
+        rows = await self.fetch(
+            "SELECT MAX(seq) FROM events WHERE execution_id = ?", (execution_id,)
+        )
+        return int(rows[0][0] or 0)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _blobs(self, texts: list[str | None], clip: int | None) -> dict[str, Any]:
+        hashes = sorted({h for text in texts for h in refs_in(text)})
+        if not hashes:
+            return {}
+        marks = ",".join("?" * len(hashes))
+        if clip is None:
+            rows = await self.fetch(f"SELECT hash, data FROM blobs WHERE hash IN ({marks})", hashes)
+            return {h: json.loads(data) for h, data in rows}
+        rows = await self.fetch(
+            f"SELECT hash, size, substr(data, 1, ?) FROM blobs WHERE hash IN ({marks})",
+            [int(clip), *hashes],
+        )
+        return {
+            h: json.loads(head) if size <= clip else clipped(head, size) for h, size, head in rows
+        }
+
+    async def _prepare_read(self) -> None:
+        await self.flush()
+        await self._repair_interrupted()
+
+    async def _repair_interrupted(self) -> None:
+        """Mark runs whose process is gone as FAILED, in the database too."""
+        rows = await self.fetch(
+            "SELECT id, pid, process_start, host, started_at FROM executions "
+            f"WHERE status IN ({_ACTIVE_MARKS})",
+            ACTIVE_STATUSES,
+        )
+        dead = [row for row in rows if process_gone(row[1], row[2], row[3])]
+        for eid, _pid, _marker, _host, started_at in dead:
+            await self._mark_interrupted(eid, started_at, INTERRUPTED_ERROR)
+
+    async def _mark_interrupted(self, eid: str, started_at: str | None, error: str) -> None:
+        async with self.write_lock():
+            last = await self.fetch("SELECT MAX(at) FROM events WHERE execution_id = ?", (eid,))
+            ended_at = last[0][0] or started_at or iso(time.time())
+            duration = None
+            if started_at:
+                duration = round(max(0.0, parse_iso(ended_at) - parse_iso(started_at)), 6)
+            payload = json.dumps({"error": error, "reason": "interrupted"})
+            active = f"status IN ({_ACTIVE_MARKS})"
+            await self.transaction(
+                [
+                    (
+                        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT ?, "
+                        "COALESCE(MAX(seq), 0) + 1, ?, 'ExecutionFinished', NULL, NULL, "
+                        "'FAILED', ? FROM events WHERE execution_id = ? AND EXISTS "
+                        f"(SELECT 1 FROM executions WHERE id = ? AND {active})",
+                        [(eid, ended_at, payload, eid, eid, *ACTIVE_STATUSES)],
+                    ),
+                    (
+                        "UPDATE node_iterations SET status = 'FAILED', error = ?, "
+                        "ended_at = COALESCE(ended_at, ?) "
+                        "WHERE execution_id = ? AND status IN ('RUNNING', 'PAUSED')",
+                        [(INTERRUPTED_NODE_ERROR, ended_at, eid)],
+                    ),
+                    (
+                        "UPDATE node_states SET status = 'FAILED', error = ?, "
+                        "ended_at = COALESCE(ended_at, ?) "
+                        "WHERE execution_id = ? AND status IN ('RUNNING', 'PAUSED')",
+                        [(INTERRUPTED_NODE_ERROR, ended_at, eid)],
+                    ),
+                    (
+                        "UPDATE node_states SET status = 'SKIPPED', skip_reason = ? "
+                        "WHERE execution_id = ? AND status = 'PENDING'",
+                        [(INTERRUPTED_SKIP_REASON, eid)],
+                    ),
+                    (
+                        "UPDATE executions SET status = 'FAILED', error = ?, ended_at = ?, "
+                        f"duration_seconds = ? WHERE id = ? AND {active}",
+                        [(error, ended_at, duration, eid, *ACTIVE_STATUSES)],
+                    ),
+                ]
+            )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
