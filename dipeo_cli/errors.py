@@ -4,7 +4,9 @@
     ├── DiagramError                the diagram cannot run; carries every Problem found (exit 2)
     ├── UsageError                  bad command-line input: unknown option value, bad JSON (exit 2)
     ├── PluginError                 a --plugin or entry point could not be loaded (exit 2)
-    ├── HistoryError                the history database cannot be read or written
+    ├── HistoryError                the history database cannot be opened, read or written: a
+    │                               full disk, a damaged file, a newer schema (exit 2; exit 1
+    │                               when a run that happened could not be recorded)
     │   └── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`

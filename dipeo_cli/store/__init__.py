@@ -21,13 +21,21 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore", "SqliteStore", "StateStore", "open_store"]
 
+MEMORY = ":memory:"
 
-async def open_store(path: Path | None = None) -> SqliteStore:
+
+async def open_store(path: Path | None = None) -> SqliteStore | MemoryStore:
     """Open (creating and migrating as needed) the history database at `path`, by default
-    `paths.default_db_path()`. Raises HistoryError when it cannot be opened."""
+    `paths.default_db_path()`. Raises HistoryError when it cannot be opened.
+
+    `:memory:` gives a MemoryStore: a history that ends with the process."""
     from dipeo_cli.paths import default_db_path
     from dipeo_cli.store.sqlite import SqliteStore
 
+    if path is not None and str(path) == MEMORY:
+        from dipeo_cli.store.memory import MemoryStore
+
+        return MemoryStore()
     return await SqliteStore(path if path is not None else default_db_path()).open()
 
 

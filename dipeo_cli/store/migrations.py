@@ -5,7 +5,9 @@ applies the ones a database lacks, each in its own transaction together with its
 `schema_migrations`, so a database is never left half-migrated and two processes migrating the
 same file at once apply each migration exactly once.
 
-Never edit or reorder a migration that has been released: add a new one at the end.
+Never edit or reorder a migration that has been released: add a new one at the end. A
+database holding a migration this version does not know (written by a newer dipeo) is refused
+with HistoryError rather than used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from dipeo_cli.errors import HistoryError
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -41,11 +45,21 @@ def migrate(db: sqlite3.Connection, *, stop_after: str | None = None) -> list[st
 
     Returns the names applied now. `stop_after` stops after that migration (tests use it to
     build an old database). Each migration runs in a `BEGIN IMMEDIATE` transaction and checks
-    again inside it that no other process applied it meanwhile.
+    again inside it that no other process applied it meanwhile. Raises HistoryError, before
+    changing anything, when `db` holds a migration this version does not know.
     """
     if stop_after is not None and all(name != stop_after for name, _ in MIGRATIONS):
         raise ValueError(f"unknown migration {stop_after!r}")
-    done = set(applied_migrations(db))
+    applied_before = applied_migrations(db)
+    known = {name for name, _ in MIGRATIONS}
+    unknown = [name for name in applied_before if name not in known]
+    if unknown:
+        # its schema has changes this version cannot see: writing to it could lose data
+        raise HistoryError(
+            f"it was written by a newer dipeo (migrations this version does not know: "
+            f"{', '.join(unknown)}); upgrade dipeo or use another history file"
+        )
+    done = set(applied_before)
     applied: list[str] = []
     for name, fn in MIGRATIONS:
         if name not in done:

@@ -12,7 +12,9 @@ when a batch gets too old or too big. A busy loop is left alone because a writer
 competing for the GIL slows both sides (see `_wait_for_quiet`).
 
 A write that fails for any other reason than a lock is kept and raised as HistoryError by
-`flush()` and `close()`; later rows are dropped rather than written out of order.
+`flush()` and `close()`; later rows are dropped rather than written out of order. Every SQLite
+or OS error leaves this module as a one-line HistoryError naming the file, what went wrong
+and what to do (`_explain`): a full disk, a damaged file, a directory, a read-only folder.
 
 The database runs in WAL mode with `synchronous=NORMAL` and a busy timeout. A store belongs to
 the event loop that opened it; close it (or use `async with`) before the loop ends.
@@ -168,8 +170,17 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> SqliteStore:
-        """Create the parent directory, migrate the schema, connect and start the writer."""
+        """Create the parent directory, migrate the schema, connect and start the writer.
+
+        Raises HistoryError when the file cannot be used: not a database, damaged, written by
+        a newer dipeo (a migration this version does not know), a directory, not writable.
+        """
         refresh_secrets()
+        if str(self.path) == ":memory:":
+            # the migrating connection and the writer's would each get their own, empty one
+            raise HistoryError(
+                "an in-memory database (:memory:) cannot hold a SqliteStore; use MemoryStore"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(_prepare_database, self.path, self._busy_timeout)
@@ -185,6 +196,11 @@ class SqliteStore:
             self._db = await connection
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            # Test seam: past this many pages SQLite fails with SQLITE_FULL exactly as it does
+            # on a full disk (see tests/test_history_failures.py). The limit is per connection.
+            max_pages = os.environ.get("DIPEO_SQLITE_MAX_PAGES", "")
+            if max_pages.isdigit():
+                await self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             try:
                 await self._db.execute_fetchall(
                     "SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')"
@@ -192,11 +208,13 @@ class SqliteStore:
                 self._json_each = True
             except sqlite3.OperationalError:  # an SQLite built without JSON functions
                 self._json_each = False
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, HistoryError) as exc:
             if self._db is not None:
                 await self._db.close()
                 self._db = None
-            raise HistoryError(f"cannot open the history database {self.path}: {exc}") from exc
+            raise HistoryError(
+                f"cannot open the history database {self.path}: {_explain(self.path, exc)}"
+            ) from exc
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._writer = asyncio.create_task(self._write_loop(), name="dipeo-history-writer")
@@ -612,8 +630,10 @@ class SqliteStore:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             exc = self._error
+            if isinstance(exc, HistoryError):  # raised by _transaction, already explained
+                raise HistoryError(str(exc)) from exc
             raise HistoryError(
-                f"could not write to the history database {self.path}: {exc}"
+                f"could not write to the history database {self.path}: {_explain(self.path, exc)}"
             ) from exc
         if self._writer is not None and self._writer.done() and not self._stopping:
             raise HistoryError(f"the history writer for {self.path} stopped unexpectedly")
@@ -661,10 +681,13 @@ class SqliteStore:
                         await db.execute(sql, params)
                 await db.execute("COMMIT")
                 return
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 await self._rollback()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
+                    raise HistoryError(
+                        f"could not write to the history database {self.path}: "
+                        f"{_explain(self.path, exc)}"
+                    ) from exc
             except BaseException:
                 await self._rollback()
                 raise
@@ -688,7 +711,9 @@ class SqliteStore:
         try:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise HistoryError(f"cannot read the history database {self.path}: {exc}") from exc
+            raise HistoryError(
+                f"cannot read the history database {self.path}: {_explain(self.path, exc)}"
+            ) from exc
 
     async def _prepare_read(self) -> None:
         """Reads see everything recorded before them, and never a dead run as RUNNING."""
@@ -732,7 +757,17 @@ class SqliteStore:
         return self._seq[execution_id]
 
     async def _repair_interrupted(self) -> None:
-        """Mark runs whose process is gone as FAILED, in the database too."""
+        """Mark runs whose process is gone as FAILED, in the database too.
+
+        Best effort: when the file cannot be written (a full disk, a read-only copy), reads
+        go on and show those runs as they were stored."""
+        try:
+            await self._mark_interrupted()
+        except HistoryError as exc:
+            if not _is_unwritable(exc.__cause__):
+                raise
+
+    async def _mark_interrupted(self) -> None:
         rows = await self._fetch(
             "SELECT id, pid, process_start, host, started_at FROM executions "
             "WHERE status IN (?, ?)",
@@ -905,6 +940,46 @@ def _is_busy(exc: sqlite3.Error) -> bool:
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     message = str(exc).lower()
     return "locked" in message or "busy" in message
+
+
+# What to do about an SQLite error that is not a passing lock, by primary result code.
+_DAMAGED = (
+    "the file is damaged or is not a dipeo history: move it aside (dipeo then starts a new "
+    "one) or use another file"
+)
+_ADVICE = {
+    sqlite3.SQLITE_FULL: "free some space (the executions already recorded are intact)",
+    sqlite3.SQLITE_CORRUPT: _DAMAGED,
+    sqlite3.SQLITE_NOTADB: _DAMAGED,
+    sqlite3.SQLITE_READONLY: "check that the file and its directory are writable",
+    sqlite3.SQLITE_PERM: "check that the file and its directory are writable",
+    sqlite3.SQLITE_CANTOPEN: "check that its directory exists and is writable",
+    sqlite3.SQLITE_IOERR: "the disk or file system failed; check it",
+}
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    """One line: what went wrong with the history file at `path`, and what to do about it."""
+    if isinstance(exc, sqlite3.Error):
+        if path.is_dir():
+            return "it is a directory; give the path of a database file"
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        advice = _ADVICE.get(code)
+        return f"{exc}; {advice}" if advice else str(exc)
+    if isinstance(exc, OSError):
+        # mkdir of the parent: a file in the way, or a folder we may not write in
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{blocker} is not a directory"
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where} (check that its directory exists and is writable)"
+    return str(exc)
+
+
+def _is_unwritable(exc: BaseException | None) -> bool:
+    """True for an error that says the file cannot be written now, not that it is broken."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
 
 
 def _prepare_database(path: Path, busy_timeout: float) -> None:
