@@ -693,9 +693,16 @@ def _result_sections(state: ExecutionState) -> list[tuple[str, Any]]:
 
 
 def print_summary(
-    state: ExecutionState, stream: TextIO, *, color: bool, width: int | None = None
+    state: ExecutionState,
+    stream: TextIO,
+    *,
+    color: bool,
+    width: int | None = None,
+    recorded: bool = True,
 ) -> None:
-    """The report after `dipeo run`: status, endpoint result(s), failures, tokens, the id."""
+    """The report after `dipeo run`: status, endpoint result(s), failures, tokens, the id.
+
+    `recorded=False` (the history does not hold the run) leaves out the `dipeo show` hints."""
     glyphs = _glyphs(stream)
     status = state.status.value
     ok = state.status is ExecutionStatus.COMPLETED
@@ -716,7 +723,8 @@ def print_summary(
         lines += [[(line, "")] for line in (text if text else '""').split("\n")]
         if hidden:
             note = f"{glyphs['more']} truncated, {hidden} more line{'s' * (hidden != 1)}"
-            lines.append([(f"{note} (full result: dipeo show {state.id} --json)", "dim")])
+            where = f"dipeo show {state.id} --json" if recorded else "dipeo run --json"
+            lines.append([(f"{note} (full result: {where})", "dim")])
 
     failed = [
         (node_id, node) for node_id, node in state.node_states.items() if node.status is NS.FAILED
@@ -735,11 +743,9 @@ def print_summary(
     if tokens:
         lines += [[], [("Tokens: ", "bold"), (tokens, "")]]
 
-    lines += [
-        [],
-        [("execution id: ", "bold"), (state.id, "")],
-        [(f"details: dipeo show {state.id}", "dim")],
-    ]
+    lines += [[], [("execution id: ", "bold"), (state.id, "")]]
+    if recorded:
+        lines.append([(f"details: dipeo show {state.id}", "dim")])
     _write_lines(stream, lines, color, width)
 
 

@@ -3,7 +3,8 @@
 The CLI calls `prepare` (load + compile: raises DiagramError/PluginError/UsageError before
 anything is recorded) and then `execute`, which wires the executor's events to the state, the
 store and the progress view, turns Ctrl-C and SIGTERM into an ABORTED execution, and makes sure
-the history holds every event when it returns.
+the history holds every event when it returns, or says in `Outcome.history_error` why it does
+not (a full disk, a damaged file): the run's result is never lost to a history failure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
-from dipeo_cli.errors import UsageError
+from dipeo_cli.errors import HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import ExecutableGraph, compile_graph
 from dipeo_cli.paths import base_dir
@@ -37,8 +38,12 @@ class ProgressView(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a run ended. `history_error` is set when the run could not be recorded in full;
+    a completed run then exits 1, because the history CI relies on is missing."""
+
     state: ExecutionState
     finished: ev.ExecutionFinished
+    history_error: HistoryError | None = None
 
     @property
     def exit_code(self) -> int:
@@ -46,7 +51,9 @@ class Outcome:
             return EXIT_TIMEOUT
         if self.finished.reason == "interrupted":
             return EXIT_INTERRUPTED
-        return EXIT_OK if self.state.status.value == "COMPLETED" else EXIT_FAILED
+        if self.state.status.value == "COMPLETED" and self.history_error is None:
+            return EXIT_OK
+        return EXIT_FAILED
 
 
 def prepare(
@@ -116,7 +123,8 @@ async def execute(
     execution_id: str | None = None,
     answers: dict[str, list[str]] | None = None,
 ) -> Outcome:
-    """Run the graph, recording every event; returns once the history holds all of them."""
+    """Run the graph, recording every event; returns once the history holds all of them, or
+    with `history_error` set when writing them failed."""
     holder: list[ExecutionState] = []
     progress = _Unbreakable(progress)
     diagram = graph.diagram
@@ -159,6 +167,7 @@ async def execute(
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread, or a platform without signal support
+    history_error = None
     try:
         finished = await executor.run()
     finally:
@@ -166,8 +175,11 @@ async def execute(
             loop.remove_signal_handler(sig)
         if holder:
             progress.stop(holder[0])
-        await store.flush()
-    return Outcome(holder[0], finished)
+        try:
+            await store.flush()
+        except HistoryError as exc:
+            history_error = exc
+    return Outcome(holder[0], finished, history_error)
 
 
 class _Unbreakable:
