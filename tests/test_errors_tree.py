@@ -22,6 +22,7 @@ NOT_IMPORTED = {"dipeo_cli.__main__"}  # importing it runs the CLI
 
 # One drawn line: the branches ("│   " or "    " per level above, then "├── " or "└── "),
 # the class name, then at least two spaces and what it is for.
+CONTINUATION = re.compile(r"(?:│   |    )*│?\s{8,}\S.*")
 TREE_LINE = re.compile(
     r"(?P<levels>(?:│   |    )*)(?P<branch>[├└]── )?(?P<name>\w+)(?P<note>  .*)?"
 )
@@ -57,6 +58,8 @@ def drawn_tree() -> dict[str, tuple[str | None, str]]:
     for line in (errors.__doc__ or "").splitlines():
         if not line.startswith("    ") or not line.strip():
             continue
+        if CONTINUATION.fullmatch(line[4:]):
+            continue  # a note that goes on over a second line
         match = TREE_LINE.fullmatch(line[4:])
         assert match, f"not a line of the tree drawing: {line!r}"
         depth = len(match["levels"]) // 4 + (1 if match["branch"] else 0)
