@@ -29,10 +29,13 @@ app = typer.Typer(
 )
 
 EXIT_USAGE = 2
+MEMORY_DB = ":memory:"  # --db :memory: keeps the history in the process only
 STATUSES = ("STARTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED")
 
 DbOption = typer.Option(
-    None, "--db", help="History database file (default: $DIPEO_HOME/history.db)."
+    None,
+    "--db",
+    help="History database file (default: $DIPEO_HOME/history.db; :memory: keeps nothing).",
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
@@ -184,7 +187,16 @@ def run(
     else:
         from dipeo_cli.render import print_summary
 
-        print_summary(state, _out(), color=_color(sys.stdout))
+        recorded = outcome.history_error is None and db != MEMORY_DB
+        print_summary(state, _out(), color=_color(sys.stdout), recorded=recorded)
+    if outcome.history_error is not None:
+        # the result above stands; the history, which scripts and `dipeo show` rely on, does not
+        print(
+            f"error: execution {state.id} was not recorded: {outcome.history_error}",
+            file=_err(),
+        )
+    elif db == MEMORY_DB:
+        print(f"note: execution {state.id} is not kept (--db {MEMORY_DB})", file=_err())
     raise typer.Exit(outcome.exit_code)
 
 
@@ -197,8 +209,11 @@ async def _run(
     answers: dict[str, list[str]] | None = None,
 ) -> Any:
     import asyncio
+    import contextlib
+    import dataclasses
     from pathlib import Path
 
+    from dipeo_cli.errors import HistoryError
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
     from dipeo_cli.store import open_store
@@ -207,7 +222,7 @@ async def _run(
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     handled: list[Any] = []
     try:
-        return await execute(
+        outcome = await execute(
             graph,
             store=store,
             progress=progress,
@@ -216,11 +231,20 @@ async def _run(
             answers=answers,
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
         )
+    except BaseException:
+        with contextlib.suppress(HistoryError):  # the error on its way out says more
+            await store.close()
+        raise
     finally:
         loop = asyncio.get_running_loop()
         for sig in handled:
             loop.remove_signal_handler(sig)
+    try:
         await store.close()
+    except HistoryError as exc:  # the same failure execute() reported, or a new one
+        if outcome.history_error is None:
+            outcome = dataclasses.replace(outcome, history_error=exc)
+    return outcome
 
 
 def _abort_on_signals(run: Any) -> list[Any]:
@@ -253,6 +277,18 @@ async def _open_store(open_store: Any, path: Any) -> Any:
 
     try:
         return await open_store(path)
+    except HistoryError as exc:
+        _fail(str(exc))
+
+
+def _read_history(reader: Any) -> Any:
+    """asyncio.run(reader): a history that cannot be read is one line and exit 2."""
+    import asyncio
+
+    from dipeo_cli.errors import HistoryError
+
+    try:
+        return asyncio.run(reader)
     except HistoryError as exc:
         _fail(str(exc))
 
@@ -326,9 +362,7 @@ def history(
         if status.upper() not in STATUSES:
             _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         wanted = ExecutionStatus(status.upper())
-    import asyncio
-
-    states = asyncio.run(_list(db, limit, wanted, diagram))
+    states = _read_history(_list(db, limit, wanted, diagram))
     if as_json:
         from dipeo_cli.runner import history_json
 
@@ -361,14 +395,7 @@ def show(
     db: str | None = DbOption,
 ) -> None:
     """Show one execution: node states, outputs, errors, token usage."""
-    import asyncio
-
-    from dipeo_cli.errors import ExecutionNotFoundError
-
-    try:
-        state, events, children = asyncio.run(_find(db, execution))
-    except ExecutionNotFoundError as exc:
-        _fail(str(exc))
+    state, events, children = _read_history(_find(db, execution))
     if as_json:
         from dipeo_cli.runner import show_json
 

@@ -4,17 +4,39 @@
     ├── DiagramError                the diagram cannot run; carries every Problem found (exit 2)
     ├── UsageError                  bad command-line input: unknown option value, bad JSON (exit 2)
     ├── PluginError                 a --plugin or entry point could not be loaded (exit 2)
-    ├── HistoryError                the history database cannot be read or written
+    ├── HistoryError                the history database cannot be opened, read or written: a
+    │                               full disk, a damaged file, a newer schema (exit 2; exit 1
+    │                               when a run that happened could not be recorded)
     │   └── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
     ├── ControlError                pause/resume/abort/skip cannot apply (finished run, a node
     │                               that already ran, an unknown node)
+    ├── LLMConfigError              llm: a person cannot be called (service, API key, key file)
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`
-        └── IterationLimitError     a node would run more often than `--max-iterations`
+        ├── IterationLimitError     a node would run more often than `--max-iterations`
+        ├── ExpressionError         expression: a condition expression is invalid or failed
+        │   └── UndefinedNameError  it names no input, variable or builtin
+        ├── LLMError                llm: an LLM call failed for good, after the client's retries
+        ├── BatchError              person_job: some items (or persons) of a batch failed
+        ├── CodeJobError            code_job: the code raised, or exited non-zero
+        ├── HookError               hook: the hook command failed, after its retries
+        ├── HttpError               api_job: no answer, or an error status
+        └── UndefinedName           api_job: a `{{name}}` placeholder names nothing defined
 
 Handlers may raise anything: the executor turns every exception a handler raises into a FAILED
 node with the exception's message. NodeError exists so that our own handlers can say precisely
-what went wrong without a traceback.
+what went wrong without a traceback. LLMConfigError is found at validation (a Problem of the
+diagram) or, at run time, fails the node as a NodeError. The classes named with a module
+(`llm:`, `code_job:`, ...) are defined there, next to the code that raises them.
+
+Two parse errors are caught where they are used and reported as a Problem at validation or as
+a NodeError, so they derive from ValueError, not DipeoError:
+
+    ValueError
+    ├── PatchError                  diff_patch: the diff is not a unified diff
+    └── PromptSyntaxError           prompt: a template's blocks do not balance
+
+tests/test_errors_tree.py fails when a class is missing here or drawn under the wrong parent.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The CLI calls `prepare` (load + compile: raises DiagramError/PluginError/UsageError before
 anything is recorded) and then `execute`, which hosts the execution in a `Run`: the one wiring
 of the executor's events to the state, the store and the progress view, and of control requests
-back to the executor. It returns once the history holds every event.
+back to the executor. It returns once the history holds every event, or says in
+`Outcome.history_error` why it does not (a full disk, a damaged file): the run's result is
+never lost to a history failure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
-from dipeo_cli.errors import ControlError, UsageError
+from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import ExecutableGraph, compile_graph
 from dipeo_cli.paths import base_dir
@@ -36,8 +38,12 @@ class ProgressView(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a run ended. `history_error` is set when the run could not be recorded in full;
+    a completed run then exits 1, because the history CI relies on is missing."""
+
     state: ExecutionState
     finished: ev.ExecutionFinished
+    history_error: HistoryError | None = None
 
     @property
     def exit_code(self) -> int:
@@ -45,7 +51,9 @@ class Outcome:
             return EXIT_TIMEOUT
         if self.finished.reason == "interrupted":
             return EXIT_INTERRUPTED
-        return EXIT_OK if self.state.status.value == "COMPLETED" else EXIT_FAILED
+        if self.state.status.value == "COMPLETED" and self.history_error is None:
+            return EXIT_OK
+        return EXIT_FAILED
 
 
 def prepare(
@@ -175,6 +183,7 @@ class Run:
         """Run to the end; returns once the history holds every event."""
         watch = getattr(self.store, "watch", None)
         unwatch = watch(self.execution_id, self._on_control) if watch is not None else None
+        history_error = None
         try:
             finished = await self.executor.run()
         finally:
@@ -183,9 +192,12 @@ class Run:
             if self.state is not None and self._progress is not None:
                 self._progress.stop(self.state)
             if self.store is not None:
-                await self.store.flush()
+                try:
+                    await self.store.flush()
+                except HistoryError as exc:
+                    history_error = exc
         assert self.state is not None
-        return Outcome(self.state, finished)
+        return Outcome(self.state, finished, history_error)
 
 
 async def execute(
@@ -201,7 +213,7 @@ async def execute(
     on_start: Any = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
-    history holds all of them. `on_start(run)` is called before it starts (the CLI wires
+    history holds all of them (or with `history_error` set when writing them failed). `on_start(run)` is called before it starts (the CLI wires
     Ctrl-C to `run.executor.abort` there)."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()

@@ -47,7 +47,7 @@ class SqlHistory(Queries):
         self.where = where
         self._encoder = Encoder()
         self._writer = BatchWriter(
-            self.commit_batch, where=where, batch_delay=batch_delay, describe_error=_describe
+            self.commit_batch, where=where, batch_delay=batch_delay, describe_error=self.explain
         )
         self._lock: asyncio.Lock | None = None
         self._watcher = Watcher(self)
@@ -69,6 +69,14 @@ class SqlHistory(Queries):
 
     async def fetch(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    def explain(self, exc: BaseException) -> str:
+        """One line: what went wrong with the database, and what to do about it."""
+        return str(exc)
+
+    def is_unwritable(self, exc: BaseException | None) -> bool:
+        """Whether `exc` says the database cannot be written now (full, read-only)."""
+        return False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -314,9 +322,3 @@ class SqlHistory(Queries):
         recorded as the request's outcome) and keep its heartbeat; returns the unwatch call."""
         return self._watcher.watch(execution_id, on_control)
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    if "database or disk is full" in text:
-        return "disk is full"
-    return text

@@ -9,7 +9,9 @@ same file at once apply each migration exactly once. A database that lists a mig
 version does not know was written by a newer dipeo: `unknown_migrations` names them, and the
 store refuses it rather than use it silently.
 
-Never edit or reorder a migration that has been released: add a new one at the end.
+Never edit or reorder a migration that has been released: add a new one at the end. A
+database holding a migration this version does not know (written by a newer dipeo) is refused
+with HistoryError rather than used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from dipeo_cli.errors import HistoryError
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -51,11 +55,20 @@ def migrate(db: sqlite3.Connection, *, stop_after: str | None = None) -> list[st
 
     Returns the names applied now. `stop_after` stops after that migration (tests use it to
     build an old database). Each migration runs in a `BEGIN IMMEDIATE` transaction and checks
-    again inside it that no other process applied it meanwhile.
+    again inside it that no other process applied it meanwhile. Raises HistoryError, before
+    changing anything, when `db` holds a migration this version does not know.
     """
     if stop_after is not None and all(name != stop_after for name, _ in MIGRATIONS):
         raise ValueError(f"unknown migration {stop_after!r}")
-    done = set(applied_migrations(db))
+    applied_before = applied_migrations(db)
+    unknown = unknown_migrations(db)
+    if unknown:
+        # its schema has changes this version cannot see: writing to it could lose data
+        raise HistoryError(
+            f"it was written by a newer dipeo (migrations this version does not know: "
+            f"{', '.join(unknown)}); upgrade dipeo or use another history file"
+        )
+    done = set(applied_before)
     applied: list[str] = []
     for name, fn in MIGRATIONS:
         if name not in done:

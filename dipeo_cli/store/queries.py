@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from dipeo_cli.errors import ExecutionNotFoundError
+from dipeo_cli.errors import ExecutionNotFoundError, HistoryError
 from dipeo_cli.state import (
     ACTIVE_STATUSES,
     ExecutionState,
@@ -301,7 +301,19 @@ class Queries:
         await self._repair_interrupted()
 
     async def _repair_interrupted(self) -> None:
-        """Mark runs whose process is gone as FAILED, in the database too."""
+        """Mark runs whose process is gone as FAILED, in the database too. Best effort: when
+        the file cannot be written (a full disk, a read-only copy), reads go on and show those
+        runs as they were stored."""
+        try:
+            await self._repair_dead_runs()
+        except HistoryError as exc:
+            if not self.is_unwritable(exc.__cause__):
+                raise
+
+    def is_unwritable(self, exc: BaseException | None) -> bool:
+        raise NotImplementedError
+
+    async def _repair_dead_runs(self) -> None:
         rows = await self.fetch(
             "SELECT id, pid, process_start, host, started_at FROM executions "
             f"WHERE status IN ({_ACTIVE_MARKS})",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -29,7 +30,7 @@ from dipeo_cli.errors import HistoryError
 from dipeo_cli.store.codec import EVENT_COLUMNS, EXECUTION_COLUMNS, ITERATION_COLUMNS, Batch
 from dipeo_cli.store.codec import NODE_COLUMNS as _NODE_COLUMNS
 from dipeo_cli.store.history import SqlHistory
-from dipeo_cli.store.migrations import migrate, unknown_migrations
+from dipeo_cli.store.migrations import migrate
 
 # Several processes share the file: wait this long for the write lock inside SQLite, then keep
 # retrying the batch ourselves (with backoff) for `retry_for` seconds before giving up.
@@ -150,6 +151,11 @@ class SqliteStore(SqlHistory):
             await asyncio.to_thread(_prepare_database, target, self._busy_timeout)
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            # Test seam: past this many pages SQLite fails with SQLITE_FULL exactly as it does
+            # on a full disk (see tests/test_history_failures.py). The limit is per connection.
+            max_pages = os.environ.get("DIPEO_SQLITE_MAX_PAGES", "")
+            if max_pages.isdigit():
+                await self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             try:
                 await self._db.execute_fetchall(
                     "SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')"
@@ -157,12 +163,11 @@ class SqliteStore(SqlHistory):
                 self._json_each = True
             except sqlite3.OperationalError:  # an SQLite built without JSON functions
                 self._json_each = False
-        except HistoryError:
+        except (OSError, sqlite3.Error, HistoryError) as exc:
             await self._disconnect()
-            raise
-        except (OSError, sqlite3.Error) as exc:
-            await self._disconnect()
-            raise HistoryError(f"cannot open the history database {self.where}: {exc}") from exc
+            raise HistoryError(
+                f"cannot open the history database {self.where}: {self.explain(exc)}"
+            ) from exc
 
     async def _disconnect(self) -> None:
         if self._db is not None:
@@ -210,10 +215,13 @@ class SqliteStore(SqlHistory):
                         await db.execute(sql, params)
                 await db.execute("COMMIT")
                 return
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 await self._rollback()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
+                    raise HistoryError(
+                        f"could not write to the history database {self.where}: "
+                        f"{self.explain(exc)}"
+                    ) from exc
             except BaseException:
                 await self._rollback()
                 raise
@@ -235,7 +243,15 @@ class SqliteStore(SqlHistory):
         try:
             return list(await db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise HistoryError(f"cannot read the history database {self.where}: {exc}") from exc
+            raise HistoryError(
+                f"cannot read the history database {self.where}: {self.explain(exc)}"
+            ) from exc
+
+    def explain(self, exc: BaseException) -> str:
+        return _explain(self.path, exc)
+
+    def is_unwritable(self, exc: BaseException | None) -> bool:
+        return _is_unwritable(exc)
 
     def _require_db(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -251,6 +267,46 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in message or "busy" in message
 
 
+# What to do about an SQLite error that is not a passing lock, by primary result code.
+_DAMAGED = (
+    "the file is damaged or is not a dipeo history: move it aside (dipeo then starts a new "
+    "one) or use another file"
+)
+_ADVICE = {
+    sqlite3.SQLITE_FULL: "free some space (the executions already recorded are intact)",
+    sqlite3.SQLITE_CORRUPT: _DAMAGED,
+    sqlite3.SQLITE_NOTADB: _DAMAGED,
+    sqlite3.SQLITE_READONLY: "check that the file and its directory are writable",
+    sqlite3.SQLITE_PERM: "check that the file and its directory are writable",
+    sqlite3.SQLITE_CANTOPEN: "check that its directory exists and is writable",
+    sqlite3.SQLITE_IOERR: "the disk or file system failed; check it",
+}
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    """One line: what went wrong with the history file at `path`, and what to do about it."""
+    if isinstance(exc, sqlite3.Error):
+        if path.is_dir():
+            return "it is a directory; give the path of a database file"
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        advice = _ADVICE.get(code)
+        return f"{exc}; {advice}" if advice else str(exc)
+    if isinstance(exc, OSError):
+        # mkdir of the parent: a file in the way, or a folder we may not write in
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{blocker} is not a directory"
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where} (check that its directory exists and is writable)"
+    return str(exc)
+
+
+def _is_unwritable(exc: BaseException | None) -> bool:
+    """True for an error that says the file cannot be written now, not that it is broken."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM)
+
+
 def _prepare_database(target: str | Path, busy_timeout: float) -> None:
     """Switch the file to WAL mode and apply pending migrations (runs in a worker thread);
     refuse a database written by a newer dipeo."""
@@ -263,14 +319,7 @@ def _prepare_database(target: str | Path, busy_timeout: float) -> None:
             try:
                 if not uri:
                     db.execute("PRAGMA journal_mode = WAL")
-                newer = unknown_migrations(db)
-                if newer:
-                    raise HistoryError(
-                        f"the history database {target} was written by a newer dipeo "
-                        f"(it has migration {newer[-1]!r}, unknown to this version); upgrade "
-                        "dipeo, or use another --db"
-                    )
-                migrate(db)
+                migrate(db)  # raises HistoryError for a database from a newer dipeo
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:

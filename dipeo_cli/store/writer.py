@@ -97,6 +97,8 @@ class BatchWriter:
     def raise_if_failed(self) -> None:
         if self.error is not None:
             exc = self.error
+            if isinstance(exc, HistoryError):  # the dialect already said what and why
+                raise HistoryError(str(exc)) from exc
             raise HistoryError(
                 f"could not write to the history database {self._where}: "
                 f"{self._describe_error(exc)}"

@@ -1,0 +1,99 @@
+"""The `dipeo history` table."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TextIO
+
+from dipeo_cli.render.text import (
+    NS,
+    STATUS_STYLES,
+    _cell,
+    _local_time,
+    _one_line,
+    _report_console,
+    _table,
+    format_duration,
+)
+from dipeo_cli.state import ExecutionState
+
+
+def _short_ids(ids: list[str], minimum: int = 12) -> dict[str, str]:
+    """Each id cut to `minimum` characters, or longer where that would not tell two apart."""
+    ordered = sorted(set(ids))
+
+    def shared(a: str, b: str) -> int:
+        return len(os.path.commonprefix((a, b)))
+
+    short: dict[str, str] = {}
+    for index, item in enumerate(ordered):
+        need = minimum
+        if index > 0:
+            need = max(need, shared(item, ordered[index - 1]) + 1)
+        if index + 1 < len(ordered):
+            need = max(need, shared(item, ordered[index + 1]) + 1)
+        short[item] = item[:need]
+    return short
+
+
+def _left_cut(text: str, limit: int) -> str:
+    """Keep the end of a path-like text, where the file name is."""
+    return text if len(text) <= limit else "…" + text[len(text) - limit + 1 :]
+
+
+def _completed_of(state: ExecutionState) -> str:
+    if not state.node_states:
+        return ""
+    done = sum(1 for node in state.node_states.values() if node.status is NS.COMPLETED)
+    return f"{done}/{len(state.node_states)}"
+
+
+def print_history(
+    states: list[ExecutionState], stream: TextIO, *, color: bool, width: int | None = None
+) -> None:
+    """The `dipeo history` table, newest first. Ids are cut to a prefix `dipeo show` accepts."""
+    from rich.text import Text
+
+    console = _report_console(stream, color, width)
+    if not states:
+        console.print("No executions recorded yet.")
+        return
+    states = sorted(states, key=lambda state: state.started_at, reverse=True)
+    short = _short_ids([state.id for state in states])
+    with_tokens = any(state.token_usage.total for state in states)
+    with_errors = any(state.error for state in states)
+    started_format = "%Y-%m-%d %H:%M:%S" if console.width >= 100 else "%m-%d %H:%M:%S"
+    rows: list[list[str]] = []
+    for state in states:
+        row = [
+            short[state.id],
+            state.status.value,
+            state.diagram_id or "",
+            _local_time(state.started_at, started_format),
+            format_duration(state.duration_seconds),
+            _completed_of(state),
+        ]
+        if with_tokens:
+            row.append(f"{state.token_usage.total:,}" if state.token_usage.total else "")
+        rows.append(row)
+    headers = ["id", "status", "diagram", "started", "duration", "nodes"]
+    headers += ["tokens"] if with_tokens else []
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    # The id column never shrinks (it must stay a usable prefix). Diagram paths are cut on the
+    # left, where the file name is; the error takes what is left and is cut with an ellipsis.
+    room = console.width - (sum(widths) - widths[2]) - 2 * len(headers)
+    diagram_width = min(widths[2], 40, room - (12 if with_errors else 0))
+    diagram_width = max(diagram_width, 7)
+
+    table = _table()
+    for header in headers:
+        right = header in ("duration", "nodes", "tokens")
+        table.add_column(header, no_wrap=True, justify="right" if right else "left")
+    table.add_column("error", max_width=60)
+    for state, row in zip(states, rows, strict=True):
+        cells: list[Any] = list(row)
+        cells[1] = Text(row[1], style=STATUS_STYLES.get(row[1], ""))
+        cells[2] = _left_cut(row[2], diagram_width)
+        cells.append(_cell(_one_line(state.error or "", 60), "red"))
+        table.add_row(*cells)
+    console.print(table)
