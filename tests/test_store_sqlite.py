@@ -276,7 +276,8 @@ def test_the_event_log_keeps_every_status_change_in_order(
             ("ExecutionFinished", None, "FAILED"),
         ]
         payloads = [r["payload"] for r in rows]
-        assert payloads[7] == {"iteration": 2}
+        assert [r["iteration"] for r in rows[5:9]] == [1, 1, 2, 2]
+        assert payloads[8] == {"token_usage": {"input": 1, "output": 1, "cached": 1, "total": 2}}
         assert payloads[9] == {"max_iteration": 2}
         assert payloads[11] == {"error": "boom"}
         assert payloads[12] == {"reason": "upstream node 'Bad' failed"}
@@ -604,7 +605,7 @@ def test_values_that_are_not_json_are_stored_as_text(tmp_path: Path) -> None:
 def test_recording_a_chain_batches_its_writes(tmp_path: Path) -> None:
     """Not a timing assertion: 500 nodes recorded on the hot path commit in a few batches."""
     transactions = 0
-    original = SqliteStore._transaction
+    original = SqliteStore.transaction
 
     async def counting(self: SqliteStore, statements: Any, **options: Any) -> None:
         nonlocal transactions
@@ -613,7 +614,7 @@ def test_recording_a_chain_batches_its_writes(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with await open_store(tmp_path / "history.db") as store:
-            store._transaction = counting.__get__(store)  # type: ignore[method-assign]
+            store.transaction = counting.__get__(store)  # type: ignore[method-assign]
             nodes = tuple(ev.NodeInfo(f"n{i}", f"N{i}", "code_job") for i in range(500))
             started = ev.ExecutionStarted("chain", "chain", {}, nodes, time.time())
             state = new_state(started)
@@ -721,18 +722,18 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Such batches go to SQLite as JSON arrays (json_each); the result must be identical."""
-    from dipeo_cli.store import sqlite as sqlite_store
+    from dipeo_cli.store import writer
 
-    monkeypatch.setattr(sqlite_store, "MAX_LATENCY", 0.0)
-    monkeypatch.setattr(sqlite_store, "NEW_RUN_LATENCY", 0.0)
+    monkeypatch.setattr(writer, "MAX_LATENCY", 0.0)
+    monkeypatch.setattr(writer, "NEW_RUN_LATENCY", 0.0)
     bulk_calls = []
-    original = SqliteStore._transaction
+    original = SqliteStore.transaction
 
     async def spy(self: SqliteStore, statements: Any, *, bulk: bool = False) -> None:
         bulk_calls.append(bulk)
         await original(self, statements, bulk=bulk)
 
-    monkeypatch.setattr(SqliteStore, "_transaction", spy)
+    monkeypatch.setattr(SqliteStore, "transaction", spy)
     recorded: list[ExecutionState] = []
 
     async def write(store: Any) -> None:
@@ -748,6 +749,6 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
         assert dump(got) == dump(recorded[0])
         events = await store.get_events(recorded[0].id)
         assert [e["seq"] for e in events] == list(range(1, 15))
-        assert events[7]["payload"] == {"iteration": 2}
+        assert events[7]["iteration"] == 2
 
     run_sqlite(tmp_path, read)

@@ -184,6 +184,13 @@ def clipped(head: str, size: int) -> str:
 
 # -- encoding events -------------------------------------------------------------------------
 
+_EXECUTION_EVENTS = (
+    ev.ExecutionFinished,
+    ev.ExecutionPaused,
+    ev.ExecutionResumed,
+    ev.ExecutionStatusChanged,
+)
+
 
 class Encoder:
     """Turns events into rows. Keeps, per execution running in this process, the next event
@@ -325,7 +332,7 @@ class Encoder:
                     dump_redacted({"nodes": nodes}),
                 )  # fmt: skip
             )
-        else:
+        elif kind in _EXECUTION_EVENTS:
             batch.put_execution(execution_row(state, batch.blobs))
             payload = {}
             if kind is ev.ExecutionFinished:
@@ -351,6 +358,17 @@ class Encoder:
                     dump_redacted(payload) if payload else None,
                 )  # fmt: skip
             )
+        else:
+            # an event this codec does not know (a plugin's, a newer dipeo's): log it with the
+            # node it names, never fail the run over it
+            nid = getattr(event, "node_id", None)
+            node = state.node_states.get(nid) if nid is not None else None
+            if node is not None:
+                batch.put_node(self._node_row(eid, nid, node))
+            at_value = getattr(event, "at", None)
+            status = node.status.value if node is not None else None
+            at_text = iso(at_value) if at_value else None
+            events.append((eid, seq, at_text, kind.__name__, nid, None, status, None))
 
     def _node_row(self, eid: str, nid: str, node: NodeState) -> Row:
         positions = self._positions.get(eid)

@@ -51,6 +51,7 @@ class SqlHistory(Queries):
         )
         self._lock: asyncio.Lock | None = None
         self._watcher = Watcher(self)
+        self._closing = False
         self._closed = False
 
     # -- what a dialect provides ---------------------------------------------------------------
@@ -96,13 +97,14 @@ class SqlHistory(Queries):
     async def close(self) -> None:
         """Flush, stop the writer and the watch task, close the connection; raise HistoryError
         if a write failed. Closing twice is harmless."""
-        if self._closed:
+        if self._closed or self._closing:
             return
-        self._closed = True
+        self._closing = True  # no more records; what is queued is still written
         try:
             await self._watcher.stop()
             await self._writer.stop()
         finally:
+            self._closed = True
             await self._disconnect()
         self._writer.raise_if_failed()
 
@@ -128,7 +130,7 @@ class SqlHistory(Queries):
 
     def record(self, state: ExecutionState, event: ev.Event) -> None:
         """Queue the rows `event` changed; call right after `apply_event(state, event)`."""
-        if self._closed or not self._writer.started:
+        if self._closing or self._closed or not self._writer.started:
             raise HistoryError(f"the history store {self.where} is closed (or was never opened)")
         self._encoder.record(self._writer.batch, state, event)
         self._writer.wake()

@@ -138,6 +138,8 @@ class SqliteStore(SqlHistory):
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 target = self.path
+            if not self.in_memory:
+                await asyncio.to_thread(_prepare_database, target, self._busy_timeout)
             connection = aiosqlite.connect(
                 target, timeout=self._busy_timeout, isolation_level=None, uri=self.in_memory
             )
@@ -148,7 +150,8 @@ class SqliteStore(SqlHistory):
             if thread is not None:
                 thread.daemon = True
             self._db = await connection
-            await asyncio.to_thread(_prepare_database, target, self._busy_timeout)
+            if self.in_memory:  # after connecting: the database lives while a connection does
+                await asyncio.to_thread(_prepare_database, target, self._busy_timeout)
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await self._db.execute("PRAGMA synchronous = NORMAL")
             # Test seam: past this many pages SQLite fails with SQLITE_FULL exactly as it does
