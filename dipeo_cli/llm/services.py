@@ -32,8 +32,10 @@ The key file is `$API_KEY_STORE_FILE` (relative paths from the base directory), 
 Every key found is registered with `dipeo_cli.redact`, so no output shows it. A person that
 needs a key and has none raises LLMConfigError naming the variables to set.
 
-`llm_override="mock"` (the CLI's `--llm mock`; `$DIPEO_LLM` when the argument is None) turns
-every person into a mock person: no key, no network.
+`llm_override="mock"` (the run's `llm_mode`: `--llm mock`, or `$DIPEO_LLM` as the CLI's default,
+see `choose_llm_mode`) turns every person into a mock person: no key, no network. The package
+never reads nor writes `$DIPEO_LLM` itself: the mode is a per-run value, so two runs in one
+process can differ.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -142,7 +145,7 @@ def resolve_person(
     """
     label = getattr(person, "label", None) or person.id
     where = f"person '{label}'"
-    override = llm_override if llm_override is not None else os.environ.get(OVERRIDE_ENV)
+    override = llm_override
     if override:
         if override.strip().lower() != "mock":
             raise LLMConfigError(f"the LLM override accepts only 'mock', got {override!r}")
@@ -164,6 +167,24 @@ def resolve_person(
         raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))
+
+
+def choose_llm_mode(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The run's LLM mode: the `--llm` flag, else `$DIPEO_LLM` (a user-set default), else None.
+
+    The CLI calls this once per command and passes the result on (to `compile_graph` through
+    `CompileOptions` and to the run through `RunResources.llm_mode`). Raises LLMConfigError for
+    any value but "mock", naming where it came from."""
+    source = "--llm"
+    value = flag
+    if value is None:
+        source = f"${OVERRIDE_ENV}"
+        value = (environ if environ is not None else os.environ).get(OVERRIDE_ENV) or None
+    if value is None:
+        return None
+    if value.strip().lower() != "mock":
+        raise LLMConfigError(f"{source} accepts only 'mock', got {value!r}")
+    return "mock"
 
 
 def _config(
