@@ -22,7 +22,7 @@ from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
-from dipeo_cli.graph import ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.state import ExecutionState, apply_event, new_state
@@ -57,12 +57,16 @@ class Outcome:
 
 
 def prepare(
-    path: str, *, format: str | None = None, plugins: tuple[str, ...] = ()
+    path: str,
+    *,
+    format: str | None = None,
+    plugins: tuple[str, ...] = (),
+    llm_mode: str | None = None,
 ) -> ExecutableGraph:
     """Load and compile a diagram file; every problem raises before anything runs."""
     registry = load_plugins(plugins)
     diagram = load_diagram(path, format=format, strict=False)
-    return compile_graph(diagram, registry)
+    return compile_graph(diagram, registry, CompileOptions(llm_mode=llm_mode))
 
 
 def parse_variables(
@@ -122,6 +126,7 @@ async def execute(
     options: RunOptions,
     execution_id: str | None = None,
     answers: dict[str, list[str]] | None = None,
+    llm_mode: str | None = None,
 ) -> Outcome:
     """Run the graph, recording every event; returns once the history holds all of them, or
     with `history_error` set when writing them failed."""
@@ -156,6 +161,7 @@ async def execute(
             pause_progress=getattr(progress, "paused", None),
             store=store,
             options=options,
+            llm_mode=llm_mode,
         ),
         diagram_id=diagram.file,
     )
