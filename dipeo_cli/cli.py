@@ -151,19 +151,19 @@ def run(
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.executor import RunOptions
     from dipeo_cli.handlers.user_response import parse_answers
+    from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import parse_variables, prepare
 
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
-    if llm is not None:
-        if llm != "mock":
-            _fail(f"--llm accepts only 'mock', got {llm!r}")
-        # persons are resolved at validation and again at run time; both read $DIPEO_LLM
-        os.environ["DIPEO_LLM"] = llm
     try:
+        llm_mode = choose_llm_mode(llm)  # --llm, else $DIPEO_LLM; a per-run value from here on
         variables = parse_variables(input_data, inputs, var)
         graph = prepare(
-            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
+            diagram,
+            format=_format_flag(light, native, readable),
+            plugins=tuple(plugin or ()),
+            llm_mode=llm_mode,
         )
         answers = parse_answers(answer, graph)
     except DiagramError as exc:
@@ -178,7 +178,7 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers))
+    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode))
     state = outcome.state
     if as_json:
         from dipeo_cli.runner import run_json
@@ -207,6 +207,7 @@ async def _run(
     db: str | None,
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
+    llm_mode: str | None = None,
 ) -> Any:
     import asyncio
     import contextlib
@@ -230,6 +231,7 @@ async def _run(
             options=options,
             answers=answers,
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
+            llm_mode=llm_mode,
         )
     except BaseException:
         with contextlib.suppress(HistoryError):  # the error on its way out says more
@@ -304,11 +306,15 @@ def validate(
 ) -> None:
     """Check a diagram without running it; report every problem at once (exit 2 if any)."""
     from dipeo_cli.errors import DiagramError, DipeoError
+    from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import prepare
 
     try:
         graph = prepare(
-            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
+            diagram,
+            format=_format_flag(light, native, readable),
+            plugins=tuple(plugin or ()),
+            llm_mode=choose_llm_mode(None),  # $DIPEO_LLM=mock: persons checked as mock ones
         )
     except DiagramError as exc:
         if as_json:

@@ -10,6 +10,8 @@ ctx.execution_count(node_id)   how often that node has started
 ctx.state_store       the StateStore; see NodeScopedStore for what writes do
 ctx.base_dir          where relative file paths are resolved (DIPEO_BASE_DIR or the cwd)
 ctx.resources         run-wide services (python worker pool, --answer values, ...)
+ctx.calls             the LLM and HTTP calls this node execution made, by kind ("llm_calls",
+                      "http_calls"), as dipeo_cli.llm.call and dipeo_cli.http_calls record them
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class RunResources:
     store: Any = None  # the history store (None: not recorded); sub-diagram runs record into it
     options: Any = None  # the run's RunOptions, for sub-diagram runs
     depth: int = 0  # 0 for the run the user started, 1 for its sub-diagrams, ...
-    llm_mode: str | None = None  # "mock": every person answers offline (`--llm mock`)
+    # the run's LLM mode: None (persons call their services) or "mock" (`--llm mock`)
+    llm_mode: str | None = None
+    # replay seams (None: calls go out): see dipeo_cli.llm.call and dipeo_cli.http_calls
+    llm_replay: Any = None
+    http_replay: Any = None
     _parent: RunResources | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +62,8 @@ class RunResources:
             options=self.options,
             depth=self.depth + 1,
             llm_mode=self.llm_mode,
+            llm_replay=self.llm_replay,
+            http_replay=self.http_replay,
             _parent=self,
         )
 
@@ -116,6 +124,7 @@ class NodeContext:
         "state_store",
         "resources",
         "graph",
+        "calls",
         "_outputs",
         "_counts",
     )
@@ -143,6 +152,7 @@ class NodeContext:
         self.state_store = state_store
         self.resources = resources
         self.graph = graph
+        self.calls: dict[str, list[dict[str, Any]]] = {}
         self._outputs = outputs
         self._counts = counts
 

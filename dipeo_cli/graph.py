@@ -30,6 +30,17 @@ NOT_SUPPORTED_YET = {
 CONTENT_TYPES = ("raw_text", "object", "conversation_state", "variable", "json", "binary")
 
 
+@dataclass(frozen=True)
+class CompileOptions:
+    """Per-run settings that change what a diagram's checks accept. Handlers' `check`
+    functions receive them as their fourth argument.
+
+    `llm_mode`: None, or "mock" (`--llm mock`): every person is checked and run as a mock
+    person, so a missing API key is no problem."""
+
+    llm_mode: str | None = None
+
+
 class ExecutableNode:
     """A node as handlers see it: `id`, `label`, `type`, `props` (the raw properties as the file
     wrote them), `config` (the validated props model, if the handler declares one), and the two
@@ -128,9 +139,12 @@ class ExecutableGraph:
         return None
 
 
-def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGraph:
+def compile_graph(
+    diagram: Diagram, registry: HandlerRegistry, options: CompileOptions | None = None
+) -> ExecutableGraph:
     """Validate `diagram` against the registry and build the graph; raise DiagramError with every
-    problem found."""
+    problem found. Handlers' checks are called as `check(config, diagram, registry, options)`."""
+    options = options or CompileOptions()
     problems: list[Problem] = list(diagram.problems)
     nodes: dict[str, ExecutableNode] = {}
 
@@ -144,7 +158,7 @@ def compile_graph(diagram: Diagram, registry: HandlerRegistry) -> ExecutableGrap
         if node is not None:
             nodes[dnode.id] = node
             if node.spec.check is not None:
-                for message in node.spec.check(node.config, diagram, registry):
+                for message in node.spec.check(node.config, diagram, registry, options):
                     problems.append(Problem(message, dnode.where, dnode.line))
 
     if diagram.problems:

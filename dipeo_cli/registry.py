@@ -41,8 +41,9 @@ class HandlerSpec:
     inputs: tuple[str, ...] = ("default", "first")  # input handles arrows may target
     outputs: tuple[str, ...] = ("default",)  # output ports; "error" is always allowed too
     origin: str = "builtin"
-    # Extra compile-time checks beyond the props model: (config, diagram, registry) -> problems
-    check: Callable[[Any, Any, Any], list[str]] | None = None
+    # Extra compile-time checks beyond the props model:
+    # (config, diagram, registry, options: graph.CompileOptions) -> problems
+    check: Callable[[Any, Any, Any, Any], list[str]] | None = None
 
 
 # The built-in node types; each is handled by the module of the same name in dipeo_cli.handlers,
@@ -121,7 +122,7 @@ def node_handler(
     props: type | None = None,
     inputs: tuple[str, ...] = ("default", "first"),
     outputs: tuple[str, ...] = ("default",),
-    check: Callable[[Any, Any, Any], list[str]] | None = None,
+    check: Callable[[Any, Any, Any, Any], list[str]] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated async function as the handler of `node_type`."""
 

@@ -21,7 +21,7 @@ from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
-from dipeo_cli.graph import ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.state import ExecutionState, apply_event, new_state
@@ -57,12 +57,16 @@ class Outcome:
 
 
 def prepare(
-    path: str, *, format: str | None = None, plugins: tuple[str, ...] = ()
+    path: str,
+    *,
+    format: str | None = None,
+    plugins: tuple[str, ...] = (),
+    llm_mode: str | None = None,
 ) -> ExecutableGraph:
     """Load and compile a diagram file; every problem raises before anything runs."""
     registry = load_plugins(plugins)
     diagram = load_diagram(path, format=format, strict=False)
-    return compile_graph(diagram, registry)
+    return compile_graph(diagram, registry, CompileOptions(llm_mode=llm_mode))
 
 
 def parse_variables(
@@ -213,8 +217,9 @@ async def execute(
     on_start: Any = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
-    history holds all of them (or with `history_error` set when writing them failed). `on_start(run)` is called before it starts (the CLI wires
-    Ctrl-C to `run.executor.abort` there)."""
+    history holds all of them (or with `history_error` set when writing them failed).
+    `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
+    `run.executor.abort` there)."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("DIPEO_LLM", raising=False)
     monkeypatch.chdir(work)
     yield work
-    os.environ.pop("DIPEO_LLM", None)  # `dipeo run --llm mock` sets it in-process
     from dipeo_cli.redact import refresh_secrets
 
     refresh_secrets()  # secrets are read from the environment once per process

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from dipeo_cli import events as ev
+from dipeo_cli.context import RunResources
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import ExecutableGraph, compile_graph
@@ -116,7 +117,11 @@ class Recorder:
 
 
 def run(
-    graph: ExecutableGraph, variables: dict[str, Any] | None = None, **options: Any
+    graph: ExecutableGraph,
+    variables: dict[str, Any] | None = None,
+    *,
+    resources: RunResources | None = None,
+    **options: Any,
 ) -> tuple[ev.ExecutionFinished, Recorder]:
     recorder = Recorder()
 
@@ -127,6 +132,7 @@ def run(
             emit=recorder,
             variables=variables,
             options=RunOptions(**options),
+            resources=resources,
         )
         return await executor.run()
 

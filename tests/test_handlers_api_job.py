@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from dipeo_cli import http_calls
 from dipeo_cli.cli import app
 from dipeo_cli.errors import NodeError, NodeTimeoutError
 from dipeo_cli.handlers import api_job
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_job, "RETRY_BASE_DELAY", 0.01)
+    monkeypatch.setattr(http_calls, "RETRY_BASE_DELAY", 0.01)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
 
@@ -211,7 +212,7 @@ def test_auth_header_reaches_the_server_and_never_the_history(
     stored = history_bytes()
     assert b"/echo" in stored  # the output is there ...
     assert secret.encode() not in stored and expected.encode() not in stored  # ... not the secret
-    # the request's headers are never in the metadata
+    # the `http` summary has no request headers (`http_calls` has them, masked)
     outputs = json.loads(shown.stdout)["node_outputs"]
     [http] = [o["metadata"]["http"] for o in outputs.values() if "http" in o["metadata"]]
     assert set(http) == {"status", "reason", "url", "method", "headers", "elapsed_ms", "attempts"}

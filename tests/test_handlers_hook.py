@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from dipeo_cli import http_calls
 from dipeo_cli.cli import app
 from dipeo_cli.errors import NodeError, NodeTimeoutError
-from dipeo_cli.handlers import api_job, hook
+from dipeo_cli.handlers import hook
 from tests.httpkit import TestServer, serve
 from tests.test_handlers_props import compile_problem, make_ctx, make_graph
 
@@ -25,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_job, "RETRY_BASE_DELAY", 0.01)
+    monkeypatch.setattr(http_calls, "RETRY_BASE_DELAY", 0.01)
 
 
 @pytest.fixture

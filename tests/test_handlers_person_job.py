@@ -1,7 +1,7 @@
 """person_job and person_batch_job, against a fake LLM client that records every request.
 
 `llm` (the fixture) replaces where the handlers get their persons resolved and their client
-(`person_job.resolve_config`, `person_job.open_client`), so nothing here touches a network.
+(`dipeo_cli.llm.persons.resolve_config` and `.open_client`), so nothing here touches a network.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from dipeo_cli import registry
+from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
 from dipeo_cli.handlers import person_job
+from dipeo_cli.llm import persons
 from dipeo_cli.llm.base import LLMError, LLMReply, LLMRequest, PersonConfig
 from dipeo_cli.state import ExecutionStatus, NodeExecutionStatus, TokenUsage
 from tests.executor_kit import run
@@ -56,7 +58,7 @@ class FakeLLM:
         self.answer: Callable[[str, LLMRequest], Any] | None = None
         self.resolved: list[str] = []
 
-    def resolve(self, person: Any, base_dir: Path) -> PersonConfig:
+    def resolve(self, person: Any, base_dir: Path, llm_mode: str | None = None) -> PersonConfig:
         self.resolved.append(person.id)
         return PersonConfig(
             person_id=person.id,
@@ -106,8 +108,8 @@ class FakeLLM:
 
 def install_fake_llm(monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
     fake = FakeLLM()
-    monkeypatch.setattr(person_job, "resolve_config", fake.resolve)
-    monkeypatch.setattr(person_job, "open_client", fake.open)
+    monkeypatch.setattr(persons, "resolve_config", fake.resolve)
+    monkeypatch.setattr(persons, "open_client", fake.open)
     return fake
 
 
@@ -116,9 +118,12 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
     return install_fake_llm(monkeypatch)
 
 
-def compile_yaml(text: str, name: str = "d.light.yaml") -> ExecutableGraph:
+def compile_yaml(
+    text: str, name: str = "d.light.yaml", llm_mode: str | None = None
+) -> ExecutableGraph:
     path = Path(name).absolute()
-    return compile_graph(parse_diagram(text, file=str(path)), REGISTRY)
+    options = CompileOptions(llm_mode=llm_mode)
+    return compile_graph(parse_diagram(text, file=str(path)), REGISTRY, options)
 
 
 def problems(text: str) -> str:
@@ -341,14 +346,12 @@ def test_missing_key_fails_validation_and_mock_needs_none(monkeypatch: pytest.Mo
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     message = problems(one_node("default_prompt: hi"))
     assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in message
-    monkeypatch.setenv("DIPEO_LLM", "mock")
-    compile_yaml(one_node("default_prompt: hi"))
+    compile_yaml(one_node("default_prompt: hi"), llm_mode="mock")
 
 
-def test_mock_llm_answers_offline_and_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIPEO_LLM", "mock")
-    graph = compile_yaml(LOOP)
-    finished, recorder = run(graph)
+def test_mock_llm_answers_offline_and_is_marked() -> None:
+    graph = compile_yaml(LOOP, llm_mode="mock")
+    finished, recorder = run(graph, resources=RunResources(llm_mode="mock"))
     assert finished.status == ExecutionStatus.COMPLETED
     assert recorder.output(graph, "End") == "mock reply #3 to: Improve it"
     assert metadata(recorder, graph, "Writer")["mock"] is True

@@ -18,6 +18,7 @@ from dipeo_cli.llm import (
     LLMConfigError,
     LLMMessage,
     LLMRequest,
+    choose_llm_mode,
     llm_client,
     normalize_service,
     resolve_person,
@@ -270,13 +271,25 @@ def test_llm_override_mock_needs_no_key(tmp_path, monkeypatch):
     )
     assert (config.service, config.provider, config.api_key) == ("mock", "mock", None)
     assert config.model == "claude-x"
-    monkeypatch.setenv("DIPEO_LLM", "mock")  # what `dipeo run --llm mock` sets
-    assert resolve_person(person(), base_dir=tmp_path).service == "mock"
+    monkeypatch.setenv("DIPEO_LLM", "mock")  # only the CLI reads it (choose_llm_mode)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-env-key-1234")
+    assert resolve_person(person(), base_dir=tmp_path).service == "openai"
     assert resolve_person(person(service="mock"), base_dir=tmp_path, llm_override="").service == (
         "mock"
     )
     with pytest.raises(LLMConfigError, match="accepts only 'mock'"):
         resolve_person(person(), base_dir=tmp_path, llm_override="ollama")
+
+
+def test_choose_llm_mode_takes_the_flag_then_the_environment():
+    assert choose_llm_mode(None, {}) is None
+    assert choose_llm_mode(None, {"DIPEO_LLM": "mock"}) == "mock"
+    assert choose_llm_mode("mock", {}) == "mock"
+    assert choose_llm_mode(None, {"DIPEO_LLM": ""}) is None
+    with pytest.raises(LLMConfigError, match=r"\$DIPEO_LLM accepts only 'mock', got 'live'"):
+        choose_llm_mode(None, {"DIPEO_LLM": "live"})
+    with pytest.raises(LLMConfigError, match="--llm accepts only 'mock'"):
+        choose_llm_mode("ollama", {"DIPEO_LLM": "mock"})
 
 
 def run_mock(requests, config=None, resources=None):

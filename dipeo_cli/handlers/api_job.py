@@ -22,50 +22,48 @@ Properties: `url` (required), `method` GET|POST|PUT|DELETE|PATCH (default GET), 
                 excerpt>" (it goes out of the `error` port when the node has one).
     output      the response JSON, or its text when it is not JSON (None when empty);
                 metadata `http`: status, reason, url, method, response headers, elapsed_ms,
-                attempts.
+                attempts; and `http_calls`: the full record of the call (request with secrets
+                masked, each attempt, the response with a body preview; dipeo_cli.http_calls).
 
 Secrets: the bearer token, the password (and the basic credentials), the api key value and the
 values of request headers whose names look secret are registered with `dipeo_cli.redact`, so they
 never reach the history or the terminal (values shorter than 8 characters are too common to
-mask). The request's headers are never put in the metadata.
+mask); the request record in `http_calls` shows such headers as "***".
 
-One httpx.AsyncClient serves the whole run (`ctx.resources`), closed when the run ends; the hook
-handler shares it. httpx is imported on first use, so loading the handlers stays cheap.
+The request goes through `dipeo_cli.http_calls.call_http` (the run's one httpx.AsyncClient, the
+retries, the record, the replay seam), as the hook handler's do.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import json
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from dipeo_cli.errors import NodeError, NodeTimeoutError
-from dipeo_cli.redact import redact, redact_json, register_secret
+from dipeo_cli.errors import NodeError
+from dipeo_cli.http_calls import (
+    DEFAULT_TIMEOUT,
+    call_http,
+    http_calls,
+    protect_headers,
+    response_metadata,
+    response_value,
+    status_error,
+)
+from dipeo_cli.http_calls import HttpError as HttpError  # re-exported: where it was raised
+from dipeo_cli.redact import register_secret
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, get_path, split_path, to_text
 
-if TYPE_CHECKING:
-    import httpx
-
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 AUTH_TYPES = ("none", "bearer", "basic", "api_key")
-DEFAULT_TIMEOUT = 30.0
-RETRY_BASE_DELAY = 0.2  # seconds; doubled after each attempt (0.2, 0.4, 0.8, ...)
-MAX_RETRY_AFTER = 10.0  # a Retry-After up to this many seconds is honoured
-BODY_EXCERPT = 200
 _HTTP_URL = re.compile(r"^https?://[^/\s]", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_SECRET_HEADER = re.compile(
-    r"^(?:authorization|proxy-authorization|cookie)$|key|token|secret|passw", re.IGNORECASE
-)
 
 
 class UndefinedName(NodeError):
@@ -74,10 +72,6 @@ class UndefinedName(NodeError):
     def __init__(self, message: str, expression: str) -> None:
         super().__init__(message)
         self.expression = expression
-
-
-class HttpError(NodeError):
-    """A request that failed. `metadata` holds what is known about the answer."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,41 +253,8 @@ def _lookup(expression: str, names: dict[str, Any], what: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run's HTTP client and the retry loop (the hook handler uses them too)
+# Validation shared with the hook handler
 # ---------------------------------------------------------------------------------------------
-
-
-def _new_client() -> httpx.AsyncClient:
-    import httpx
-
-    return httpx.AsyncClient(follow_redirects=True, timeout=DEFAULT_TIMEOUT)
-
-
-async def _close_client(client: httpx.AsyncClient) -> None:
-    await client.aclose()
-
-
-def http_client(ctx: Any) -> httpx.AsyncClient:
-    """The run's one httpx.AsyncClient, closed when the run ends."""
-    return ctx.resources.service("http_client", _new_client, _close_client)
-
-
-def _retry_delay(attempt: int, response: httpx.Response | None = None) -> float:
-    delay = RETRY_BASE_DELAY * 2 ** (attempt - 1)
-    header = response.headers.get("retry-after") if response is not None else None
-    if header:
-        wait: float | None
-        try:
-            wait = float(header)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(header)
-                wait = when.timestamp() - time.time()
-            except (TypeError, ValueError):  # neither seconds nor an HTTP date: ignored
-                wait = None
-        if wait is not None and 0 <= wait <= MAX_RETRY_AFTER:
-            delay = max(delay, wait)
-    return delay
 
 
 def check_url(url: str) -> str:
@@ -303,89 +264,6 @@ def check_url(url: str) -> str:
             "url", "the url must start with http:// or https:// (got {url})", {"url": repr(url)}
         )
     return url
-
-
-def _should_retry(status: int) -> bool:
-    return status == 429 or status >= 500
-
-
-async def send(
-    client: httpx.AsyncClient, method: str, url: str, *, retries: int, timeout: float, **kwargs: Any
-) -> tuple[httpx.Response, int]:
-    """Send the request, retrying connection errors, 5xx and 429 up to `retries` times with
-    exponential backoff. Returns the last response (whatever its status) and the attempt count;
-    raises HttpError when no answer came, NodeTimeoutError when the server did not answer in
-    time."""
-    import httpx
-
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            response = await client.request(method, url, timeout=timeout, **kwargs)
-        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-            raise NodeTimeoutError(
-                f"timed out after {timeout:g} s waiting for {method} {redact(url)}"
-            ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise NodeError(f"invalid url {redact(url)!r}: {exc}") from None
-        except httpx.TransportError as exc:  # no answer: connection refused, reset, DNS, ...
-            if attempt <= retries:
-                await asyncio.sleep(_retry_delay(attempt))
-                continue
-            reason = str(exc) or type(exc).__name__
-            tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-            raise HttpError(
-                f"{method} {redact(url)} failed: {type(exc).__name__}: {reason}{tries}",
-                {"http": {"url": url, "method": method, "attempts": attempt}},
-            ) from None
-        if _should_retry(response.status_code) and attempt <= retries:
-            await asyncio.sleep(_retry_delay(attempt, response))
-            continue
-        return response, attempt
-
-
-def response_value(response: httpx.Response) -> Any:
-    """The response's JSON, or its text when it is not JSON; None for an empty body."""
-    text = response.text
-    if not text.strip():
-        return None
-    if "json" in response.headers.get("content-type", "").lower():
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    return decode_json_text(text)
-
-
-def response_metadata(
-    response: httpx.Response, method: str, attempts: int, started: float
-) -> dict[str, Any]:
-    headers = {key: value for key, value in response.headers.items() if key != "set-cookie"}
-    return {
-        "status": response.status_code,
-        "reason": response.reason_phrase,
-        "url": str(response.url),
-        "method": method,
-        "headers": redact_json(headers),
-        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-        "attempts": attempts,
-    }
-
-
-def status_error(response: httpx.Response, method: str, url: str, metadata: dict) -> HttpError:
-    excerpt = " ".join(response.text[:BODY_EXCERPT].split())
-    message = f"HTTP {response.status_code} {response.reason_phrase} from {method} {redact(url)}"
-    return HttpError(f"{message}: {excerpt}" if excerpt else message, metadata)
-
-
-def protect_headers(headers: dict[str, str]) -> None:
-    """Register the values of request headers whose names look secret."""
-    for name, value in headers.items():
-        if _SECRET_HEADER.search(name):
-            register_secret(value)
-            if " " in value:  # "Bearer abc...": the credential alone too
-                register_secret(value.split(" ", 1)[1].strip())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,24 +301,21 @@ async def api_job(node: Any, ctx: Any) -> NodeOutput:
     headers.update(_auth_headers(config, names))
     protect_headers(headers)
 
-    request: dict[str, Any] = {"headers": headers, "params": params or None}
-    if body is not None:
-        if isinstance(body, (bytes, str)):
-            request["content"] = body
-        else:
-            request["json"] = body
-
-    client = http_client(ctx)
     started = time.perf_counter()
-    response, attempts = await send(
-        client,
+    response, attempts = await call_http(
+        ctx,
         config.method,
         url,
+        headers=headers,
+        params=params,
+        body=body,
         retries=config.max_retries,
         timeout=config.timeout,
-        **request,
     )
-    metadata = {"http": response_metadata(response, config.method, attempts, started)}
+    metadata = {
+        "http": response_metadata(response, config.method, attempts, started),
+        "http_calls": http_calls(ctx),
+    }
     if not response.is_success:
         raise status_error(response, config.method, str(response.url), metadata)
     return create_node_output({"default": response_value(response)}, metadata)

@@ -24,7 +24,8 @@ condition_type:
                          correct/pass/valid words against no/false/incorrect/fail/invalid ones;
                          a tie is false, with metadata decision_reason "ambiguous reply". An LLM
                          error fails the node (DiPeO silently took the false branch). Metadata:
-                         decision_reason, reply, person_id, model, token_usage, latency_ms.
+                         decision_reason, reply, person_id, model, token_usage, latency_ms,
+                         llm_calls (the full record, dipeo_cli.llm.call).
 
 `expose_index_as: name` makes this condition's execution count minus one available as `name`
 to its expression, sets it as an execution variable (as DiPeO did, so that later nodes see it),
@@ -140,14 +141,17 @@ class ConditionProps(BaseModel):
         return "GOLDFISH" if value is None or value == "" else value
 
 
-def check_condition(config: ConditionProps, diagram: Any, registry: Any) -> list[str]:
+def check_condition(
+    config: ConditionProps, diagram: Any, registry: Any, options: Any = None
+) -> list[str]:
     """Compile-time checks of llm_decision: the person resolves, the question is there."""
     if config.condition_type != "llm_decision":
         return []
-    from dipeo_cli.handlers.person_job import check_person, diagram_dir_of, read_prompt_file
+    from dipeo_cli.llm.persons import check_person
+    from dipeo_cli.llm.prompt_files import diagram_dir_of, read_prompt_file
     from dipeo_cli.paths import base_dir
 
-    problems = check_person(diagram.persons, config.person)
+    problems = check_person(diagram.persons, config.person, getattr(options, "llm_mode", None))
     if config.judge_by_file:
         try:
             text = read_prompt_file(config.judge_by_file, diagram_dir_of(diagram), base_dir())
@@ -302,15 +306,10 @@ def parse_decision(reply: str) -> tuple[bool, str]:
 async def _llm_decision(
     node: Any, config: ConditionProps, ctx: Any, metadata: dict[str, Any]
 ) -> bool:
-    from dipeo_cli.handlers.person_job import (
-        ask,
-        call_metadata,
-        find_person,
-        merge_conversations,
-        preview,
-        read_prompt_file,
-        template_values,
-    )
+    from dipeo_cli.llm.call import ask_person, call_metadata, llm_calls, preview
+    from dipeo_cli.llm.inputs import merge_conversations, template_values
+    from dipeo_cli.llm.persons import find_person
+    from dipeo_cli.llm.prompt_files import read_prompt_file
     from dipeo_cli.memory import conversation_of, last_text
 
     person = find_person(ctx.graph.diagram.persons, config.person)
@@ -340,7 +339,9 @@ async def _llm_decision(
     if not question.strip():
         raise NodeError("llm_decision: the question (judge_by) is empty after rendering")
     history = conversation.select(person.id, config.memorize_to, at_most=config.at_most)
-    reply, resolved = await ask(ctx, person, question, history, system_suffix=DECISION_INSTRUCTION)
+    reply, resolved = await ask_person(
+        ctx, person, question, history, system_suffix=DECISION_INSTRUCTION
+    )
     conversation.record(
         node=node.label,
         person_id=person.id,
@@ -352,4 +353,5 @@ async def _llm_decision(
     metadata.update(call_metadata(person, resolved, reply, question, len(history)))
     metadata["decision_reason"] = reason
     metadata["reply"] = preview(reply.text)
+    metadata["llm_calls"] = llm_calls(ctx)
     return decision

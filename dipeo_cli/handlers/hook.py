@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from dipeo_cli import http_calls
 from dipeo_cli.errors import NodeError, NodeTimeoutError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.handlers import api_job as api
@@ -180,7 +181,7 @@ async def hook(node: Any, ctx: Any) -> NodeOutput:
 
 
 def _backoff(attempt: int) -> float:
-    return api.RETRY_BASE_DELAY * 2 ** (attempt - 1)
+    return http_calls.RETRY_BASE_DELAY * 2 ** (attempt - 1)
 
 
 # -- shell -------------------------------------------------------------------------------------
@@ -280,28 +281,28 @@ async def _run_http(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
         for key, value in api.render(config.headers, names, "headers").items()
         if value is not None
     }
-    api.protect_headers(headers)
+    http_calls.protect_headers(headers)
     headers.setdefault("X-DiPeO-Execution-Id", str(ctx.execution_id))
     headers.setdefault("X-DiPeO-Node", str(node.label or node.id))
     payload = to_json_safe(dict(ctx.inputs))[0]
-    client = api.http_client(ctx)
     started = time.perf_counter()
-    response, attempts = await api.send(
-        client,
+    response, attempts = await http_calls.call_http(
+        ctx,
         config.method,
         url,
+        headers=headers,
+        body=payload,
         retries=config.retry_count,
         timeout=config.timeout,
-        headers=headers,
-        json=payload,
     )
     metadata = {
         "hook_type": "http",
-        "http": api.response_metadata(response, config.method, attempts, started),
+        "http": http_calls.response_metadata(response, config.method, attempts, started),
+        "http_calls": http_calls.http_calls(ctx),
     }
     if not response.is_success:
-        raise api.status_error(response, config.method, str(response.url), metadata)
-    return create_node_output({"default": api.response_value(response)}, metadata)
+        raise http_calls.status_error(response, config.method, str(response.url), metadata)
+    return create_node_output({"default": http_calls.response_value(response)}, metadata)
 
 
 # -- file --------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@
                         blank line, instead of the dict {person label: result}
     memorize_to, at_most   what each person sees of the conversation, as for person_job
 
-Every exchange is added to the execution's conversation, in the order of `person_ids`. If a
+Every exchange is added to the execution's conversation, in the order of `person_ids`. Each
+call is recorded in `llm_calls` (dipeo_cli.llm.call) with `batch_index` = the person's position
+in `person_ids`. If a
 person's call fails the node fails, naming it, with the other results in its metadata. Token
 usage is summed over the calls.
 """
@@ -21,19 +23,10 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from dipeo_cli.handlers.person_job import (
-    BatchError,
-    ask,
-    check_person,
-    failure_summary,
-    find_person,
-    merge_conversations,
-    preview,
-    run_items,
-    split_names,
-    template_values,
-    unwrap_default,
-)
+from dipeo_cli.llm.batch import BatchError, failure_summary, run_items
+from dipeo_cli.llm.call import ask_person, llm_calls, preview
+from dipeo_cli.llm.inputs import merge_conversations, template_values, unwrap_default
+from dipeo_cli.llm.persons import check_person, find_person, split_names
 from dipeo_cli.memory import conversation_of, memory_keyword
 from dipeo_cli.prompt import check_prompt, render_prompt
 from dipeo_cli.registry import node_handler
@@ -77,12 +70,14 @@ class PersonBatchJobProps(BaseModel):
         return value
 
 
-def check_person_batch_job(config: PersonBatchJobProps, diagram: Any, registry: Any) -> list[str]:
+def check_person_batch_job(
+    config: PersonBatchJobProps, diagram: Any, registry: Any, options: Any = None
+) -> list[str]:
     if not config.person_ids:
         return ["person_ids: name at least one person"]
     problems: list[str] = []
     for ref in config.person_ids:
-        problems += check_person(diagram.persons, ref)
+        problems += check_person(diagram.persons, ref, getattr(options, "llm_mode", None))
     return problems
 
 
@@ -100,7 +95,7 @@ async def person_batch_job(node: Any, ctx: Any) -> NodeOutput:
     ]
 
     async def call(index: int) -> Any:
-        return await ask(ctx, persons[index], text, histories[index])
+        return await ask_person(ctx, persons[index], text, histories[index], batch_index=index)
 
     started = time.perf_counter()
     outcomes = await run_items(len(persons), config.parallel_execution, config.max_concurrent, call)
@@ -133,6 +128,7 @@ async def person_batch_job(node: Any, ctx: Any) -> NodeOutput:
         "prompt": preview(text),
         "memorize_to": memory_keyword(config.memorize_to),
         "mock": mock,
+        "llm_calls": llm_calls(ctx),
     }
     if warnings:
         metadata["prompt_warnings"] = warnings

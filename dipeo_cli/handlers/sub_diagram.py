@@ -95,9 +95,15 @@ def resolve_child(name: str, diagram_dir: Path, base_dir: Path) -> Path:
 
 
 def load_child(
-    config: SubDiagramProps, diagram_dir: Path, base_dir: Path, registry: Any, where: str
+    config: SubDiagramProps,
+    diagram_dir: Path,
+    base_dir: Path,
+    registry: Any,
+    where: str,
+    options: Any = None,
 ) -> Any:
-    """Load and compile the child diagram (raises DiagramError or NodeError)."""
+    """Load and compile the child diagram with the parent's CompileOptions (raises
+    DiagramError or NodeError)."""
     from dipeo_cli.diagram import load_diagram, parse_diagram
     from dipeo_cli.graph import compile_graph
 
@@ -108,13 +114,15 @@ def load_child(
         data = config.diagram_data
         text = data if isinstance(data, str) else json.dumps(data)
         diagram = parse_diagram(text, file=where, format=config.diagram_format, strict=False)
-    return compile_graph(diagram, registry)
+    return compile_graph(diagram, registry, options)
 
 
 _checking: set[str] = set()  # child files being checked right now: a diagram may call itself
 
 
-def check_sub_diagram(config: SubDiagramProps, diagram: Any, registry: Any) -> list[str]:
+def check_sub_diagram(
+    config: SubDiagramProps, diagram: Any, registry: Any, options: Any = None
+) -> list[str]:
     """Compile-time check: the child exists and compiles (problems prefixed with its name)."""
     from dipeo_cli.paths import base_dir
 
@@ -127,7 +135,7 @@ def check_sub_diagram(config: SubDiagramProps, diagram: Any, registry: Any) -> l
                 return []
         _checking.add(key)
         try:
-            load_child(config, diagram_dir, base_dir(), registry, f"{diagram.file}#inline")
+            load_child(config, diagram_dir, base_dir(), registry, f"{diagram.file}#inline", options)
         finally:
             _checking.discard(key)
     except NodeError as exc:
@@ -153,6 +161,8 @@ async def run_sub_diagram(node: Any, ctx: Any) -> Any:
         raise NodeError(
             f"sub-diagrams nested more than {MAX_DEPTH} deep: does '{config.diagram_name}' call itself without an end?"
         )
+    from dipeo_cli.graph import CompileOptions
+
     graphs = resources.service("sub_diagram_graphs", dict, lambda _: None)
     cache_key = (node.id, config.diagram_name)
     if cache_key not in graphs:
@@ -163,6 +173,7 @@ async def run_sub_diagram(node: Any, ctx: Any) -> Any:
                 resources.base_dir,
                 ctx.graph.registry,
                 f"{ctx.graph.diagram.file}#{node.label}",
+                CompileOptions(llm_mode=getattr(resources, "llm_mode", None)),
             )
         except DiagramError as exc:
             raise NodeError(f"sub-diagram is not valid: {exc}") from None

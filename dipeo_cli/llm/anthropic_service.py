@@ -27,10 +27,8 @@ from typing import Any
 import anthropic
 
 from dipeo_cli.llm.base import LLMReply, LLMRequest, PersonConfig
-from dipeo_cli.llm.services import (
-    ANTHROPIC_DEFAULT_MAX_TOKENS,
-    DEFAULT_TIMEOUT,
-    MAX_RETRIES,
+from dipeo_cli.llm.services import ANTHROPIC_DEFAULT_MAX_TOKENS, DEFAULT_TIMEOUT, MAX_RETRIES
+from dipeo_cli.llm.translation import (
     call_error,
     object_schema,
     parse_structured,

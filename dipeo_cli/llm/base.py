@@ -1,6 +1,6 @@
 """The contract between person handlers and LLM services.
 
-    resolve_person(person, base_dir=..., llm_override=None) -> PersonConfig   (compile time)
+    resolve_person(person, base_dir=..., llm_override=llm_mode) -> PersonConfig (compile time)
     client = llm_client(config, resources)                                    (run time, cached)
     reply = await client.complete(LLMRequest(...))                            -> LLMReply
 

@@ -25,9 +25,8 @@ from typing import Any
 import openai
 
 from dipeo_cli.llm.base import LLMReply, LLMRequest, PersonConfig
-from dipeo_cli.llm.services import (
-    DEFAULT_TIMEOUT,
-    MAX_RETRIES,
+from dipeo_cli.llm.services import DEFAULT_TIMEOUT, MAX_RETRIES
+from dipeo_cli.llm.translation import (
     call_error,
     object_schema,
     parse_structured,

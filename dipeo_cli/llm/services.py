@@ -32,8 +32,10 @@ The key file is `$API_KEY_STORE_FILE` (relative paths from the base directory), 
 Every key found is registered with `dipeo_cli.redact`, so no output shows it. A person that
 needs a key and has none raises LLMConfigError naming the variables to set.
 
-`llm_override="mock"` (the CLI's `--llm mock`; `$DIPEO_LLM` when the argument is None) turns
-every person into a mock person: no key, no network.
+`llm_override="mock"` (the run's `llm_mode`: `--llm mock`, or `$DIPEO_LLM` as the CLI's default,
+see `choose_llm_mode`) turns every person into a mock person: no key, no network. The package
+never reads nor writes `$DIPEO_LLM` itself: the mode is a per-run value, so two runs in one
+process can differ.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from dipeo_cli.errors import DipeoError, Problem
-from dipeo_cli.llm.base import LLMClient, LLMError, LLMRequest, PersonConfig
-from dipeo_cli.redact import redact, register_secret
+from dipeo_cli.llm.base import LLMClient, PersonConfig
+from dipeo_cli.redact import register_secret
 
 DEFAULT_TIMEOUT = 120.0  # seconds per call (per HTTP attempt), when the request sets none
 MAX_RETRIES = 3  # the official clients retry 408/409/429/5xx, timeouts and connection errors
@@ -142,7 +144,7 @@ def resolve_person(
     """
     label = getattr(person, "label", None) or person.id
     where = f"person '{label}'"
-    override = llm_override if llm_override is not None else os.environ.get(OVERRIDE_ENV)
+    override = llm_override
     if override:
         if override.strip().lower() != "mock":
             raise LLMConfigError(f"the LLM override accepts only 'mock', got {override!r}")
@@ -164,6 +166,24 @@ def resolve_person(
         raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))
+
+
+def choose_llm_mode(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The run's LLM mode: the `--llm` flag, else `$DIPEO_LLM` (a user-set default), else None.
+
+    The CLI calls this once per command and passes the result on (to `compile_graph` through
+    `CompileOptions` and to the run through `RunResources.llm_mode`). Raises LLMConfigError for
+    any value but "mock", naming where it came from."""
+    source = "--llm"
+    value = flag
+    if value is None:
+        source = f"${OVERRIDE_ENV}"
+        value = (environ if environ is not None else os.environ).get(OVERRIDE_ENV) or None
+    if value is None:
+        return None
+    if value.strip().lower() != "mock":
+        raise LLMConfigError(f"{source} accepts only 'mock', got {value!r}")
+    return "mock"
 
 
 def _config(
@@ -318,101 +338,3 @@ def _no_close(_: Any) -> None:
 
 def _close(client: Any) -> Any:
     return client.close()
-
-
-# -- helpers shared by openai_service.py and anthropic_service.py --------------------------------
-
-_RETRIED_STATUSES = (408, 409, 429)
-
-
-def system_prompt(config: PersonConfig, request: LLMRequest) -> str | None:
-    """The request's system prompt, else the person's."""
-    system = request.system if request.system is not None else config.system_prompt
-    return system or None
-
-
-def schema_name(name: str) -> str:
-    """A name both APIs accept for a schema or tool: [a-zA-Z0-9_-], at most 64 characters."""
-    cleaned = re.sub(r"[^a-zA-Z0-9_-]+", "_", name or "").strip("_")[:64]
-    return cleaned or "response"
-
-
-def object_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The schema to send, and whether it was wrapped: both APIs want an object at the top, so
-    any other schema becomes `{"value": schema}` and the reply's `value` is unwrapped."""
-    if schema.get("type") == "object" or ("properties" in schema and "type" not in schema):
-        return schema, False
-    wrapped: dict[str, Any] = {
-        "type": "object",
-        "properties": {"value": {k: v for k, v in schema.items() if k not in _ROOT_ONLY}},
-        "required": ["value"],
-    }
-    for key in _ROOT_ONLY:
-        if key in schema:
-            wrapped[key] = schema[key]
-    return wrapped, True
-
-
-_ROOT_ONLY = ("$schema", "$defs", "definitions")
-
-
-def parse_structured(text: str, wrapped: bool, where: str) -> Any:
-    """The JSON object in a reply's text (a ```json fence around it is accepted)."""
-    body = text.strip()
-    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, re.DOTALL)
-    if fence:
-        body = fence.group(1)
-    try:
-        value = json.loads(body)
-    except ValueError:
-        preview = " ".join(text.split())[:200]
-        raise LLMError(
-            f"{where}: the reply is not the JSON the schema asks for: {preview!r}"
-        ) from None
-    return unwrap(value, wrapped)
-
-
-def unwrap(value: Any, wrapped: bool) -> Any:
-    if wrapped and isinstance(value, dict) and "value" in value:
-        return value["value"]
-    return value
-
-
-def status_error(
-    config: PersonConfig, status: int, body: Any, fallback: str, headers: Any = None
-) -> LLMError:
-    """LLMError for an HTTP error answer: `openai (gpt-4.1): HTTP 429 (after 3 retries): ...`
-    with the provider's own message (never the key)."""
-    message = _provider_message(body) or fallback
-    retried = ""
-    should_retry = headers.get("x-should-retry") if headers is not None else None
-    if (status in _RETRIED_STATUSES or status >= 500) and should_retry != "false":
-        retried = f" (after {MAX_RETRIES} retries)"
-    return call_error(config, f"HTTP {status}{retried}: {message}")
-
-
-def call_error(config: PersonConfig, message: str) -> LLMError:
-    """LLMError naming the provider and model; the key is masked even if the provider echoed
-    it back."""
-    text = f"{config.provider} ({config.model}): {message}"
-    if config.api_key:
-        text = text.replace(config.api_key, "***")
-    return LLMError(redact(text))
-
-
-def _provider_message(body: Any) -> str | None:
-    # OpenAI: {"error": {"message", "type", "code"}} (the SDK passes the inner object);
-    # Anthropic: {"type": "error", "error": {"type", "message"}}.
-    if isinstance(body, dict):
-        inner = body.get("error")
-        if isinstance(inner, dict):
-            body = inner
-        elif isinstance(inner, str):
-            return inner
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            kind = body.get("type") or body.get("code")
-            return f"{message} ({kind})" if isinstance(kind, str) and kind else message
-    if isinstance(body, str) and body.strip():
-        return body.strip()[:500]
-    return None
