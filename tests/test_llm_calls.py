@@ -223,14 +223,15 @@ def test_two_runs_at_once_one_mock_one_live_each_get_their_own_answers(llm_serve
     async def both() -> list[Any]:
         async def one(mode: str | None) -> Any:
             graph = prepare("d.light.yaml", llm_mode=mode)
-            return await execute(
-                graph,
-                store=MemoryStore(),
-                progress=Quiet(),
-                variables={"topic": "tea"},
-                options=RunOptions(),
-                llm_mode=mode,
-            )
+            async with MemoryStore() as store:
+                return await execute(
+                    graph,
+                    store=store,
+                    progress=Quiet(),
+                    variables={"topic": "tea"},
+                    options=RunOptions(),
+                    llm_mode=mode,
+                )
 
         return await asyncio.gather(one("mock"), one(None))
 
