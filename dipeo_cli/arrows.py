@@ -224,3 +224,16 @@ class ArrowState:
         if failed is not None:
             return f"execution stopped: node '{failed}' failed"
         return "never became ready"
+
+
+def reachable(graph: ExecutableGraph, seeds: list[str]) -> set[str]:
+    """Nodes strictly downstream of any seed (a seed reached from another seed counts)."""
+    seen: set[str] = set()
+    todo = [e.target for s in seeds for e in graph.outgoing[s]]
+    while todo:
+        nid = todo.pop()
+        if nid in seen:
+            continue
+        seen.add(nid)
+        todo.extend(e.target for e in graph.outgoing[nid])
+    return seen

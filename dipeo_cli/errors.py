@@ -118,3 +118,11 @@ class NodeTimeoutError(NodeError):
 
 class IterationLimitError(NodeError):
     """A node would exceed the run-wide iteration cap (`--max-iterations`)."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A one-line error for a handler exception: our own errors by message, others with type."""
+    message = str(exc).strip()
+    if isinstance(exc, NodeError):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

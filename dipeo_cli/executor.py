@@ -20,14 +20,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from dipeo_cli import events as ev
-from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState
+from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState, reachable
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
-from dipeo_cli.errors import ControlError, IterationLimitError, NodeTimeoutError
+from dipeo_cli.errors import IterationLimitError, NodeTimeoutError, describe_exception
 from dipeo_cli.graph import ExecutableGraph, ExecutableNode
-from dipeo_cli.state import ExecutionStatus, NodeOutput, TokenUsage, create_node_output
+from dipeo_cli.replay import Replay
+from dipeo_cli.state import ExecutionStatus, NodeOutput, create_node_output, token_usage_of
+from dipeo_cli.steering import Steering
 
 DEFAULT_MAX_ITERATIONS = 100
 DEFAULT_MAX_PARALLEL = 256
@@ -41,30 +43,7 @@ class RunOptions:
     continue_on_error: bool = False
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A recorded node output to use instead of calling the handler. `order` is where its
-    completion stood in the original run (its event sequence number): replayed completions are
-    applied in that order, because with same-label arrows the most recent value wins."""
-
-    output: NodeOutput
-    order: int
-
-
-class Replay(Protocol):
-    """The executor asks this, at each launch, whether a recorded output stands in for the
-    handler call (retry); None means run the node live."""
-
-    def recorded(
-        self,
-        node: ExecutableNode,
-        iteration: int,
-        inputs: dict[str, Any],
-        sources: tuple[tuple[str, str, int], ...],
-    ) -> Recorded | None: ...
-
-
-class Executor:
+class Executor(Steering):
     """Runs one graph. Besides `run()`, it can be steered while it runs (from signal handlers,
     the store's watch task, a server): `pause()`, `resume()`, `skip(node)`, `abort(reason)`,
     or `control(action, node, reason)`; each returns what it did or raises ControlError."""
@@ -169,88 +148,6 @@ class Executor:
             await self._cancel_running(self._abort_reason)
             reason = "interrupted"
         return self._finish(reason)
-
-    def abort(self, reason: str = "interrupted") -> str:
-        """Stop the run (Ctrl-C, SIGTERM, a request): running nodes are cancelled (their
-        processes killed), the rest SKIPPED, the execution ends ABORTED."""
-        if self._finished is not None:
-            raise ControlError("the execution has already finished")
-        if self._abort_reason is None:
-            self._abort_reason = reason
-        for task in self._running:
-            task.cancel()
-        self._wakeup.set()
-        return "aborting"
-
-    def pause(self, reason: str | None = None) -> str:
-        """No node starts until `resume()`; running nodes finish; the execution is PAUSED."""
-        self._check_active()
-        if self._paused:
-            return "already paused"
-        self._paused = True
-        self._emit(ev.ExecutionPaused(time.time(), reason))
-        return "paused"
-
-    def resume(self) -> str:
-        """Go on from exactly where the execution was paused."""
-        self._check_active()
-        if not self._paused:
-            raise ControlError("the execution is not paused")
-        self._paused = False
-        self._emit(ev.ExecutionResumed(time.time()))
-        self._wakeup.set()
-        return "resumed"
-
-    def skip(self, node: str) -> str:
-        """Skip a node that has not started ("skipped on request"); downstream nodes are
-        treated as for any skipped node. `node` is an id or a label."""
-        self._check_active()
-        nid = node if node in self.graph.nodes else None
-        if nid is None:
-            found = self.graph.node_by_label(node)
-            if found is None:
-                raise ControlError(f"no node '{node}' in this execution")
-            nid = found.id
-        label = self.graph.nodes[nid].label
-        status = self._status[nid]
-        if status == RUNNING:
-            raise ControlError(f"node '{label}' is running; it can no longer be skipped")
-        if status == SKIPPED:
-            return f"node '{label}' was already skipped"
-        if self._counts[nid] > 0 or status != IDLE:
-            raise ControlError(f"node '{label}' already ran; it can no longer be skipped")
-        if nid in self._queued:
-            self._queued.discard(nid)
-            self._ready.remove(nid)
-        self._skip(nid, "skipped on request")
-        self._recheck(self._arrows.block_outgoing(nid))
-        self._wakeup.set()
-        return f"skipped node '{label}'"
-
-    def control(self, action: str, node: str | None = None, reason: str | None = None) -> str:
-        """One of pause, resume, abort, skip_node (any case), as the API and CLI name them."""
-        action = action.lower()
-        if action == "pause":
-            return self.pause(reason)
-        if action == "resume":
-            return self.resume()
-        if action == "abort":
-            return self.abort(reason or "aborted on request")
-        if action in ("skip_node", "skip"):
-            if not node:
-                raise ControlError("skip_node needs a node")
-            return self.skip(node)
-        raise ControlError(f"unknown action {action!r} (pause, resume, abort, skip_node)")
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    def _check_active(self) -> None:
-        if self._finished is not None:
-            raise ControlError("the execution has already finished")
-        if self._abort_reason is not None:
-            raise ControlError("the execution is being aborted")
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -389,7 +286,7 @@ class Executor:
             return
         exc = task.exception()
         if exc is not None:
-            self._fail(nid, _describe(exc), getattr(exc, "metadata", None))
+            self._fail(nid, describe_exception(exc), getattr(exc, "metadata", None))
             return
         output = task.result()
         if not isinstance(output, NodeOutput):
@@ -400,7 +297,7 @@ class Executor:
         self._outputs[nid] = output
         self._status[nid] = DONE
         self._emit(
-            ev.NodeCompleted(nid, output, time.time(), _token_usage(output), self._counts[nid])
+            ev.NodeCompleted(nid, output, time.time(), token_usage_of(output), self._counts[nid])
         )
         self._route(nid, output.value)
 
@@ -410,7 +307,7 @@ class Executor:
         self._status[nid] = FAILED
         has_error_port = any(e.source_port == "error" for e in self.graph.outgoing[nid])
         meta = {**(metadata or {}), "error": error}
-        usage = _token_usage(create_node_output({}, meta))  # tokens spent before the failure
+        usage = token_usage_of(create_node_output({}, meta))  # tokens spent before the failure
         if has_error_port or self.options.continue_on_error:
             value = {"error": error}
             if not has_error_port:
@@ -459,7 +356,7 @@ class Executor:
         if not candidates:
             return False
         # A candidate must not wait on a value that another candidate could still produce.
-        downstream = _reachable(self.graph, candidates)
+        downstream = reachable(self.graph, candidates)
         chosen = []
         for nid in candidates:
             if not any(src in downstream for src in self._arrows.missing_sources(nid)):
@@ -534,35 +431,3 @@ class Executor:
         if len(results) == 1:
             return next(iter(results.values()))
         return results
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line error for a handler exception: our own errors by message, others with type."""
-    from dipeo_cli.errors import NodeError
-
-    message = str(exc).strip()
-    if isinstance(exc, NodeError):
-        return message or type(exc).__name__
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _token_usage(output: NodeOutput) -> TokenUsage | None:
-    usage = output.metadata.get("token_usage") if output.metadata else None
-    if usage is None or isinstance(usage, TokenUsage):
-        return usage
-    if isinstance(usage, dict):
-        return TokenUsage.model_validate(usage)
-    return None
-
-
-def _reachable(graph: ExecutableGraph, seeds: list[str]) -> set[str]:
-    """Nodes strictly downstream of any seed (a seed reached from another seed counts)."""
-    seen: set[str] = set()
-    todo = [e.target for s in seeds for e in graph.outgoing[s]]
-    while todo:
-        nid = todo.pop()
-        if nid in seen:
-            continue
-        seen.add(nid)
-        todo.extend(e.target for e in graph.outgoing[nid])
-    return seen

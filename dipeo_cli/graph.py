@@ -87,9 +87,7 @@ class ExecutableNode:
             import hashlib
             import json
 
-            text = json.dumps(
-                {"type": self.type, "props": self.props}, sort_keys=True, default=str
-            )
+            text = json.dumps({"type": self.type, "props": self.props}, sort_keys=True, default=str)
             self._fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[
                 :32
             ]

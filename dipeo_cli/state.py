@@ -208,3 +208,12 @@ def _add_tokens(state: ExecutionState, node: NodeState, usage: TokenUsage | None
         return
     node.token_usage = usage if node.token_usage is None else node.token_usage + usage
     state.token_usage = state.token_usage + usage
+
+
+def token_usage_of(output: NodeOutput) -> TokenUsage | None:
+    usage = output.metadata.get("token_usage") if output.metadata else None
+    if usage is None or isinstance(usage, TokenUsage):
+        return usage
+    if isinstance(usage, dict):
+        return TokenUsage.model_validate(usage)
+    return None

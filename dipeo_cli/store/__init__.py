@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore", "SqliteStore", "StateStore", "open_store"]
 
+
 async def open_store(target: str | Path | None = None) -> SqliteStore:
     """Open (creating and migrating as needed) the history named by `target`: a file path,
     `sqlite:///PATH`, `:memory:` (this process only), or None for `paths.default_db_path()`.

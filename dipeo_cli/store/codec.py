@@ -37,13 +37,8 @@ from dipeo_cli import events as ev
 from dipeo_cli.redact import dump_redacted, redact, redact_json
 from dipeo_cli.state import (
     ExecutionState,
-    ExecutionStatus,
-    NodeExecutionStatus,
-    NodeOutput,
     NodeState,
-    TokenUsage,
     iso,
-    parse_iso,
 )
 from dipeo_cli.store.base import hostname, own_process_marker
 
@@ -209,166 +204,118 @@ class Encoder:
         eid = state.id
         seq = self.next_seq(eid)
         kind = type(event)
-        events = batch.events
         if kind is ev.NodeStarted:
-            nid = event.node_id
-            node = state.node_states[nid]
-            batch.put_node(self._node_row(eid, nid, node))
-            it = event.iteration
-            inputs = None
-            if event.sources:
-                inputs = dump_redacted({label: [src, n] for label, src, n in event.sources})
-            fp = fingerprint(event.inputs) if event.inputs is not None else None
-            batch.put_iteration(
-                (
-                    eid,
-                    nid,
-                    it,
-                    node.label,
-                    "RUNNING",
-                    node.started_at,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    inputs,
-                    fp,
-                )  # fmt: skip
-            )
-            events.append((eid, seq, node.started_at, "NodeStarted", nid, it, "RUNNING", None))
+            row = self._node_started(batch, state, event)  # type: ignore[arg-type]
         elif kind is ev.NodeCompleted or kind is ev.NodeFailed:
-            nid = event.node_id
-            node = state.node_states[nid]
-            batch.put_node(self._node_row(eid, nid, node))
-            output = event.output
-            usage = event.token_usage
-            usage_json = (
-                usage.model_dump_json() if usage is not None and not usage.is_empty else None
-            )
-            payload: dict[str, Any] = {}
-            if usage_json is not None:
-                payload["token_usage"] = usage.model_dump()  # type: ignore[union-attr]
-            error = None
-            if kind is ev.NodeFailed:
-                error = redact(event.error)
-                payload["error"] = error
-            value = metadata = None
-            if output is not None:
-                blobs = batch.blobs
-                value = encode_map(output.value, blobs)
-                metadata = encode_map(output.metadata, blobs) if output.metadata else "{}"
-            status = node.status.value
-            it = event.iteration or node.iterations or 1
-            batch.put_iteration(
-                (
-                    eid,
-                    nid,
-                    it,
-                    node.label,
-                    status,
-                    None,
-                    node.ended_at,
-                    error,
-                    value,
-                    metadata,
-                    usage_json,
-                    None,
-                    None,
-                )  # fmt: skip
-            )
-            events.append(
-                (
-                    eid,
-                    seq,
-                    node.ended_at,
-                    kind.__name__,
-                    nid,
-                    it,
-                    status,
-                    dump_redacted(payload) if payload else None,
-                )  # fmt: skip
-            )
+            row = self._node_ended(batch, state, event)  # type: ignore[arg-type]
         elif kind is ev.NodeSkipped or kind is ev.NodeCapped or kind is ev.NodeStatusChanged:
-            nid = event.node_id
-            node = state.node_states[nid]
-            batch.put_node(self._node_row(eid, nid, node))
+            node = state.node_states[event.node_id]  # type: ignore[union-attr]
+            batch.put_node(self._node_row(eid, event.node_id, node))  # type: ignore[union-attr]
             if kind is ev.NodeSkipped:
-                payload_text: str | None = dump_redacted({"reason": event.reason})
+                payload: dict[str, Any] = {"reason": event.reason}  # type: ignore[union-attr]
             elif kind is ev.NodeCapped:
-                payload_text = f'{{"max_iteration":{int(event.max_iteration)}}}'
+                payload = {"max_iteration": event.max_iteration}  # type: ignore[union-attr]
             else:
-                payload_text = dump_redacted({"error": event.error}) if event.error else None
-            events.append(
-                (
-                    eid,
-                    seq,
-                    iso(event.at),
-                    kind.__name__,
-                    nid,
-                    None,
-                    node.status.value,
-                    payload_text,
-                )  # fmt: skip
-            )
+                payload = {"error": event.error}  # type: ignore[union-attr]
+            row = (iso(event.at), event.node_id, None, node.status.value, payload)  # type: ignore[union-attr]
         elif kind is ev.ExecutionStarted:
-            batch.new_run = True
-            self._positions[eid] = positions = {}
-            for i, info in enumerate(event.nodes):
-                positions[info.id] = i
-            batch.put_execution(self._start_row(state, event, batch.blobs))
-            for nid, node in state.node_states.items():
-                batch.put_node(self._node_row(eid, nid, node))
-            nodes = [[n.id, n.label, n.type] for n in event.nodes]
-            events.append(
-                (
-                    eid,
-                    seq,
-                    state.started_at,
-                    "ExecutionStarted",
-                    None,
-                    None,
-                    state.status.value,
-                    dump_redacted({"nodes": nodes}),
-                )  # fmt: skip
-            )
+            row = self._execution_started(batch, state, event)  # type: ignore[arg-type]
         elif kind in _EXECUTION_EVENTS:
             batch.put_execution(execution_row(state, batch.blobs))
-            payload = {}
             if kind is ev.ExecutionFinished:
-                payload = {"error": event.error, "reason": event.reason}
                 self._positions.pop(eid, None)
                 at = state.ended_at
-            elif kind is ev.ExecutionPaused:
-                payload = {"reason": event.reason}
-                at = iso(event.at)
+                payload = {"error": event.error, "reason": event.reason}  # type: ignore[union-attr]
             else:
-                payload = {"error": getattr(event, "error", None)}
-                at = iso(event.at) if hasattr(event, "at") else None
-            payload = {k: v for k, v in payload.items() if v is not None}
-            events.append(
-                (
-                    eid,
-                    seq,
-                    at,
-                    kind.__name__,
-                    None,
-                    None,
-                    state.status.value,
-                    dump_redacted(payload) if payload else None,
-                )  # fmt: skip
-            )
+                at = iso(event.at)  # type: ignore[union-attr]
+                payload = {"reason": getattr(event, "reason", None)}
+                payload["error"] = getattr(event, "error", None)
+            row = (at, None, None, state.status.value, payload)
         else:
             # an event this codec does not know (a plugin's, a newer dipeo's): log it with the
             # node it names, never fail the run over it
             nid = getattr(event, "node_id", None)
-            node = state.node_states.get(nid) if nid is not None else None
-            if node is not None:
-                batch.put_node(self._node_row(eid, nid, node))
+            node_state = state.node_states.get(nid) if nid is not None else None
+            if node_state is not None:
+                batch.put_node(self._node_row(eid, nid, node_state))  # type: ignore[arg-type]
             at_value = getattr(event, "at", None)
-            status = node.status.value if node is not None else None
-            at_text = iso(at_value) if at_value else None
-            events.append((eid, seq, at_text, kind.__name__, nid, None, status, None))
+            status = node_state.status.value if node_state is not None else None
+            row = (iso(at_value) if at_value else None, nid, None, status, None)
+        at_text, nid, iteration, status, payload = row
+        if payload:
+            payload = {k: v for k, v in payload.items() if v is not None}
+        text = dump_redacted(payload) if payload else None
+        batch.events.append((eid, seq, at_text, kind.__name__, nid, iteration, status, text))
+
+    def _node_started(self, batch: Batch, state: ExecutionState, event: ev.NodeStarted) -> tuple:
+        eid, nid = state.id, event.node_id
+        node = state.node_states[nid]
+        batch.put_node(self._node_row(eid, nid, node))
+        inputs = None
+        if event.sources:
+            inputs = dump_redacted({label: [src, n] for label, src, n in event.sources})
+        fp = fingerprint(event.inputs) if event.inputs is not None else None
+        it = event.iteration
+        batch.put_iteration(
+            iteration_row(
+                eid,
+                nid,
+                it,
+                node.label,
+                "RUNNING",
+                node.started_at,
+                inputs=inputs,
+                input_fingerprint=fp,
+            )  # fmt: skip
+        )
+        return (node.started_at, nid, it, "RUNNING", None)
+
+    def _node_ended(
+        self, batch: Batch, state: ExecutionState, event: ev.NodeCompleted | ev.NodeFailed
+    ) -> tuple:
+        eid, nid = state.id, event.node_id
+        node = state.node_states[nid]
+        batch.put_node(self._node_row(eid, nid, node))
+        usage = event.token_usage
+        has_usage = usage is not None and not usage.is_empty
+        payload: dict[str, Any] = {"token_usage": usage.model_dump()} if has_usage else {}  # type: ignore[union-attr]
+        error = None
+        if isinstance(event, ev.NodeFailed):
+            payload["error"] = error = redact(event.error)
+        value = metadata = None
+        if event.output is not None:
+            value = encode_map(event.output.value, batch.blobs)
+            metadata = (
+                encode_map(event.output.metadata, batch.blobs) if event.output.metadata else "{}"
+            )
+        it = event.iteration or node.iterations or 1
+        batch.put_iteration(
+            iteration_row(
+                eid,
+                nid,
+                it,
+                node.label,
+                node.status.value,
+                ended_at=node.ended_at,
+                error=error,
+                value=value,
+                metadata=metadata,
+                token_usage=usage.model_dump_json() if has_usage else None,
+            )  # type: ignore[union-attr]  # fmt: skip
+        )
+        return (node.ended_at, nid, it, node.status.value, payload)
+
+    def _execution_started(
+        self, batch: Batch, state: ExecutionState, event: ev.ExecutionStarted
+    ) -> tuple:
+        eid = state.id
+        batch.new_run = True
+        self._positions[eid] = {info.id: i for i, info in enumerate(event.nodes)}
+        batch.put_execution(self._start_row(state, event, batch.blobs))
+        for nid, node in state.node_states.items():
+            batch.put_node(self._node_row(eid, nid, node))
+        nodes = [[n.id, n.label, n.type] for n in event.nodes]
+        return (state.started_at, None, None, state.status.value, {"nodes": nodes})
 
     def _node_row(self, eid: str, nid: str, node: NodeState) -> Row:
         positions = self._positions.get(eid)
@@ -382,6 +329,26 @@ class Encoder:
         row[17] = json.dumps(masked_variables(state.variables))
         row[18] = state.started_at
         return tuple(row)
+
+
+def iteration_row(
+    eid: str,
+    nid: str,
+    iteration: int,
+    label: str | None,
+    status: str,
+    started_at: str | None = None,
+    *,
+    ended_at: str | None = None,
+    error: str | None = None,
+    value: str | None = None,
+    metadata: str | None = None,
+    token_usage: str | None = None,
+    inputs: str | None = None,
+    input_fingerprint: str | None = None,
+) -> Row:
+    return (eid, nid, iteration, label, status, started_at, ended_at, error, value, metadata,
+            token_usage, inputs, input_fingerprint)  # fmt: skip
 
 
 def masked_variables(variables: dict[str, Any]) -> list[str]:
@@ -439,137 +406,3 @@ def execution_row(
         None,
         None,
     )
-
-
-# -- decoding --------------------------------------------------------------------------------
-
-EXECUTION_COLUMNS = (
-    "id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds, error, "
-    "variables, token_usage, result, pid, process_start, host, parent_id, diagram_source, "
-    "node_fingerprints, secret_variables, heartbeat_at"
-)
-NODE_COLUMNS = (
-    "execution_id, node_id, label, type, status, started_at, ended_at, error, skip_reason, "
-    "token_usage, iterations, position"
-)
-ITERATION_COLUMNS = (
-    "execution_id, node_id, iteration, label, status, started_at, ended_at, error, value, "
-    "metadata, token_usage, inputs, input_fingerprint"
-)
-EVENT_COLUMNS = "execution_id, seq, at, type, node_id, iteration, status, payload"
-
-
-def state_from_row(row: Row, blobs: dict[str, Any] | None = None) -> ExecutionState:
-    """An execution row as a state without nodes; `blobs` resolves large variables/result."""
-    status = ExecutionStatus(row[1])
-    blobs = blobs or {}
-    return ExecutionState(
-        id=row[0],
-        status=status,
-        diagram_id=row[2],
-        started_at=row[4] or "",
-        ended_at=row[5],
-        token_usage=TokenUsage.model_validate(_loads(row[9]) or {}),
-        error=row[7],
-        variables=decode_value(row[8], blobs) or {},
-        duration_seconds=row[6],
-        is_active=status.is_active,
-        result=decode_value(row[10], blobs),
-        parent_id=row[14],
-    )
-
-
-def node_from_row(row: Row) -> NodeState:
-    usage = _loads(row[9])
-    return NodeState(
-        status=NodeExecutionStatus(row[4]),
-        started_at=row[5],
-        ended_at=row[6],
-        error=row[7],
-        skip_reason=row[8],
-        token_usage=TokenUsage.model_validate(usage) if usage is not None else None,
-        label=row[2] or "",
-        type=row[3] or "",
-        iterations=row[10] or 0,
-    )
-
-
-def output_from(value: str | None, metadata: str | None, blobs: dict[str, Any]) -> NodeOutput:
-    return NodeOutput(
-        value=decode_value(value, blobs) or {}, metadata=decode_value(metadata, blobs) or {}
-    )
-
-
-def decode_events(
-    rows: list[Row],
-    execution: ExecutionState,
-    outputs: dict[tuple[str, int], NodeOutput],
-) -> list[ev.Event]:
-    """An execution's stored events as typed events (what `apply_event` folds). `execution`
-    (from its row) supplies the variables and result, `outputs` the output of each
-    (node id, iteration)."""
-    found: list[ev.Event] = []
-    for _eid, _seq, at_text, kind, nid, iteration, status, payload_text in rows:
-        payload = _loads(payload_text) or {}
-        at = parse_iso(at_text) if at_text else 0.0
-        usage = payload.get("token_usage")
-        tokens = TokenUsage.model_validate(usage) if usage else None
-        event: ev.Event
-        if kind == "ExecutionStarted":
-            event = ev.ExecutionStarted(
-                execution_id=execution.id,
-                diagram_id=execution.diagram_id,
-                variables=execution.variables,
-                nodes=tuple(ev.NodeInfo(i, label, t) for i, label, t in payload.get("nodes", [])),
-                at=at,
-                parent_id=execution.parent_id,
-            )
-        elif kind == "NodeStarted":
-            event = ev.NodeStarted(nid, iteration or 0, at)
-        elif kind == "NodeCompleted":
-            output = outputs.get((nid, iteration)) or NodeOutput()
-            event = ev.NodeCompleted(nid, output, at, tokens, iteration or 0)
-        elif kind == "NodeFailed":
-            event = ev.NodeFailed(
-                nid, payload.get("error", ""), at, outputs.get((nid, iteration)), tokens,
-                iteration or 0,
-            )  # fmt: skip
-        elif kind == "NodeSkipped":
-            event = ev.NodeSkipped(nid, payload.get("reason", ""), at)
-        elif kind == "NodeCapped":
-            event = ev.NodeCapped(nid, payload.get("max_iteration", 0), at)
-        elif kind == "NodeStatusChanged":
-            event = ev.NodeStatusChanged(nid, status, at, payload.get("error"))
-        elif kind == "ExecutionPaused":
-            event = ev.ExecutionPaused(at, payload.get("reason"))
-        elif kind == "ExecutionResumed":
-            event = ev.ExecutionResumed(at)
-        elif kind == "ExecutionStatusChanged":
-            event = ev.ExecutionStatusChanged(ExecutionStatus(status), at, payload.get("error"))
-        elif kind == "ExecutionFinished":
-            event = ev.ExecutionFinished(
-                ExecutionStatus(status), payload.get("error"), at, execution.result,
-                payload.get("reason"),
-            )  # fmt: skip
-        else:
-            continue  # written by a newer dipeo: not ours to fold
-        found.append(event)
-    return found
-
-
-def event_dict(row: Row) -> dict[str, Any]:
-    """An event row as `get_events` reports it."""
-    return {
-        "execution_id": row[0],
-        "seq": row[1],
-        "at": row[2],
-        "type": row[3],
-        "node_id": row[4],
-        "iteration": row[5],
-        "status": row[6],
-        "payload": _loads(row[7]),
-    }
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)

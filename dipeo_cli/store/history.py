@@ -323,4 +323,3 @@ class SqlHistory(Queries):
         """Deliver control requests for `execution_id` to `on_control` (whose return value is
         recorded as the request's outcome) and keep its heartbeat; returns the unwatch call."""
         return self._watcher.watch(execution_id, on_control)
-

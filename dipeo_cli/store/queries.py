@@ -31,18 +31,16 @@ from dipeo_cli.store.base import (
     not_found_message,
     process_gone,
 )
-from dipeo_cli.store.codec import (
+from dipeo_cli.store.codec import clipped, decode_value, refs_in
+from dipeo_cli.store.rows import (
     EVENT_COLUMNS,
     EXECUTION_COLUMNS,
     ITERATION_COLUMNS,
     NODE_COLUMNS,
-    clipped,
     decode_events,
-    decode_value,
     event_dict,
     node_from_row,
     output_from,
-    refs_in,
     state_from_row,
 )
 

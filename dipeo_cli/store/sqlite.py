@@ -27,10 +27,11 @@ from typing import Any
 import aiosqlite
 
 from dipeo_cli.errors import HistoryError
-from dipeo_cli.store.codec import EVENT_COLUMNS, EXECUTION_COLUMNS, ITERATION_COLUMNS, Batch
-from dipeo_cli.store.codec import NODE_COLUMNS as _NODE_COLUMNS
+from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import migrate
+from dipeo_cli.store.rows import EVENT_COLUMNS, EXECUTION_COLUMNS, ITERATION_COLUMNS
+from dipeo_cli.store.rows import NODE_COLUMNS as _NODE_COLUMNS
 
 # Several processes share the file: wait this long for the write lock inside SQLite, then keep
 # retrying the batch ourselves (with backoff) for `retry_for` seconds before giving up.
@@ -222,8 +223,7 @@ class SqliteStore(SqlHistory):
                 await self._rollback()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise HistoryError(
-                        f"could not write to the history database {self.where}: "
-                        f"{self.explain(exc)}"
+                        f"could not write to the history database {self.where}: {self.explain(exc)}"
                     ) from exc
             except BaseException:
                 await self._rollback()
