@@ -45,7 +45,8 @@ except ImportError:  # Windows: no memory backstop
 
 OUTPUT_LIMIT = 8 * 1024 * 1024  # characters of output, or of any one value; items of a list
 MEMORY_LIMIT = 512 * 1024 * 1024  # growth of the process's peak memory during one render
-_CHECK_EVERY = 1024  # ticks (loop iterations, calls, operators) between memory checks
+_CHECK_EVERY = 64  # ticks (loop iterations, calls, operators) between memory checks
+_LARGE = 1024 * 1024  # a value this long checks the memory at once
 
 
 class RenderStoppedError(Exception):
@@ -120,9 +121,23 @@ def _weight(value: Any) -> int:
 
 
 def _checked(value: Any) -> Any:
-    if isinstance(value, (str, list, tuple)) and len(value) > OUTPUT_LIMIT:
-        raise _too_large()
+    if isinstance(value, (str, list, tuple)) and len(value) >= _LARGE:
+        if len(value) > OUTPUT_LIMIT:
+            raise _too_large()
+        _budget().check_memory()
     return value
+
+
+def _bounded_list(items: Iterable[Any]) -> list[Any]:
+    """`list(items)`, stopped once the items' weight passes OUTPUT_LIMIT."""
+    result = []
+    size = 0
+    for item in items:
+        size += len(item) if isinstance(item, str) else 1
+        if size > OUTPUT_LIMIT:
+            raise _too_large()
+        result.append(item)
+    return result
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -191,7 +206,7 @@ def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[
     elif name == "replace" and len(args) >= 2:
         _check_replace(text, args[0], args[1], args[2] if len(args) > 2 else -1)
     elif name == "join" and args:
-        _check_join(text, args[0])
+        _check_join(text, args[0])  # a generator was made a list by TemplateEnvironment.call
 
 
 def _check_replace(text: Any, old: Any, new: Any, count: Any) -> None:
@@ -256,7 +271,7 @@ def _join_filter() -> Callable[..., Any]:
     @wraps(original)
     def join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
         if not isinstance(value, (str, list, tuple)):
-            value = list(value)
+            value = _bounded_list(value)
         if attribute is None:
             _check_join(d, value)
         return _checked(original(eval_ctx, value, d, attribute))
@@ -270,11 +285,25 @@ def _sum_filter() -> Callable[..., Any]:
     @wraps(original)
     def total(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
         if isinstance(start, (str, list, tuple)):  # a concatenation, not a sum of numbers
-            iterable = list(iterable)
+            iterable = _bounded_list(iterable)
             _need(_weight(start) + sum(_weight(item) for item in iterable))
         return _checked(original(environment, iterable, attribute, start))
 
     return total
+
+
+def _map_filter() -> Callable[..., Any]:
+    """`map`, whose items (new strings, often) each count against the budget."""
+    original = DEFAULT_FILTERS["map"]
+
+    @wraps(original)
+    def mapped(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        budget = _budget()
+        for item in original(*args, **kwargs):
+            budget.tick()
+            yield _checked(item)
+
+    return mapped
 
 
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
@@ -349,6 +378,9 @@ class TemplateEnvironment(SandboxedEnvironment):
         _budget().tick()
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
+            if getattr(__obj, "__name__", "") == "join" and args:
+                if not isinstance(args[0], (str, list, tuple)):
+                    args = (_bounded_list(args[0]), *args[1:])
             _check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
         wrapped = getattr(__obj, "__wrapped__", None)  # str.format, as the sandbox wraps it
         if isinstance(getattr(wrapped, "__self__", None), str):
@@ -375,6 +407,7 @@ ENVIRONMENT.filters["to_json"] = _to_json
 ENVIRONMENT.filters.update({name: _guard_filter(name, c) for name, c in _GUARDED_FILTERS.items()})
 ENVIRONMENT.filters["join"] = _join_filter()
 ENVIRONMENT.filters["sum"] = _sum_filter()
+ENVIRONMENT.filters["map"] = _map_filter()
 ENVIRONMENT.globals["lipsum"] = _lipsum
 
 

@@ -130,6 +130,8 @@ def test_template_cannot_reach_python_internals(tmp_path: Path, reach: str) -> N
         "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
         "{% endfor %}{{ ns.s }}",
         "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",  # stopped while streaming
+        "{% set b = 'x' * 100000 %}{% set ns = namespace(l=[]) %}{% for i in range(1000) %}"
+        "{% set _ = ns.l.append(b) %}{% endfor %}{{ ns.l | map('upper') | join }}",
     ],
 )
 def test_huge_output_is_refused_before_it_is_built(template: str) -> None:
