@@ -4,11 +4,13 @@
 
 - Python internals are out of reach (`jinja2.sandbox.SandboxedEnvironment`): attributes that
   start with `_`, function internals and unsafe callables raise `jinja2.sandbox.SecurityError`.
-- No value the template builds, and not the output, grows past OUTPUT_LIMIT characters (or
-  list items): `*`, `**`, `+`, `%`, `~`, calls, and the filters and string methods that take a
-  width or a count are checked before they allocate; the rendered text is streamed and stopped
-  at the limit. As a backstop, a render during which the process's peak memory grows by more
-  than MEMORY_LIMIT bytes is stopped. Either raises RenderStoppedError.
+- The output, and what `*`, `**`, `+`, `%`, `~`, calls, `map`, and the filters and string
+  methods that take a width or a count (center, indent, format, replace, join, batch, ...)
+  build, stay under OUTPUT_LIMIT characters (or list items): their sizes are estimated before
+  they allocate; the rendered text is streamed and stopped at the limit. What else a template
+  can build (`str()` of a list holding one big string many times, say) is only caught by the
+  backstop: a render during which the process's peak memory grows by more than MEMORY_LIMIT
+  bytes is stopped. Either raises RenderStoppedError.
 - The event loop never waits on a render: it runs in a daemon thread and is awaited, so a node
   timeout, the run's timeout or a cancellation returns at once. The render then stops at its
   next loop iteration, call or operator (RenderStoppedError "aborted", seen by no one), and a
