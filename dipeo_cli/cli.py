@@ -88,6 +88,20 @@ def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
+def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:
+    """`prepare(diagram, ...)` (load + compile); an exception that is not one of ours is a bug,
+    reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
+    from dipeo_cli.errors import DipeoError
+
+    try:
+        return prepare(diagram, **options)
+    except (DipeoError, typer.Exit):
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [""]
+        _fail(f"internal error while loading {diagram}: {type(exc).__name__}: {lines[0][:500]}")
+
+
 def _print_json(data: Any) -> None:
     from dipeo_cli.redact import redact_json
 
@@ -157,11 +171,10 @@ def run(
             _fail(f"--llm accepts only 'mock', got {llm!r}")
         # persons are resolved at validation and again at run time; both read $DIPEO_LLM
         os.environ["DIPEO_LLM"] = llm
+    fmt = _format_flag(light, native, readable)
     try:
         variables = parse_variables(input_data, inputs, var)
-        graph = prepare(
-            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
-        )
+        graph = _guarded(prepare, diagram, format=fmt, plugins=tuple(plugin or ()))
         answers = parse_answers(answer, graph)
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
@@ -239,10 +252,9 @@ def validate(
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.runner import prepare
 
+    fmt = _format_flag(light, native, readable)
     try:
-        graph = prepare(
-            diagram, format=_format_flag(light, native, readable), plugins=tuple(plugin or ())
-        )
+        graph = _guarded(prepare, diagram, format=fmt, plugins=tuple(plugin or ()))
     except DiagramError as exc:
         if as_json:
             _print_json(

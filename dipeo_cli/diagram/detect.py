@@ -90,6 +90,8 @@ def read_text(path: str | Path) -> str:
         problem = Problem(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
     except OSError as exc:
         problem = Problem(f"cannot read the file: {exc.strerror or exc}")
+    except ValueError as exc:  # a NUL character in the path
+        problem = Problem(f"cannot read the file: {exc}")
     raise DiagramError([problem], file)
 
 
@@ -109,6 +111,11 @@ def parse_text(text: str, file: str | None = None) -> Document:
                 raise DiagramError([json_problem], file) from None
         except RecursionError:
             raise DiagramError([Problem("invalid JSON: nested too deeply")], file) from None
+        except ValueError as exc:  # a number with more digits than Python converts (4300)
+            reason = str(exc).split(";")[0]
+            json_problem = Problem(f"invalid JSON: {reason}")
+            if is_json_file:
+                raise DiagramError([json_problem], file) from None
         try:
             return _parse_yaml(text, file)
         except DiagramError:
