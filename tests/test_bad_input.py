@@ -215,3 +215,44 @@ def test_an_unexpected_exception_while_loading_is_an_internal_error_line(
     assert result.stderr == (
         f"error: internal error while loading {path}: RuntimeError: something we did not foresee\n"
     )
+
+
+# -- found by tests/test_fuzz.py: text that is not text ------------------------------------------
+
+
+def test_a_lone_surrogate_in_a_diagram_is_a_problem_not_a_history_crash() -> None:
+    Path("odd.native.json").write_text(
+        '{"nodes": [{"id": "n1", "type": "start", "position": {"x": 0, "y": 0},'
+        ' "data": {"label": "St\\ud800art"}}], "arrows": []}',
+        encoding="utf-8",
+    )
+    Path("pair.json").write_text(
+        '{"version": "light", "nodes": [{"label": "\\ud83d\\ude00", "type": "start"}]}',
+        encoding="utf-8",
+    )
+    for command in ("validate", "run"):
+        result = CliRunner().invoke(app, [command, "odd.native.json"], catch_exceptions=False)
+        assert result.exit_code == 2, result.output
+        assert "'St\\ud800art' holds a lone UTF-16 surrogate" in result.stderr
+        # a valid pair is one character, and fine
+        assert CliRunner().invoke(app, [command, "pair.json"]).exit_code == 0
+
+
+def test_variables_that_are_not_text_are_a_usage_error() -> None:
+    path = endpoint_with_a_mapping_format().replace("format", "plain")
+    Path(path).write_text(
+        "version: light\nnodes:\n- {label: Start, type: start}\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(
+        app, ["run", path, "--input-data", '{"name": "\\ud800"}'], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "a variable is not text" in result.stderr
+    # bytes that are not UTF-8 in an argument (Python hands them on as surrogate escapes)
+    proc = subprocess.run(
+        [sys.executable.encode(), b"-m", b"dipeo_cli", b"run", path.encode(), b"-i", b"x=\xff"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert b"Traceback" not in proc.stderr and b"a variable is not text" in proc.stderr
