@@ -9,6 +9,8 @@ those).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,11 +267,27 @@ def _check_node(
     looking for a file, ...) is a problem with this node, never an escaping exception."""
     check = node.spec.check
     try:
-        return list(check(node.config, diagram, registry, options)) if check else []
+        if check is None:
+            return []
+        if _takes_options(check):
+            return list(check(node.config, diagram, registry, options))
+        return list(check(node.config, diagram, registry))  # a plugin written before options
     except DiagramError:
         raise
     except Exception as exc:
         return [f"cannot check this node: {_describe(exc)}"]
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_options(check: Any) -> bool:
+    """Whether a handler's check takes the fourth argument (CompileOptions)."""
+    try:
+        parameters = list(inspect.signature(check).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    return len(parameters) >= 4
 
 
 def _describe(exc: BaseException) -> str:

@@ -238,9 +238,7 @@ def mutant(seed: int, index: int) -> Mutant:
     roll = rng.random()
     if roll < 0.6:
         try:
-            data = (
-                json.loads(original) if source.suffix == ".json" else yaml.safe_load(original)
-            )
+            data = json.loads(original) if source.suffix == ".json" else yaml.safe_load(original)
         except (ValueError, yaml.YAMLError):
             data = None
         if data is not None:

@@ -133,7 +133,7 @@ def test_dump_redacted_survives_circular_values() -> None:
     assert isinstance(json.loads(dump_redacted(value)), str)
 
 
-WEIRD = 'we"ird\\tok-SECRET 7/Q\'é'
+WEIRD = "we\"ird\\tok-SECRET 7/Q'é"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from tests.llm_server import Reply
 
 # quotes, a backslash, a space and a slash: every escaping scheme changes it
 TOKEN = 'we"ird\\tok-SECRET 7/Q'
-KEY = 'sk-we"ird\\tok-KEY 9/Z\'x'
+KEY = "sk-we\"ird\\tok-KEY 9/Z'x"
 
 
 def b64(text: str) -> str:
@@ -209,8 +209,8 @@ def test_an_error_body_is_masked_before_it_is_cut_or_squeezed(monkeypatch) -> No
     import httpx
 
     from dipeo_cli import redact
-    from dipeo_cli.handlers.api_job import BODY_EXCERPT, status_error
-    from dipeo_cli.llm.services import _provider_message
+    from dipeo_cli.http_calls import BODY_EXCERPT, status_error
+    from dipeo_cli.llm.translation import _provider_message
 
     monkeypatch.setattr(redact, "_registered", set())
     secret = "tab\tand  two spaces-SECRET"

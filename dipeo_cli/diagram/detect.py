@@ -121,7 +121,11 @@ def _refuse_lone_surrogates(data: Any, file: str | None) -> None:
         elif isinstance(item, str) and _LONE.search(item):
             shown = ascii(item[:60])
             raise DiagramError(
-                [Problem(f"the text {shown} holds a lone UTF-16 surrogate, which is not a character")],
+                [
+                    Problem(
+                        f"the text {shown} holds a lone UTF-16 surrogate, which is not a character"
+                    )
+                ],
                 file,
             )
 
