@@ -91,6 +91,20 @@ def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
     return chosen[0] if chosen else None
 
 
+def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:
+    """`prepare(diagram, ...)` (load + compile); an exception that is not one of ours is a bug,
+    reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
+    from dipeo_cli.errors import DipeoError
+
+    try:
+        return prepare(diagram, **options)
+    except (DipeoError, typer.Exit):
+        raise
+    except Exception as exc:
+        lines = str(exc).strip().splitlines() or [""]
+        _fail(f"internal error while loading {diagram}: {type(exc).__name__}: {lines[0][:500]}")
+
+
 def _print_json(data: Any) -> None:
     from dipeo_cli.redact import redact_json
 
@@ -156,14 +170,12 @@ def run(
 
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
+    fmt = _format_flag(light, native, readable)
     try:
         llm_mode = choose_llm_mode(llm)  # --llm, else $DIPEO_LLM; a per-run value from here on
         variables = parse_variables(input_data, inputs, var)
-        graph = prepare(
-            diagram,
-            format=_format_flag(light, native, readable),
-            plugins=tuple(plugin or ()),
-            llm_mode=llm_mode,
+        graph = _guarded(
+            prepare, diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode
         )
         answers = parse_answers(answer, graph)
     except DiagramError as exc:
@@ -309,10 +321,12 @@ def validate(
     from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import prepare
 
+    fmt = _format_flag(light, native, readable)
     try:
-        graph = prepare(
+        graph = _guarded(
+            prepare,
             diagram,
-            format=_format_flag(light, native, readable),
+            format=fmt,
             plugins=tuple(plugin or ()),
             llm_mode=choose_llm_mode(None),  # $DIPEO_LLM=mock: persons checked as mock ones
         )

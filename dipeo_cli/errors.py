@@ -36,6 +36,12 @@ a NodeError, so they derive from ValueError, not DipeoError:
     ├── PatchError                  diff_patch: the diff is not a unified diff
     └── PromptSyntaxError           prompt: a template's blocks do not balance
 
+and one stays inside a template render, where Jinja2 must not catch it as its own error:
+
+    Exception
+    └── RenderStoppedError          sandbox: a render ran out of its budget (size, memory) or
+                                    was cancelled; template_job turns it into a NodeError
+
 tests/test_errors_tree.py fails when a class is missing here or drawn under the wrong parent.
 """
 

@@ -9,6 +9,8 @@ those).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,9 +157,8 @@ def compile_graph(
         node = _compile_node(dnode, registry, problems)
         if node is not None:
             nodes[dnode.id] = node
-            if node.spec.check is not None:
-                for message in node.spec.check(node.config, diagram, registry, options):
-                    problems.append(Problem(message, dnode.where, dnode.line))
+            for message in _check_node(node, diagram, registry, options):
+                problems.append(Problem(message, dnode.where, dnode.line))
 
     if diagram.problems:
         pass  # a node the loader could not read may be the start node: don't guess
@@ -266,6 +267,9 @@ def _compile_node(
                     Problem(f"property '{field_path}': {message}", dnode.where, dnode.line)
                 )
             return None
+        except Exception as exc:  # a validator that raised something else (TypeError, ...)
+            problems.append(Problem(f"invalid properties: {_describe(exc)}", dnode.where))
+            return None
 
     max_iteration = _positive_number(dnode, "max_iteration", int, problems)
     timeout = _positive_number(dnode, "timeout", float, problems)
@@ -281,6 +285,41 @@ def _compile_node(
     )
 
 
+def _check_node(
+    node: ExecutableNode, diagram: Diagram, registry: HandlerRegistry, options: CompileOptions
+) -> list[str]:
+    """The handler's compile-time check; anything else it raises (a file-system error while
+    looking for a file, ...) is a problem with this node, never an escaping exception."""
+    check = node.spec.check
+    try:
+        if check is None:
+            return []
+        if _takes_options(check):
+            return list(check(node.config, diagram, registry, options))
+        return list(check(node.config, diagram, registry))  # a plugin written before options
+    except DiagramError:
+        raise
+    except Exception as exc:
+        return [f"cannot check this node: {_describe(exc)}"]
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_options(check: Any) -> bool:
+    """Whether a handler's check takes the fourth argument (CompileOptions)."""
+    try:
+        parameters = list(inspect.signature(check).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return True
+    return len(parameters) >= 4
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
 def _positive_number(
     dnode: DiagramNode, key: str, kind: type, problems: list[Problem]
 ) -> int | float | None:
@@ -289,10 +328,10 @@ def _positive_number(
         return None
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         problems.append(Problem(f"property '{key}' must be a number, got {raw!r}", dnode.where))
         return None
-    if value <= 0:
+    if not value > 0:  # NaN too
         problems.append(
             Problem(f"property '{key}' must be greater than 0, got {raw!r}", dnode.where)
         )

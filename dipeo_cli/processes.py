@@ -29,10 +29,14 @@ def kill_process_group(process: asyncio.subprocess.Process) -> None:
 
 
 def clip(text: str) -> str:
-    """At most CAPTURE_LIMIT characters, saying how many were dropped."""
+    """At most CAPTURE_LIMIT characters, saying how many were dropped (secrets are masked before
+    the cut: half a secret would no longer be recognised when the output is stored)."""
     if len(text) <= CAPTURE_LIMIT:
         return text
-    return text[:CAPTURE_LIMIT] + f"\n[... {len(text) - CAPTURE_LIMIT} more characters not kept]"
+    from dipeo_cli.redact import redact
+
+    kept = redact(text)[:CAPTURE_LIMIT]
+    return kept + f"\n[... {len(text) - CAPTURE_LIMIT} more characters not kept]"
 
 
 def env_text(value: Any) -> str:

@@ -8,6 +8,12 @@ A secret is
 
 Values shorter than 8 characters are ignored: they are too common to replace safely.
 
+A secret is masked in every form a server commonly echoes it in (see `encodings`): as written,
+JSON-escaped (once or twice, ASCII-only or not), as a Python repr, URL-encoded (`%20` or `+` for
+spaces, upper- or lower-case hex), and base64 (standard or URL-safe, alone or inside a longer
+base64 text such as the `user:pass` of basic auth). The encodings are computed once per secret
+and joined into one compiled alternation, longest first, so masking costs one regex scan.
+
     redact(text)          the text with every secret replaced by "***" (longest first)
     redact_json(obj)      a deep copy of a JSON value: secrets in strings replaced, and values
                           under keys such as "Authorization", "api_key", "password", "token"
@@ -20,11 +26,13 @@ With no secrets known, strings are not scanned at all; only dict keys are checke
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8
@@ -41,11 +49,41 @@ _SECRET_KEY = re.compile(
 _env_secrets: frozenset[str] | None = None
 _registered: set[str] = set()
 _secrets: tuple[str, ...] | None = None  # env + registered, longest first
+_masker: _Masker | None = None  # masks every encoding of every secret (None: no secrets)
+_encoded: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # secret -> (forms, anchors)
+
+_SAFE_RUN = re.compile(r"[A-Za-z0-9_.~-]+")  # what JSON, URL-encoding and repr leave as it is
+_B64_RUN = re.compile(r"[A-Za-z0-9]+")  # what both base64 alphabets write alike
+_URLSAFE = str.maketrans("+/", "-_")
+
+
+class _Masker:
+    """One compiled alternation of every form of every secret, longest first, and the anchors:
+    substrings one of which each form contains, so that text holding none (nearly all text) is
+    passed by a few substring tests instead of a regex scan."""
+
+    __slots__ = ("anchors", "pattern")
+
+    def __init__(self, forms: set[str], anchors: set[str]) -> None:
+        ordered = sorted(forms, key=lambda form: (-len(form), form))
+        self.pattern = re.compile("|".join(map(re.escape, ordered)))
+        kept: list[str] = []
+        for anchor in sorted(anchors, key=len):  # one that holds a shorter one is never needed
+            if not any(shorter in anchor for shorter in kept):
+                kept.append(anchor)
+        self.anchors = tuple(kept)
+
+    def mask(self, text: str) -> str:
+        """`text` with every form replaced by MASK; the very same object when none is there."""
+        for anchor in self.anchors:
+            if anchor in text:
+                return self.pattern.sub(MASK, text)
+        return text
 
 
 def secret_values() -> tuple[str, ...]:
     """Every known secret, longest first (cached; see `refresh_secrets`)."""
-    global _env_secrets, _secrets
+    global _env_secrets, _secrets, _masker
     if _secrets is None:
         if _env_secrets is None:
             _env_secrets = frozenset(
@@ -53,8 +91,50 @@ def secret_values() -> tuple[str, ...]:
                 for name, value in os.environ.items()
                 if len(value) >= MIN_SECRET_LENGTH and _SECRET_NAME.search(name)
             )
-        _secrets = tuple(sorted(_env_secrets | _registered, key=len, reverse=True))
+        secrets = tuple(sorted(_env_secrets | _registered, key=len, reverse=True))
+        forms: set[str] = set()
+        anchors: set[str] = set()
+        for secret in secrets:
+            if secret not in _encoded:
+                _encoded[secret] = _encode(secret)
+            forms |= _encoded[secret][0]
+            anchors |= _encoded[secret][1]
+        _masker = _Masker(forms, anchors) if forms else None
+        _secrets = secrets
     return _secrets
+
+
+def encodings(secret: str) -> frozenset[str]:
+    """The forms of `secret` that are masked: as written, JSON-escaped (once and twice), Python
+    repr (either quote escaped), URL-encoded (%20 or +, either case of hex), and base64 (alone, and the part of any longer base64 text that encodes it,
+    at each of the three byte alignments: `user:secret` in basic auth, whatever the user)."""
+    return _encode(secret)[0]
+
+
+def _encode(secret: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(forms, anchors) of `secret`: every form contains one of the anchors."""
+    # repr escapes a quote only when the text around it holds the other quote too
+    texts = {secret, repr(secret)[1:-1], repr(secret + "'\"")[1:-4]}
+    for ascii_only in (True, False):
+        once = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
+        texts |= {once, json.dumps(once, ensure_ascii=ascii_only)[1:-1], once.replace("/", "\\/")}
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        texts |= {encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)}
+    safe = max(_SAFE_RUN.findall(secret), key=len, default="")
+    anchors = {safe} if len(safe) >= 4 else set(texts)
+
+    raw = secret.encode("utf-8")
+    whole = base64.b64encode(raw).decode("ascii")
+    b64 = {whole, whole.rstrip("=")}
+    for shift in range(3):  # `secret` starting at byte 0, 1 or 2 of a 3-byte base64 group
+        text = base64.b64encode(bytes(shift) + raw).decode("ascii")
+        core = text[-(-8 * shift // 6) : (8 * (shift + len(raw))) // 6]
+        b64.add(core)
+        run = max(_B64_RUN.findall(core), key=len, default="")
+        anchors |= {run} if len(run) >= 4 else {core, core.translate(_URLSAFE)}
+    b64 |= {form.translate(_URLSAFE) for form in b64}
+    forms = frozenset(form for form in texts | b64 if len(form) >= MIN_SECRET_LENGTH)
+    return forms, frozenset(anchors)
 
 
 def refresh_secrets() -> None:
@@ -73,11 +153,11 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` with every known secret replaced by "***"."""
-    secrets = _secrets if _secrets is not None else secret_values()
-    if not secrets or not isinstance(text, str):
+    """`text` with every known secret, in any of its encodings, replaced by "***"."""
+    masker = _current()
+    if masker is None or not isinstance(text, str):
         return text
-    return _redact_str(text, secrets)
+    return masker.mask(text)
 
 
 _URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)")
@@ -98,25 +178,24 @@ def redact_json(obj: Any) -> Any:
 
     Tuples become lists; values that are not JSON types are returned as they are.
     """
-    secrets = _secrets if _secrets is not None else secret_values()
-    return _walk(obj, secrets, True)
+    return _walk(obj, _current(), True)
 
 
 def dump_redacted(obj: Any) -> str:
     """Compact JSON text of `redact_json(obj)`; what the history database stores."""
-    secrets = _secrets if _secrets is not None else secret_values()
+    masker = _current()
     try:
-        return _ENCODER.encode(_walk(obj, secrets, False))
+        return _ENCODER.encode(_walk(obj, masker, False))
     except (ValueError, TypeError, RecursionError):
         # circular or absurdly deep structures: keep something readable, never fail a run
-        return _ENCODER.encode(_redact_str(str(obj), secrets))
+        text = str(obj)
+        return _ENCODER.encode(masker.mask(text) if masker is not None else text)
 
 
-def _redact_str(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+def _current() -> _Masker | None:
+    if _secrets is None:
+        secret_values()
+    return _masker
 
 
 @lru_cache(maxsize=4096)
@@ -124,11 +203,11 @@ def _is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-def _walk(obj: Any, secrets: tuple[str, ...], copy: bool) -> Any:
+def _walk(obj: Any, secrets: _Masker | None, copy: bool) -> Any:
     """`obj` with secrets masked. With copy=False, containers in which nothing changed are
     returned as they are (for immediate serialisation only)."""
     if isinstance(obj, str):
-        return _redact_str(obj, secrets) if secrets else obj
+        return secrets.mask(obj) if secrets is not None else obj
     if isinstance(obj, dict):
         out = {}
         changed = copy
@@ -138,8 +217,8 @@ def _walk(obj: Any, secrets: tuple[str, ...], copy: bool) -> Any:
                     new = MASK
                 else:
                     new = _walk(value, secrets, copy)
-                if secrets:
-                    masked = _redact_str(key, secrets)
+                if secrets is not None:
+                    masked = secrets.mask(key)
                     if masked is not key:
                         key, changed = masked, True
             else:
@@ -161,14 +240,15 @@ def _walk(obj: Any, secrets: tuple[str, ...], copy: bool) -> Any:
 
 
 def _default(obj: Any) -> Any:
-    secrets = _secrets if _secrets is not None else secret_values()
+    secrets = _current()
     dump = getattr(obj, "model_dump", None)
     if callable(dump):
         try:
             return _walk(dump(mode="json"), secrets, False)
         except Exception:  # a model that cannot dump itself is still written as text
             pass
-    return _redact_str(str(obj), secrets)
+    text = str(obj)
+    return secrets.mask(text) if secrets is not None else text
 
 
 _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))

@@ -93,6 +93,13 @@ def parse_variables(
         except ValueError:
             value = raw
         variables[key.strip()] = value
+    try:  # bytes that are not UTF-8 in an argument, or a "\ud800" in JSON, are not text
+        json.dumps(variables, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"a variable is not text: {ascii(exc.object[max(exc.start - 20, 0) : exc.end + 20])} "
+            "holds bytes that are not UTF-8 (or a lone surrogate)"
+        ) from None
     return variables
 
 

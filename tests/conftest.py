@@ -1,7 +1,14 @@
-"""Every test gets its own data directory (history database) and working directory."""
+"""Every test gets its own data directory (history database) and working directory.
+
+DiPeO's own example diagrams are not part of this repository. Tests that use them find them
+through one setting, the environment variable DIPEO_EXAMPLES_DIR (default
+`../shared/diagrams/dipeo` next to the repository; a relative value is taken from the repository
+root), and are skipped, naming the variable, when that folder is absent.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +17,13 @@ import pytest
 from tests.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DIAGRAMS = REPO.parent / "shared" / "diagrams" / "dipeo"
+EXAMPLES_ENV = "DIPEO_EXAMPLES_DIR"
+DIPEO_EXAMPLES = (REPO / os.environ.get(EXAMPLES_ENV, "../shared/diagrams/dipeo")).resolve()
+HAVE_EXAMPLES = DIPEO_EXAMPLES.is_dir()
+EXAMPLES_MISSING = (
+    f"DiPeO example diagrams not found at {DIPEO_EXAMPLES} (set {EXAMPLES_ENV} to their folder)"
+)
+needs_examples = pytest.mark.skipif(not HAVE_EXAMPLES, reason=EXAMPLES_MISSING)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,8 @@
 
 It records every request and answers from a script: `server.script(path, *replies)` queues
 replies for a path (the last one repeats); paths without a script echo the request back as
-JSON. A reply is (status, body, headers) or (status, body, headers, delay_seconds).
+JSON. A reply is (status, body, headers) or (status, body, headers, delay_seconds), or a function
+of the Request that returns one.
 
     with serve() as server:
         server.script("/flaky", (503, "busy", {}), (200, {"ok": True}, {}))
@@ -72,7 +73,8 @@ class TestServer:
                     "body": request.body.decode("utf-8", "replace"),
                 }
                 return (200, echo, {})
-            return queue.pop(0) if len(queue) > 1 else queue[0]
+            reply = queue.pop(0) if len(queue) > 1 else queue[0]
+        return reply(request) if callable(reply) else reply
 
 
 def _handler(server: TestServer) -> type[BaseHTTPRequestHandler]:

@@ -214,3 +214,41 @@ def test_a_closed_progress_pipe_does_not_break_the_run():
     proc.wait(timeout=30)
     [entry] = json.loads(dipeo("history", "--json").stdout)
     assert entry["status"] == "COMPLETED"
+
+
+def test_template_escape_fails_the_run_and_runs_no_command():
+    diagram = write(
+        "escape.light.yaml",
+        """\
+        nodes:
+          - {label: Start, type: start}
+          - label: Escape
+            type: template_job
+            template_content: "{{ cycler.__init__.__globals__.os.popen('touch ran').read() }}"
+        connections:
+          - {from: Start, to: Escape}
+        """,
+    )
+    out = dipeo("run", diagram)
+    assert out.returncode == 1, out.stderr
+    assert "template tried something unsafe" in out.stderr
+    assert not Path("ran").exists()
+
+
+def test_run_timeout_exits_at_once_while_a_template_spins():
+    diagram = write(
+        "spin.light.yaml",
+        """\
+        nodes:
+          - {label: Start, type: start}
+          - label: Spin
+            type: template_job
+            template_content: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        connections:
+          - {from: Start, to: Spin}
+        """,
+    )
+    started = time.monotonic()
+    out = dipeo("run", diagram, "--timeout", "0.5")
+    assert out.returncode == 124, out.stderr
+    assert time.monotonic() - started < 5  # the render thread does not keep the process alive

@@ -11,10 +11,10 @@ import pytest
 from dipeo_cli.context import RunResources
 from dipeo_cli.errors import NodeError
 from dipeo_cli.handlers.code_job import CodeJobError
-from tests.conftest import SHARED_DIAGRAMS
+from tests.conftest import DIPEO_EXAMPLES, needs_examples
 from tests.test_handlers_props import call, make_ctx, make_graph, run_one
 
-EXAMPLE_CODES = SHARED_DIAGRAMS / "examples" / "codes"
+EXAMPLE_CODES = DIPEO_EXAMPLES / "examples" / "codes"
 
 # -- python --------------------------------------------------------------------------------------
 
@@ -249,6 +249,7 @@ def test_python_file_function_name_missing_lists_the_functions(tmp_path: Path) -
         run_one("code_job", props, base_dir=tmp_path)
 
 
+@needs_examples
 def test_dipeo_example_python_file_with_function_name(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE_CODES / "example_python.py", tmp_path / "example.py")
     props = {"file_path": "example.py", "functionName": "process_text"}
@@ -260,6 +261,7 @@ def test_dipeo_example_python_file_with_function_name(tmp_path: Path) -> None:
     assert output.value["default"]["sum"] == 6
 
 
+@needs_examples
 def test_dipeo_example_bash_file(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE_CODES / "example_bash.sh", tmp_path / "example.sh")
     props = {"language": "bash", "file_path": "example.sh"}

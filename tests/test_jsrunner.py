@@ -21,10 +21,10 @@ import pytest
 from dipeo_cli import jsrunner
 from dipeo_cli.errors import NodeError
 from dipeo_cli.handlers.code_job import CodeJobError
-from tests.conftest import SHARED_DIAGRAMS
+from tests.conftest import DIPEO_EXAMPLES, needs_examples
 from tests.test_handlers_props import call, compile_problem, make_ctx, make_graph, run_one
 
-EXAMPLE_CODES = SHARED_DIAGRAMS / "examples" / "codes"
+EXAMPLE_CODES = DIPEO_EXAMPLES / "examples" / "codes"
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
 
 
@@ -389,6 +389,7 @@ def test_typescript_errors_name_the_user_line() -> None:
         ts("let x: number = 1;\nfoo bar;")
 
 
+@needs_examples
 @pytest.mark.usefixtures("with_tsx")
 def test_typescript_dipeo_example_file_and_function_name(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE_CODES / "example_typescript.ts", tmp_path / "example.ts")

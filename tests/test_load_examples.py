@@ -9,8 +9,8 @@ import pytest
 
 from dipeo_cli.diagram import Diagram, load_diagram
 from dipeo_cli.errors import DiagramError
+from tests.conftest import DIPEO_EXAMPLES, EXAMPLES_MISSING, HAVE_EXAMPLES, needs_examples
 
-SHARED_DIAGRAMS = Path(__file__).resolve().parents[1].parent / "shared" / "diagrams" / "dipeo"
 _DIAGRAM_KEY = re.compile(r'^\s*"?(nodes|flow|workflow)"?\s*:', re.MULTILINE)
 
 # Files that are broken in DiPeO itself (reference §7), and the problem we report for each.
@@ -28,10 +28,10 @@ REJECTED = {
 
 
 def _diagram_files() -> list[Path]:
-    if not SHARED_DIAGRAMS.is_dir():
+    if not DIPEO_EXAMPLES.is_dir():
         return []
     files = [
-        path for pattern in ("*.yaml", "*.yml", "*.json") for path in SHARED_DIAGRAMS.rglob(pattern)
+        path for pattern in ("*.yaml", "*.yml", "*.json") for path in DIPEO_EXAMPLES.rglob(pattern)
     ]
     # Skip data files (API keys, inputs, configs) by content: a diagram has nodes or a flow.
     return sorted(
@@ -51,23 +51,24 @@ def _edges(diagram: Diagram) -> set[tuple[str, str, str, str]]:
 
 
 def example(relative: str) -> Diagram:
-    path = SHARED_DIAGRAMS / relative
+    path = DIPEO_EXAMPLES / relative
     if not path.exists():
-        pytest.skip(f"{path} is not available")
+        pytest.skip(EXAMPLES_MISSING if not HAVE_EXAMPLES else f"{path} is not available")
     return load_diagram(path)
 
 
-@pytest.mark.skipif(not DIAGRAM_FILES, reason="shared DiPeO diagrams are not available")
+@needs_examples
 def test_the_shared_examples_are_all_found() -> None:
     assert len(DIAGRAM_FILES) >= 40
-    assert set(REJECTED) <= {p.relative_to(SHARED_DIAGRAMS).as_posix() for p in DIAGRAM_FILES}
+    assert set(REJECTED) <= {p.relative_to(DIPEO_EXAMPLES).as_posix() for p in DIAGRAM_FILES}
 
 
+@needs_examples
 @pytest.mark.parametrize(
-    "path", DIAGRAM_FILES, ids=[str(p.relative_to(SHARED_DIAGRAMS)) for p in DIAGRAM_FILES]
+    "path", DIAGRAM_FILES, ids=[str(p.relative_to(DIPEO_EXAMPLES)) for p in DIAGRAM_FILES]
 )
 def test_example_loads_or_is_rejected_with_its_file_name(path: Path) -> None:
-    relative = path.relative_to(SHARED_DIAGRAMS).as_posix()
+    relative = path.relative_to(DIPEO_EXAMPLES).as_posix()
     try:
         diagram = load_diagram(path)
     except DiagramError as error:

@@ -9,9 +9,11 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
-from tests.conftest import SHARED_DIAGRAMS
+from tests.conftest import DIPEO_EXAMPLES, needs_examples
 
-EXAMPLES = SHARED_DIAGRAMS / "examples"
+pytestmark = needs_examples
+
+EXAMPLES = DIPEO_EXAMPLES / "examples"
 
 
 def run(*args: str):

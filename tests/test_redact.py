@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import date
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -128,3 +131,75 @@ def test_dump_redacted_survives_circular_values() -> None:
     value: dict[str, object] = {}
     value["self"] = value
     assert isinstance(json.loads(dump_redacted(value)), str)
+
+
+WEIRD = "we\"ird\\tok-SECRET 7/Q'é"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        json.dumps(WEIRD)[1:-1],  # JSON-escaped, \u00e9
+        json.dumps(WEIRD, ensure_ascii=False)[1:-1],
+        json.dumps(json.dumps(WEIRD)[1:-1])[1:-1],  # escaped twice
+        repr(WEIRD)[1:-1],
+        repr(WEIRD + '"')[1:-2],  # repr escaping the single quote
+        quote(WEIRD, safe=""),  # %20
+        re.sub("%..", lambda m: m.group().lower(), quote(WEIRD, safe="")),  # lower-case hex
+        quote(WEIRD),  # slash kept
+        quote_plus(WEIRD),  # +
+        base64.b64encode(WEIRD.encode()).decode(),
+        base64.urlsafe_b64encode(WEIRD.encode()).decode().rstrip("="),
+    ],
+)
+def test_every_encoding_a_server_echoes_is_masked(form: str) -> None:
+    register_secret(WEIRD)
+    assert redact.redact(f"error: got {form}!") == "error: got ***!"
+    assert form not in dump_redacted({"error": f"got {form}"})
+
+
+@pytest.mark.parametrize("user", ["b", "bo", "bob", "alice.smith"])
+def test_base64_of_user_and_secret_is_masked_whatever_the_user(user: str) -> None:
+    register_secret(WEIRD)
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        credentials = encode(f"{user}:{WEIRD}".encode()).decode()
+        masked = redact.redact(f"Authorization: Basic {credentials}")
+        assert "***" in masked
+        # what is left of the base64 text encodes the user and at most 4 bits of the secret
+        left = masked.removeprefix("Authorization: Basic ").replace("***", "")
+        assert len(left) <= len(encode(f"{user}:".encode()).decode()) + 3
+
+
+def test_encodings_are_computed_once_per_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = redact._encode
+    monkeypatch.setattr(redact, "_encoded", {})
+    monkeypatch.setattr(redact, "_encode", lambda s: calls.append(s) or real(s))
+    register_secret("first-secret-value")
+    redact.redact("x")
+    register_secret("second-secret-value")
+    redact.redact("x")
+    redact.refresh_secrets()
+    redact.redact("x")
+    assert sorted(calls) == ["first-secret-value", "second-secret-value"]
+
+
+def test_text_without_a_secret_comes_back_as_the_same_object() -> None:
+    register_secret(WEIRD)
+    text = "an ordinary value, long enough to be scanned " * 10
+    assert redact.redact(text) is text
+    assert redact.redact(WEIRD) == "***"
+
+
+def test_a_short_form_of_a_long_secret_does_not_mask_ordinary_text() -> None:
+    register_secret("abc def ghi")  # its encodings are all at least 8 characters long
+    assert all(len(form) >= 8 for form in redact.encodings("abc def ghi"))
+    assert redact.redact("abc def") == "abc def"
+
+
+def test_captured_output_is_masked_before_it_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dipeo_cli import processes
+
+    monkeypatch.setattr(processes, "CAPTURE_LIMIT", 20)
+    register_secret("abcdefgh12345678XYZ")
+    assert processes.clip("0123456789abcdefgh12345678XYZ").startswith("0123456789***\n[...")

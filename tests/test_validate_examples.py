@@ -10,12 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
-from tests.conftest import SHARED_DIAGRAMS
+from tests.conftest import DIPEO_EXAMPLES, needs_examples
+
+pytestmark = needs_examples
 
 
 def diagram_files() -> list[Path]:
     files = []
-    for path in sorted(SHARED_DIAGRAMS.rglob("*")):
+    for path in sorted(DIPEO_EXAMPLES.rglob("*")):
         if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
             if "nodes" in text:  # data files (api keys, fixtures) are not diagrams
@@ -30,7 +32,7 @@ def test_the_shared_examples_are_there():
     assert len(FILES) >= 30
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SHARED_DIAGRAMS)))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(DIPEO_EXAMPLES)))
 def test_example_validates_or_is_rejected_clearly(path: Path):
     result = CliRunner().invoke(app, ["validate", str(path), "--json"], catch_exceptions=False)
     assert result.exit_code in (0, 2), result.output
@@ -45,14 +47,14 @@ def test_example_validates_or_is_rejected_clearly(path: Path):
 
 
 def test_offline_example_simple_iter_code_validates():
-    path = SHARED_DIAGRAMS / "examples" / "simple_diagrams" / "simple_iter_code.light.yaml"
+    path = DIPEO_EXAMPLES / "examples" / "simple_diagrams" / "simple_iter_code.light.yaml"
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
 
 
 def test_llm_example_without_a_key_is_rejected_naming_the_variable(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    path = SHARED_DIAGRAMS / "examples" / "simple_diagrams" / "simple_iter.light.yaml"
+    path = DIPEO_EXAMPLES / "examples" / "simple_diagrams" / "simple_iter.light.yaml"
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
     assert "person 'person 1'" in result.stderr and "set OPENAI_API_KEY" in result.stderr

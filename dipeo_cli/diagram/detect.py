@@ -90,12 +90,47 @@ def read_text(path: str | Path) -> str:
         problem = Problem(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})")
     except OSError as exc:
         problem = Problem(f"cannot read the file: {exc.strerror or exc}")
+    except ValueError as exc:  # a NUL character in the path
+        problem = Problem(f"cannot read the file: {exc}")
     raise DiagramError([problem], file)
 
 
 def parse_text(text: str, file: str | None = None) -> Document:
     """Parse JSON or YAML text. A `.json` file is JSON; other text is JSON when it starts with
-    `{` or `[` and parses as JSON, YAML otherwise."""
+    `{` or `[` and parses as JSON, YAML otherwise. A string holding a lone UTF-16 surrogate
+    (`"\\ud800"`) is refused: it is not text, and no file or database can store it."""
+    doc = _parse(text, file)
+    if _SURROGATE.search(text):
+        _refuse_lone_surrogates(doc.data, file)
+    return doc
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]|\\[uU]0{0,4}[dD][89a-fA-F]")
+_LONE = re.compile(r"[\ud800-\udfff]")  # a valid pair is one character once parsed
+
+
+def _refuse_lone_surrogates(data: Any, file: str | None) -> None:
+    todo = [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo += item.keys()
+            todo += item.values()
+        elif isinstance(item, list):
+            todo += item
+        elif isinstance(item, str) and _LONE.search(item):
+            shown = ascii(item[:60])
+            raise DiagramError(
+                [
+                    Problem(
+                        f"the text {shown} holds a lone UTF-16 surrogate, which is not a character"
+                    )
+                ],
+                file,
+            )
+
+
+def _parse(text: str, file: str | None) -> Document:
     stripped = text.lstrip()
     if not stripped:
         raise DiagramError([Problem("the file is empty")], file)
@@ -109,6 +144,11 @@ def parse_text(text: str, file: str | None = None) -> Document:
                 raise DiagramError([json_problem], file) from None
         except RecursionError:
             raise DiagramError([Problem("invalid JSON: nested too deeply")], file) from None
+        except ValueError as exc:  # a number with more digits than Python converts (4300)
+            reason = str(exc).split(";")[0]
+            json_problem = Problem(f"invalid JSON: {reason}")
+            if is_json_file:
+                raise DiagramError([json_problem], file) from None
         try:
             return _parse_yaml(text, file)
         except DiagramError:

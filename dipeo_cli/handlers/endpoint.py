@@ -53,8 +53,9 @@ class EndpointProps(BaseModel):
     def _format(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        value = value.lower().lstrip(".") if isinstance(value, str) else value
-        value = _FORMAT_ALIASES.get(value, value)
+        if isinstance(value, str):
+            value = value.lower().lstrip(".")
+            value = _FORMAT_ALIASES.get(value, value)
         if value not in ("json", "yaml", "txt", "md"):
             raise PydanticCustomError(
                 "file_format",

@@ -86,12 +86,21 @@ def resolve_child(name: str, diagram_dir: Path, base_dir: Path) -> Path:
         elif not candidate.startswith("projects/"):
             places += [base_dir / "examples" / candidate, base_dir / "projects" / candidate]
         for place in places:
-            if place.is_file():
-                return place
+            try:
+                if place.is_file():
+                    return place
+            except OSError as exc:  # a name longer than the file system allows, ...
+                raise NodeError(
+                    f"sub-diagram '{_clip(name)}' cannot be a file name: {exc.strerror or exc}"
+                ) from None
             if place not in tried:
                 tried.append(place)
     shown = ", ".join(str(p) for p in tried[:6])
-    raise NodeError(f"sub-diagram '{name}' not found (looked for {shown}, ...)")
+    raise NodeError(f"sub-diagram '{_clip(name)}' not found (looked for {shown}, ...)")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def load_child(

@@ -16,40 +16,20 @@ text is written there, parent directories created. The output is the rendered te
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 import jinja2
+from jinja2.sandbox import SecurityError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
+from dipeo_cli.sandbox import RenderStoppedError, compile_template, render_template
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
-
-_ENVIRONMENT = jinja2.Environment(
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-
-
-def _to_json(value: Any, indent: int | None = None) -> str:
-    """`{{ data | to_json }}`: JSON without escaping non-ASCII (Jinja's `tojson` escapes HTML)."""
-    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
-
-
-_ENVIRONMENT.filters["to_json"] = _to_json
-
-
-@lru_cache(maxsize=256)
-def compile_template(source: str) -> jinja2.Template:
-    """Compile (and cache) a template; raises jinja2.TemplateSyntaxError."""
-    return _ENVIRONMENT.from_string(source)
 
 
 class TemplateJobProps(BaseModel):
@@ -133,7 +113,9 @@ async def template_job(node: Any, ctx: Any) -> NodeOutput:
         source = config.template_content
     else:
         assert config.template_path is not None
-        path = resolve_path(ctx.base_dir, _render(config.template_path, names, "template_path"))
+        path = resolve_path(
+            ctx.base_dir, await _render(config.template_path, names, "template_path")
+        )
         try:
             source = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -145,10 +127,10 @@ async def template_job(node: Any, ctx: Any) -> NodeOutput:
                 f"cannot read template {display_path(ctx.base_dir, path)}: {exc}"
             ) from None
         metadata["template_path"] = display_path(ctx.base_dir, path)
-    text = _render(source, names, "template")
+    text = await _render(source, names, "template")
     if config.output_path is not None:
         target = resolve_path(
-            ctx.base_dir, _render(config.output_path, names, "output_path").strip()
+            ctx.base_dir, (await _render(config.output_path, names, "output_path")).strip()
         )
         metadata["bytes"] = write_atomic(target, text)
         metadata["output_path"] = display_path(ctx.base_dir, target)
@@ -169,9 +151,13 @@ def _namespace(config: TemplateJobProps, ctx: Any) -> dict[str, Any]:
     return names
 
 
-def _render(source: str, names: dict[str, Any], what: str) -> str:
+async def _render(source: str, names: dict[str, Any], what: str) -> str:
     try:
-        return compile_template(source).render(names)
+        return await render_template(source, names)
+    except SecurityError as exc:
+        raise NodeError(f"{what} tried something unsafe and was stopped: {exc}") from None
+    except RenderStoppedError as exc:
+        raise NodeError(f"{what} rendering stopped: {exc}") from None
     except jinja2.UndefinedError as exc:
         shown = sorted(k for k in names if k != "generated_at")
         available = (

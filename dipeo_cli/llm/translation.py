@@ -55,7 +55,7 @@ def parse_structured(text: str, wrapped: bool, where: str) -> Any:
     try:
         value = json.loads(body)
     except ValueError:
-        preview = " ".join(text.split())[:200]
+        preview = " ".join(redact(text).split())[:200]
         raise LLMError(
             f"{where}: the reply is not the JSON the schema asks for: {preview!r}"
         ) from None
@@ -104,5 +104,5 @@ def _provider_message(body: Any) -> str | None:
             kind = body.get("type") or body.get("code")
             return f"{message} ({kind})" if isinstance(kind, str) and kind else message
     if isinstance(body, str) and body.strip():
-        return body.strip()[:500]
+        return redact(body.strip())[:500]  # masked before it is cut
     return None

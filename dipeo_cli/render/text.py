@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from dipeo_cli.redact import redact
 from dipeo_cli.state import (
     ExecutionState,
     NodeExecutionStatus,
@@ -81,8 +82,9 @@ def format_duration(seconds: float | None) -> str:
 
 
 def _one_line(text: str, limit: int, more: str = "…") -> str:
-    """Whitespace (newlines included) collapsed, cut to `limit` characters. Cheap on huge text."""
-    flat = " ".join(text[: limit * 4 + 16].split())
+    """Whitespace (newlines included) collapsed, cut to `limit` characters. Cheap on huge text.
+    Secrets are masked first: a secret cut in half would no longer be recognised."""
+    flat = " ".join(redact(text[: limit * 4 + 256]).split())
     if len(flat) > limit:
         return flat[: max(limit - len(more), 0)] + more
     return flat
@@ -209,10 +211,11 @@ def _pretty(value: Any) -> str:
 
 
 def _clip_strings(value: Any, limit: int) -> Any:
-    """A copy of `value` whose long strings are cut to `limit` characters, with a note."""
+    """A copy of `value` whose long strings are cut to `limit` characters, with a note (secrets
+    masked before the cut)."""
     if isinstance(value, str):
         if len(value) > limit:
-            return value[:limit] + f"… ({len(value) - limit:,} more characters)"
+            return redact(value)[:limit] + f"… ({len(value) - limit:,} more characters)"
         return value
     if isinstance(value, dict):
         return {key: _clip_strings(item, limit) for key, item in value.items()}
@@ -223,8 +226,8 @@ def _clip_strings(value: Any, limit: int) -> Any:
 
 def _clip_lines(text: str, max_lines: int, max_chars: int) -> tuple[str, int]:
     """Text cut to at most `max_lines` lines and `max_chars` characters, and how many lines were
-    left out (a cut inside a line counts that line)."""
-    lines = text.split("\n")
+    left out (a cut inside a line counts that line). Secrets are masked before the cut."""
+    lines = redact(text).split("\n")
     kept = lines[:max_lines]
     clipped = "\n".join(kept)
     if len(clipped) > max_chars:

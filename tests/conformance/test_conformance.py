@@ -26,11 +26,11 @@ from typer.testing import CliRunner
 from dipeo_cli.cli import app
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import DiagramError
-from tests.conftest import SHARED_DIAGRAMS
+from tests.conftest import DIPEO_EXAMPLES, needs_examples
 
 HERE = Path(__file__).resolve().parent
 DIAGRAMS = HERE / "diagrams"
-EXAMPLES = SHARED_DIAGRAMS / "examples"
+EXAMPLES = DIPEO_EXAMPLES / "examples"
 
 
 def fixture(case: int) -> str:
@@ -400,8 +400,8 @@ SIMPLE_ITER_CODE_NATIVE = EXAMPLES / "native_diagrams" / "simple_iter_code.nativ
 # Shared diagrams that validate and need no LLM or network, but need DiPeO's own code generator:
 # its internal Python modules, the AST caches its typescript_ast step writes under temp/, its
 # Jinja templates, and a `node_spec_path` from the batch diagram that calls them. None of those
-# is in ../shared/diagrams/dipeo, so these are validated (tests/test_validate_examples.py), not run.
-CODEGEN = SHARED_DIAGRAMS / "projects" / "codegen"
+# is in the DiPeO examples folder (DIPEO_EXAMPLES_DIR), so these are validated (tests/test_validate_examples.py), not run.
+CODEGEN = DIPEO_EXAMPLES / "projects" / "codegen"
 NOT_RUN = {
     "projects/codegen/diagrams/models/generate_backend_models_single.light.yaml": (
         "DiPeO-internal module dipeo/infrastructure/codegen/generators/spec_parser.py, "
@@ -442,9 +442,10 @@ def _needs_llm_or_network(path: Path) -> bool:
     return False
 
 
+@needs_examples
 def test_every_offline_shared_diagram_is_run_here_or_listed_with_a_reason():
     offline_valid = set()
-    for path in sorted(SHARED_DIAGRAMS.rglob("*")):
+    for path in sorted(DIPEO_EXAMPLES.rglob("*")):
         if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
             continue
         if "nodes" not in path.read_text(encoding="utf-8", errors="replace"):
@@ -453,18 +454,20 @@ def test_every_offline_shared_diagram_is_run_here_or_listed_with_a_reason():
             continue
         result = CliRunner().invoke(app, ["validate", str(path)], catch_exceptions=False)
         if result.exit_code == 0:
-            offline_valid.add(str(path.relative_to(SHARED_DIAGRAMS)))
+            offline_valid.add(str(path.relative_to(DIPEO_EXAMPLES)))
     assert offline_valid == RUN | set(NOT_RUN)
 
 
+@needs_examples
 def test_codegen_diagrams_are_not_run_because_dipeo_internals_are_missing():
-    generators = SHARED_DIAGRAMS / "dipeo" / "infrastructure" / "codegen" / "generators"
+    generators = DIPEO_EXAMPLES / "dipeo" / "infrastructure" / "codegen" / "generators"
     for module in ("spec_parser.py", "registry_generator.py", "node_extractor.py"):
         assert not (generators / module).exists()
     assert not (CODEGEN / "templates").exists()
-    assert not list(SHARED_DIAGRAMS.rglob("*.spec.ts.json"))
+    assert not list(DIPEO_EXAMPLES.rglob("*.spec.ts.json"))
 
 
+@needs_examples
 @pytest.mark.parametrize(
     "path, failing_line",
     [(SIMPLE_ITER_CODE_LIGHT, "a+=1"), (SIMPLE_ITER_CODE_NATIVE, "print(a)")],
@@ -502,6 +505,7 @@ def test_simple_iter_code_fails_at_once_with_the_name_error(path: Path, failing_
     assert outputs(shown)["Code Job~1"]["value"] == {"default": None}
 
 
+@needs_examples
 def test_simple_iter_code_repaired_by_a_user_runs_its_loop():
     # The same diagram with its code fixed to pass `a` along (and the raw_text `a` compared as a
     # number). Its loop is entered from "Code Job~1", not from Start: the shape DiPeO deadlocks
