@@ -7,7 +7,7 @@ SIGTERM, an abort) kills its group and every process carrying its token, repeate
 left, so children that left the group with `setsid` die too and the run never waits for them.
 The first job of a dipeo process also starts the watchdog (dipeo_cli.reaper) that kills every
 marked process and removes this process's temporary folder when dipeo exits, even by `kill -9`;
-at a normal exit dipeo waits for it, so nothing a run started outlives `dipeo run`.
+at a normal exit dipeo does that sweep itself, so nothing a run started outlives `dipeo run`.
 
 Output is clipped before it goes into the history.
 """
@@ -74,13 +74,12 @@ class _Session:
     def __init__(self) -> None:
         import atexit
         import itertools
-        import secrets
         import subprocess
         import sys
         import tempfile
 
         self.pid = os.getpid()
-        self.name = f"{self.pid}-{secrets.token_hex(4)}"
+        self.name = f"{self.pid}-{os.urandom(4).hex()}"
         self._jobs = itertools.count(1)
         self.folder = tempfile.mkdtemp(prefix=f"dipeo-run-{self.pid}-")
         self.reaper: subprocess.Popen[bytes] | None = None
@@ -98,7 +97,7 @@ class _Session:
                 start_new_session=True,  # the terminal's Ctrl-C and hang-up are not for it
             )
         except OSError:
-            pass  # close() does its work at a normal exit
+            pass  # only a kill -9 of this process then leaves jobs running
         finally:
             os.close(read)
         atexit.register(self.close)
@@ -107,24 +106,19 @@ class _Session:
         return f"{self.name}/{next(self._jobs)}"
 
     def close(self) -> None:
-        """At exit: EOF to the watchdog, and wait until it has killed what is left and removed
-        the folder (a few milliseconds), so that nothing outlives this process."""
+        """At exit: kill what the jobs left running (the daemons of jobs that ended; a few
+        milliseconds), remove the folder, and close the pipe. Doing it here rather than waiting
+        for the watchdog (which may still be starting) keeps a short run short and still
+        leaves nothing behind when this process has exited; the watchdog then finds nothing to
+        do and exits too."""
         if os.getpid() != self.pid or self._write < 0:
             return
-        os.close(self._write)
-        self._write = -1
-        if self.reaper is not None:
-            import subprocess
-
-            try:
-                self.reaper.wait(timeout=3)
-                return
-            except subprocess.TimeoutExpired:
-                pass
         import shutil
 
         kill_all_marked(self.name + "/")
         shutil.rmtree(self.folder, ignore_errors=True)
+        os.close(self._write)
+        self._write = -1
 
 
 _session: _Session | None = None
