@@ -108,7 +108,9 @@ class PythonWorkerPool:
             self._python,
             "-m",
             "dipeo_cli.pyworker",
-            str(os.getpid()),  # it dies with this process, see main()
+            # It dies with this process, see main(). (Linux ties PR_SET_PDEATHSIG to the thread
+            # that started it: the event loop's, which outlives the pool.)
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
