@@ -256,7 +256,7 @@ async def run_process(
     except BaseException:
         kill_job(token, pid)
         transport.close()
-        await collector.reaped()
+        await collector.reaped(transport)
         raise
     finally:
         transport.close()
@@ -284,7 +284,7 @@ async def _started(start: asyncio.Future[Any], token: str, collector: _Collector
             transport, _ = start.result()
             kill_job(token, transport.get_pid())
             transport.close()
-            await collector.reaped()
+            await collector.reaped(transport)
         raise cancelled
 
 
@@ -300,15 +300,19 @@ class _Collector:
         self.output_closed: asyncio.Future[None] = loop.create_future()
         self._open = {1, 2}
 
-    async def reaped(self) -> None:
-        """Wait (at most a second, even if cancelled again) for the killed main process to be
-        reaped, so that no zombie or asyncio warning is left behind."""
+    async def reaped(self, transport: Any) -> None:
+        """Wait (at most a second, even if cancelled again) until asyncio has reaped the killed
+        main process (its return code is known), so that no zombie or "still running" warning
+        is left behind when the event loop closes."""
         import asyncio
 
-        try:
-            await asyncio.wait_for(asyncio.shield(self.exited), 1.0)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 1.0
+        while transport.get_returncode() is None and loop.time() < deadline:
+            try:
+                await asyncio.sleep(0.005)
+            except asyncio.CancelledError:
+                break
 
     def connection_made(self, transport: Any) -> None:
         pass
