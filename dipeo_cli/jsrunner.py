@@ -7,8 +7,10 @@ Runtimes, in order of preference: typescript -> tsx, deno, bun, then node when i
 types itself (>= 22.6); javascript -> node, deno, bun. `<base>/node_modules/.bin` is searched
 after PATH, so a project-local `npm install tsx` counts.
 
-Each job runs in a new process, in its own process group: a timeout or a cancellation kills the
-group, children included. The job (inputs, variables, ...) goes to the process as JSON on stdin;
+Each job runs in a new process, as a job of dipeo_cli.processes: a timeout or a cancellation
+kills every process it started, and background processes still holding its output when it exits
+are killed then. Its temporary directory is in the dipeo process's folder, which is removed
+even when dipeo is killed. The job (inputs, variables, ...) goes to the process as JSON on stdin;
 the reply comes back in a file of the job's temporary directory, so whatever the code prints
 (console.log) stays out of it and is returned as `stdout`.
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dipeo_cli.processes import clip, exit_message, kill_process_group
+from dipeo_cli.processes import clip, exit_message, run_process, temp_dir
 
 LANGUAGES = {
     "typescript": "typescript",
@@ -177,7 +179,7 @@ async def run_js(
     """Run inline `code` or the module at `file_path` (`shown` is how messages name it); see
     the module docstring for the reply.
     Cancelling the call kills the process group and removes the temporary files."""
-    folder = Path(tempfile.mkdtemp(prefix="dipeo-js-"))
+    folder = Path(tempfile.mkdtemp(prefix="dipeo-js-", dir=temp_dir()))
     try:
         job: dict[str, Any] = {
             "inputs": inputs,
@@ -264,21 +266,8 @@ def _body_module(
 
 
 async def _run(argv: list[str], payload: bytes, cwd: Path) -> tuple[int | None, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own process group, so a kill reaches its children
-    )
-    try:
-        out, err = await process.communicate(payload)
-    except BaseException:  # cancelled: the executor's timeout, or an abort
-        kill_process_group(process)
-        await asyncio.shield(process.wait())
-        raise
-    return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    code, out, err = await run_process(argv, cwd=str(cwd), stdin=payload)
+    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 async def _describe(
@@ -324,16 +313,12 @@ def _user_line(text: str, user_file: Path) -> int | None:
 async def _syntax_error_line(runtime: Runtime, user_file: Path) -> int | None:
     """node reports no location for a syntax error in an imported module; `node --check` does."""
     try:
-        process = await asyncio.create_subprocess_exec(
-            runtime.path,
-            *runtime.args,
-            "--check",
-            str(user_file),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        _, _, err = await asyncio.wait_for(
+            run_process(
+                [runtime.path, *runtime.args, "--check", str(user_file)], cwd=str(user_file.parent)
+            ),
+            10,
         )
-        _, err = await asyncio.wait_for(process.communicate(), 10)
     except (OSError, TimeoutError):
         return None
     return _user_line(err.decode("utf-8", "replace"), user_file)

@@ -6,11 +6,12 @@
 
 Parent side (`PythonWorkerPool`): up to `size` worker processes, started on demand and reused.
 A job waits when every worker is busy. A job that is cancelled (the executor's timeout, Ctrl-C)
-kills its worker's whole process group; a worker that dies (os._exit, segfault) fails only the
+kills its worker and every process the code started (dipeo_cli.processes marks them); a worker that dies (os._exit, segfault) fails only the
 job it was running. Either way the worker is replaced by a fresh one on the next demand.
 `close()` ends every worker and reaps it: no zombies, no orphans.
 
-Worker side (`python -m dipeo_cli.pyworker`): reads jobs from its stdin and answers on its stdout,
+Worker side (`python -m dipeo_cli.pyworker PARENT_PID`): dies with its parent (even by kill
+-9, through PR_SET_PDEATHSIG), reads jobs from its stdin and answers on its stdout,
 each message a 4-byte big-endian length and UTF-8 JSON. At start it moves the protocol to private
 file descriptors and points fd 0 at /dev/null and fd 1 at fd 2, so that nothing the user's code
 prints (even from C or a child process) can corrupt the protocol. Python-level stdout/stderr of
@@ -37,7 +38,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dipeo_cli.processes import CAPTURE_LIMIT
+from dipeo_cli.processes import CAPTURE_LIMIT, die_with_parent, kill_job, mark_job
 
 if TYPE_CHECKING:
     import asyncio
@@ -100,13 +101,16 @@ class PythonWorkerPool:
     async def _spawn(self) -> _Worker:
         import asyncio
 
-        env = dict(os.environ)
+        env, token = mark_job()  # its children carry the worker's mark, see dipeo_cli.processes
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
         process = await asyncio.create_subprocess_exec(
             self._python,
             "-m",
             "dipeo_cli.pyworker",
+            # It dies with this process, see main(). (Linux ties PR_SET_PDEATHSIG to the thread
+            # that started it: the event loop's, which outlives the pool.)
+            str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -115,7 +119,7 @@ class PythonWorkerPool:
             # the terminal's Ctrl-C reaches only the runner, which then cancels the job.
             start_new_session=True,
         )
-        worker = _Worker(process)
+        worker = _Worker(process, token)
         self._workers.add(worker)
         return worker
 
@@ -142,12 +146,13 @@ class PythonWorkerPool:
 
 
 class _Worker:
-    __slots__ = ("process", "stderr_tail", "_drain")
+    __slots__ = ("process", "token", "stderr_tail", "_drain")
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, token: str) -> None:
         import asyncio
 
         self.process = process
+        self.token = token
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self._drain = asyncio.get_running_loop().create_task(self._drain_stderr())
 
@@ -199,16 +204,9 @@ class _Worker:
         return _node_error(message)
 
     def kill_now(self) -> None:
-        """SIGKILL the worker's process group, synchronously (safe inside a cancellation)."""
-        if self.process.returncode is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            try:
-                self.process.kill()
-            except ProcessLookupError:
-                pass
+        """SIGKILL the worker and every process the user's code started (also those that left
+        its process group), synchronously (safe inside a cancellation)."""
+        kill_job(self.token, self.process.pid if self.process.returncode is None else None)
 
     async def reap(self) -> None:
         await self.process.wait()
@@ -517,6 +515,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def main() -> None:
     """The worker's loop: one job at a time until the runner closes our stdin."""
+    if len(sys.argv) > 1:
+        # A `kill -9` of the runner must not leave us running the user's code to its end.
+        die_with_parent(int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when a job ends
     proto_in = os.dup(0)  # dup'ed descriptors are not inherited by the user's child processes
     proto_out = os.dup(1)

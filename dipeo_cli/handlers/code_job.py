@@ -11,8 +11,9 @@ variable `result`. A file is imported as a module and its `function_name(inputs)
 code runs in a separate process (dipeo_cli.pyworker), so a timeout kills it and a crash fails
 only this node. stdout/stderr are captured into the metadata.
 
-bash / shell / sh: the script runs in its own process group (a timeout kills the whole group),
-in the base directory, with the inputs in the environment: `INPUT_<LABEL>` (upper-cased,
+bash / shell / sh: the script runs in the base directory as a job of dipeo_cli.processes (a
+timeout kills every process it started; background processes still holding its output when it
+exits are killed then; inline code is read from /dev/fd/N, never written to the temp folder), with the inputs in the environment: `INPUT_<LABEL>` (upper-cased,
 non-alphanumerics as `_`; DiPeO's `INPUT_<label>` spelling is set too), dicts/lists as JSON,
 `INPUT_KEYS` (the labels, space-separated) and `DIPEO_VARIABLES` (JSON). The output is stdout,
 stripped; a non-zero exit fails the node with the end of stderr.
@@ -25,11 +26,9 @@ runtime is a validation error that says what to install.
 from __future__ import annotations
 
 import ast
-import asyncio
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli import jsrunner, paths
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path
-from dipeo_cli.processes import clip, env_text, exit_message, kill_process_group
+from dipeo_cli.processes import anonymous_file, clip, env_text, exit_message, run_process
 from dipeo_cli.pyworker import PythonWorkerPool
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
@@ -285,47 +284,34 @@ def _interpreter(language: str) -> str:
 
 async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
     interpreter = _interpreter(config.language)
-    temporary: str | None = None
+    script_fd: int | None = None
     if config.file_path is not None:
         script = str(_code_file(config, ctx))
     else:
-        fd, temporary = tempfile.mkstemp(prefix="dipeo-code-job-", suffix=".sh")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(config.code or "")
-        script = temporary
+        # No file in the temp folder, so none can be left there: the interpreter reads the
+        # code from a descriptor it inherits.
+        script_fd = anonymous_file(config.code or "")
+        script = f"/dev/fd/{script_fd}"
     started = time.perf_counter()
     try:
-        process = await asyncio.create_subprocess_exec(
-            interpreter,
-            script,
+        code, out, err = await run_process(
+            [interpreter, script],
             cwd=str(ctx.base_dir),
             env=_script_env(ctx.inputs, ctx.variables),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own process group, so a kill reaches its children
+            pass_fds=() if script_fd is None else (script_fd,),
         )
-        try:
-            out, err = await process.communicate()
-        except BaseException:  # cancelled: the executor's timeout, or an abort
-            kill_process_group(process)
-            await asyncio.shield(process.wait())
-            raise
     finally:
-        if temporary is not None:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
+        if script_fd is not None:
+            os.close(script_fd)
     stdout = out.decode("utf-8", "replace")
     stderr = err.decode("utf-8", "replace")
     metadata: dict[str, Any] = {
         "language": config.language,
-        "exit_code": process.returncode,
+        "exit_code": code,
         "stderr": clip(stderr),
         "duration_seconds": round(time.perf_counter() - started, 6),
     }
-    if process.returncode != 0:
+    if code != 0:
         metadata["stdout"] = clip(stdout)
-        raise CodeJobError(exit_message(process.returncode, stderr), metadata)
+        raise CodeJobError(exit_message(code, stderr), metadata)
     return create_node_output({"default": stdout.strip()}, metadata)

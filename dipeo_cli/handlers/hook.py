@@ -6,8 +6,9 @@ validation (use a code_job). `timeout` (default 60 s) bounds the whole node, ret
 
     shell   `command`: a string runs with `/bin/sh -c`; a list is the argv, run without a shell;
             a string with `args` (a list) is split like a shell would and run without one. The
-            process runs in the base directory, in its own process group (a timeout kills the
-            whole group), stdin closed, with the environment plus `DIPEO_INPUT_<KEY>` for each
+            process runs in the base directory as a job of dipeo_cli.processes (a timeout kills
+            every process it started; background processes still holding its output when it
+            exits are killed then), stdin closed, with the environment plus `DIPEO_INPUT_<KEY>` for each
             input (the keys of a dict `default` input too; upper-cased, non-alphanumerics as
             `_`; text as it is, other values as JSON), `DIPEO_INPUTS` (all inputs as JSON),
             `DIPEO_EXECUTION_ID` and `DIPEO_NODE`. The output is stdout, stripped, decoded when it
@@ -39,7 +40,7 @@ from dipeo_cli import http_calls
 from dipeo_cli.errors import NodeError, NodeTimeoutError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.handlers import api_job as api
-from dipeo_cli.processes import clip, env_text, exit_message, kill_process_group
+from dipeo_cli.processes import clip, env_text, exit_message, run_process
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_json_safe, to_text
@@ -246,27 +247,16 @@ async def _run_shell(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
 
 async def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, str, str]:
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own process group, so a kill reaches its children
-        )
+        code, out, err = await run_process(argv, cwd=cwd, env=env)
     except FileNotFoundError:
         raise NodeError(f"hook command not found: {argv[0]}") from None
     except PermissionError:
         raise NodeError(f"hook command is not executable: {argv[0]}") from None
-    try:
-        out, err = await process.communicate()
-    except BaseException:  # cancelled: the timeout, or an abort
-        kill_process_group(process)
-        await asyncio.shield(process.wait())
-        raise
-    code = process.returncode if process.returncode is not None else -1
-    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return (
+        code if code is not None else -1,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+    )
 
 
 # -- http --------------------------------------------------------------------------------------
