@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 
 EXIT_USAGE = 2
+SHOW_CLIP = 64 * 1024  # characters of a stored value `dipeo show` reads for its text report
 MEMORY_DB = ":memory:"  # --db :memory: keeps the history in the process only
 STATUSES = ("STARTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED")
 
@@ -414,27 +415,28 @@ def show(
     as_json: bool = JsonOption,
     db: str | None = DbOption,
 ) -> None:
-    """Show one execution: node states, outputs, errors, token usage."""
-    state, events, children = _read_history(_find(db, execution))
+    """Show one execution: node states, outputs, errors, token usage. With --node, that node in
+    full with every iteration it ran (--json: the list of its iterations)."""
+    # Text reports clip large values as they are read, so printing a huge output never loads
+    # it whole; JSON is always whole.
+    clip = None if as_json else SHOW_CLIP
+    state, events, children, iterations = _read_history(_find(db, execution, node, clip))
     if as_json:
         from dipeo_cli.runner import show_json
 
-        data = show_json(state, children)
-        if node is not None:
-            node_id = _node_id(state, node)
-            data = {
-                "execution_id": state.id,
-                "node_id": node_id,
-                "state": data["node_states"][node_id],
-                "output": data["node_outputs"].get(node_id),
-            }
-        _print_json(data)
+        _print_json(iterations if node is not None else show_json(state, children))
         return
     from dipeo_cli.render import print_execution
 
     try:
         print_execution(
-            state, _out(), color=_color(sys.stdout), node=node, events=events, children=children
+            state,
+            _out(),
+            color=_color(sys.stdout),
+            node=node,
+            events=events,
+            children=children,
+            iterations=iterations,
         )
     except KeyError as exc:
         _fail(str(exc.args[0]) if exc.args else str(exc))
@@ -450,17 +452,24 @@ def _node_id(state: Any, node: str) -> str:
     _fail(f"no node '{node}' in execution {state.id} (nodes: {labels})")
 
 
-async def _find(db: str | None, execution: str) -> Any:
+async def _find(db: str | None, execution: str, node: str | None, clip: int | None) -> Any:
     from pathlib import Path
 
     from dipeo_cli.store import open_store
 
     store = await _open_store(open_store, Path(db) if db else None)
     try:
-        state = await store.find_execution(execution)
+        state = await store.find_execution(execution, clip=clip)
         events = await store.get_events(state.id)
         children = await store.list_executions(limit=-1, parent_id=state.id)
-        return state, events, children[::-1]
+        iterations = None
+        if node is not None:
+            node_id = _node_id(state, node)
+            iterations = [
+                {"execution_id": state.id, **it}
+                for it in await store.get_iterations(state.id, node_id, clip=clip)
+            ]
+        return state, events, children[::-1], iterations
     finally:
         await store.close()
 

@@ -260,8 +260,9 @@ def test_show_by_prefix_latest_and_node(cli):
         } <= set(node_state)
     for output in latest["node_outputs"].values():
         assert set(output) == {"value", "metadata"}
-    node = json.loads(cli("show", "latest", "--node", "Greet", "--json").stdout)
+    [node] = json.loads(cli("show", "latest", "--node", "Greet", "--json").stdout)
     assert node["output"]["value"] == {"default": "Hello, world!"}
+    assert (node["label"], node["iteration"], node["status"]) == ("Greet", 1, "COMPLETED")
     text = cli("show", "latest", "--node", "Greet").stdout
     assert "Hello, world!" in text
     missing = cli("show", "latest", "--node", "Nope")

@@ -87,13 +87,15 @@ def print_execution(
     events: list[dict[str, Any]] | None = None,
     width: int | None = None,
     children: list[ExecutionState] | None = None,
+    iterations: list[dict[str, Any]] | None = None,
 ) -> None:
     """The `dipeo show` report: header, result, node table, then each node's output and error
     (long values cut, with the command that shows them whole). `children` are the executions
     this one ran as sub-diagrams.
 
     With `node` (a label or an id): the header, then that node only, in full, with its events
-    when `events` is given. Raises KeyError(message) when `node` names no node.
+    when `events` is given and every iteration it ran when `iterations` is given (oldest
+    first). Raises KeyError(message) when `node` names no node.
     """
     from rich.text import Text
 
@@ -131,6 +133,9 @@ def print_execution(
     if selected is not None:
         for node_id in selected:
             _print_node_full(console, glyphs, state, node_id, events)
+            mine = [it for it in iterations or () if it["node_id"] == node_id]
+            if len(mine) > 1:
+                _print_iterations(console, glyphs, state, mine)
         return
 
     for heading, value in _result_sections(state):
@@ -284,3 +289,36 @@ def _print_node_full(
         console.print(Text("events:", style="bold"))
         for event in mine:
             console.print(Text(_event_line(event)), soft_wrap=True)
+
+
+def _print_iterations(
+    console: Console,
+    glyphs: dict[str, str],
+    state: ExecutionState,
+    iterations: list[dict[str, Any]],
+) -> None:
+    """Every run of a node, oldest first: status, when, what fed it, what it produced."""
+    from rich.text import Text
+
+    console.print()
+    console.print(Text(f"iterations ({len(iterations)}):", style="bold"))
+    for it in iterations:
+        status = it["status"]
+        line = Text(f"{glyphs['node']} #{it['iteration']} ")
+        line.append(status, style=STATUS_STYLES.get(status, ""))
+        if it.get("started_at"):
+            line.append(f"  {_local_time(it['started_at'])}")
+        sources = ", ".join(
+            f"{label} <- {src} #{n}" for label, (src, n) in (it.get("inputs") or {}).items()
+        )
+        if sources:
+            line.append(f"  inputs: {sources}", style="dim")
+        console.print(line)
+        if it.get("error"):
+            _print_block(
+                console, glyphs, "error:", it["error"], state, None, clip=True, style="red"
+            )
+        output = it.get("output")
+        if output is not None:
+            label = it.get("label") or it["node_id"]
+            _print_block(console, glyphs, "value:", output.get("value"), state, label, clip=True)

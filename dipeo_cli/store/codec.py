@@ -173,8 +173,13 @@ def decode_value(text: str | None, blobs: dict[str, Any]) -> Any:
 
 
 def clipped(head: str, size: int) -> str:
-    """What a reader that asked for clipped values sees instead of a large one."""
-    return f"{head}… [{size:,} characters in all; `--json` with --node gives the whole value]"
+    """What a reader that asked for clipped values sees instead of a large one: a note first
+    (so that a report cutting the text further still shows it), then the first characters of
+    the value's JSON text."""
+    return (
+        f"[{size:,} characters in all; `dipeo show ID --node LABEL --json` prints the whole "
+        f"value] {head}…"
+    )
 
 
 # -- encoding events -------------------------------------------------------------------------
