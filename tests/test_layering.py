@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "dipeo_cli"
 OWNERS = {
     "rich": {"render/"},  # a folder: every module in it
-    "typer": {"cli.py"},
+    "typer": {"cli/"},
     "aiosqlite": {"store/sqlite.py"},
     "openai": {"llm/openai_service.py"},
     "anthropic": {"llm/anthropic_service.py"},
