@@ -147,6 +147,7 @@ class Run:
         execution_id: str | None = None,
         parent_id: str | None = None,
         replay: Any = None,
+        retry_of: str | None = None,
     ) -> None:
         self.store = store
         self.state: ExecutionState | None = None
@@ -162,6 +163,7 @@ class Run:
             diagram_id=graph.diagram.file,
             parent_id=parent_id,
             replay=replay,
+            retry_of=retry_of,
         )
 
     @property
@@ -222,11 +224,16 @@ async def execute(
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
     on_start: Any = None,
+    replay: Any = None,
+    retry_of: str | None = None,
+    llm_replay: Any = None,
+    http_replay: Any = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
     `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
-    `run.executor.abort` there)."""
+    `run.executor.abort` there). `replay`/`retry_of` make it a retry (dipeo_cli/retry.py);
+    `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py)."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
@@ -236,6 +243,8 @@ async def execute(
         store=store,
         options=options,
         llm_mode=llm_mode,
+        llm_replay=llm_replay,
+        http_replay=http_replay,
     )
     run = Run(
         graph,
@@ -245,6 +254,8 @@ async def execute(
         options=options,
         progress=progress,
         execution_id=execution_id,
+        replay=replay,
+        retry_of=retry_of,
     )
     resources.pause_progress = getattr(run._progress, "paused", None)
     if on_start is not None:
@@ -298,6 +309,7 @@ def run_json(state: ExecutionState) -> dict[str, Any]:
 def history_json(state: ExecutionState) -> dict[str, Any]:
     data = run_json(state)
     data.pop("result")
+    data["retry_of"] = state.retry_of
     return data
 
 

@@ -9,7 +9,7 @@ Row shapes (column order of the SQL statements in the dialect modules):
 
     execution  id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds,
                error, variables, token_usage, result, pid, process_start, host, parent_id,
-               diagram_source, node_fingerprints, secret_variables, heartbeat_at
+               diagram_source, node_fingerprints, secret_variables, heartbeat_at, retry_of
     node       execution_id, node_id, label, type, status, started_at, ended_at, error,
                skip_reason, token_usage, iterations, position
     iteration  execution_id, node_id, iteration, label, status, started_at, ended_at, error,
@@ -410,4 +410,5 @@ def execution_row(
         None,
         None,
         None,
+        state.retry_of,
     )

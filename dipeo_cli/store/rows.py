@@ -27,7 +27,7 @@ Row = tuple[Any, ...]
 EXECUTION_COLUMNS = (
     "id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds, error, "
     "variables, token_usage, result, pid, process_start, host, parent_id, diagram_source, "
-    "node_fingerprints, secret_variables, heartbeat_at"
+    "node_fingerprints, secret_variables, heartbeat_at, retry_of"
 )
 NODE_COLUMNS = (
     "execution_id, node_id, label, type, status, started_at, ended_at, error, skip_reason, "
@@ -57,6 +57,7 @@ def state_from_row(row: Row, blobs: dict[str, Any] | None = None) -> ExecutionSt
         is_active=status.is_active,
         result=decode_value(row[10], blobs),
         parent_id=row[14],
+        retry_of=row[19],
     )
 
 
@@ -104,6 +105,7 @@ def decode_events(
                 nodes=tuple(ev.NodeInfo(i, label, t) for i, label, t in payload.get("nodes", [])),
                 at=at,
                 parent_id=execution.parent_id,
+                retry_of=execution.retry_of,
             )
         elif kind == "NodeStarted":
             event = ev.NodeStarted(nid, iteration or 0, at)
