@@ -55,7 +55,11 @@ def loop_diagram(base_url: str, prompt: str = "Say something new about {{topic}}
 
 def run_json(cli: Any, *args: str) -> tuple[int, dict[str, Any], str]:
     result = cli(*args, "--json")
-    return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else {}, result.stderr
+    return (
+        result.exit_code,
+        json.loads(result.stdout) if result.stdout.strip() else {},
+        result.stderr,
+    )
 
 
 def test_a_recorded_loop_replays_offline_with_no_key_and_no_request(
@@ -88,9 +92,7 @@ def test_a_changed_prompt_word_fails_the_replay_with_a_diff(
     assert code == 1
     assert "node 'Talk' iteration 1" in replayed["error"]
     assert "[-new-]" in replayed["error"] and "{+old+}" in replayed["error"]
-    code, loose, _ = run_json(
-        cli, "run", diagram, "--replay", recorded["id"], "--replay-loose"
-    )
+    code, loose, _ = run_json(cli, "run", diagram, "--replay", recorded["id"], "--replay-loose")
     assert code == 0 and loose["result"] == recorded["result"]
     assert len(llm_server.requests) == 3
 
@@ -116,7 +118,7 @@ def chain_with_files() -> str:
         if i == 4:
             code = f"open('ran-{i}.txt', 'a').write('x')\\nresult = open('data.txt').read()"
         steps.append(
-            f"  - label: Step{i}\n    type: code_job\n    language: python\n    code: \"{code}\"\n"
+            f'  - label: Step{i}\n    type: code_job\n    language: python\n    code: "{code}"\n'
         )
     connections = "".join(
         f"  - {{from: {a}, to: {b}}}\n"
@@ -234,9 +236,7 @@ def test_a_loop_that_failed_in_its_third_round_replays_two_rounds(cli: Any) -> N
     assert replayed == [True, True, False, False]
 
 
-def test_a_masked_variable_must_be_given_again(
-    cli: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_masked_variable_must_be_given_again(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SERVICE_TOKEN", "tok-0123456789-secret")
     write(
         "greet.light.yaml",
@@ -250,7 +250,9 @@ def test_a_masked_variable_must_be_given_again(
           - {from: Greet, to: End}
         """,
     )
-    _, done, _ = run_json(cli, "run", "greet.light.yaml", "-i", "name=Ada", "-i", "auth=tok-0123456789-secret")
+    _, done, _ = run_json(
+        cli, "run", "greet.light.yaml", "-i", "name=Ada", "-i", "auth=tok-0123456789-secret"
+    )
     refused = cli("retry", done["id"])
     assert refused.exit_code == 2 and "-i auth=" in refused.stderr
     code, again, _ = run_json(cli, "retry", done["id"], "-i", "auth=tok-0123456789-secret")
@@ -278,7 +280,7 @@ def test_api_job_answers_are_replayed_too(cli: Any) -> None:
             f"""\
             nodes:
               - {{label: Start, type: start}}
-              - {{label: Get, type: api_job, url: "{server.url('/item')}", method: GET}}
+              - {{label: Get, type: api_job, url: "{server.url("/item")}", method: GET}}
               - {{label: End, type: endpoint}}
             connections:
               - {{from: Start, to: Get}}
