@@ -28,6 +28,38 @@ if TYPE_CHECKING:
     from dipeo_cli.state import NodeExecutionStatus, NodeOutput
 
 
+class ProcessServices:
+    """Services that one process shares among all the executions it hosts (the python worker
+    pool: warm workers are worth keeping across runs), created on first use and closed by the
+    host (the CLI command, the server) when it is done: `await services.close()`. Per-run
+    services (LLM conversations, HTTP clients, person configs) stay in RunResources."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, Any] = {}
+        self._closers: list[Callable[[], Any]] = []
+
+    def get(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
+        if name not in self._services:
+            instance = factory()
+            self._services[name] = instance
+            self._closers.append(lambda: closer(instance))
+        return self._services[name]
+
+    async def close(self) -> None:
+        """Close every service (one failing closer does not skip the others)."""
+        errors: list[BaseException] = []
+        while self._closers:
+            try:
+                result = self._closers.pop()()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                errors.append(exc)
+        self._services.clear()
+        if errors:
+            raise errors[0]
+
+
 @dataclass
 class RunResources:
     """Services shared by every node of one run, created lazily, closed at the end."""
@@ -46,6 +78,8 @@ class RunResources:
     # replay seams (None: calls go out): see dipeo_cli.llm.call and dipeo_cli.http_calls
     llm_replay: Any = None
     http_replay: Any = None
+    # the host process's shared services (None: process-wide services live for this run only)
+    shared: ProcessServices | None = None
     _parent: RunResources | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +98,7 @@ class RunResources:
             llm_mode=self.llm_mode,
             llm_replay=self.llm_replay,
             http_replay=self.http_replay,
+            shared=self.shared,
             _parent=self,
         )
 
@@ -76,6 +111,15 @@ class RunResources:
             self._services[name] = instance
             self._closers.append(lambda: closer(instance))
         return self._services[name]
+
+    def process_service(
+        self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]
+    ) -> Any:
+        """The host process's one instance of a service (shared by every execution it runs),
+        or the run's own when the host shares none."""
+        if self.shared is not None:
+            return self.shared.get(name, factory, closer)
+        return self.service(name, factory, closer)
 
     async def close(self) -> None:
         while self._closers:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dipeo_cli import events as ev
-from dipeo_cli.context import RunResources
+from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
@@ -228,12 +228,14 @@ async def execute(
     retry_of: str | None = None,
     llm_replay: Any = None,
     http_replay: Any = None,
+    shared: ProcessServices | None = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
     `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
     `run.executor.abort` there). `replay`/`retry_of` make it a retry (dipeo_cli/retry.py);
-    `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py)."""
+    `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py).
+    `shared` holds the host process's services (the python worker pool), kept across runs."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
@@ -245,6 +247,7 @@ async def execute(
         llm_mode=llm_mode,
         llm_replay=llm_replay,
         http_replay=http_replay,
+        shared=shared,
     )
     run = Run(
         graph,

@@ -185,6 +185,7 @@ async def _run(
     import dataclasses
     from pathlib import Path
 
+    from dipeo_cli.context import ProcessServices
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
@@ -199,6 +200,7 @@ async def _run(
         raise
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     handled: list[Any] = []
+    services = ProcessServices()  # this process hosts one execution; its pool closes with it
     try:
         outcome = await execute(
             graph,
@@ -209,6 +211,7 @@ async def _run(
             answers=answers,
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
             llm_mode=llm_mode,
+            shared=services,
             **more,
         )
     except BaseException:
@@ -219,6 +222,7 @@ async def _run(
         loop = asyncio.get_running_loop()
         for sig in handled:
             loop.remove_signal_handler(sig)
+        await services.close()
     try:
         await store.close()
     except HistoryError as exc:  # the same failure execute() reported, or a new one

@@ -200,7 +200,7 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
-    pool: PythonWorkerPool = ctx.resources.service("python_pool", _new_pool, _close_pool)
+    pool: PythonWorkerPool = ctx.resources.process_service("python_pool", _new_pool, _close_pool)
     started = time.perf_counter()
     reply = await pool.run(job)
     metadata: dict[str, Any] = {
