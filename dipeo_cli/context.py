@@ -21,11 +21,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from dipeo_cli.graph import ExecutableGraph, ExecutableNode
     from dipeo_cli.state import NodeExecutionStatus, NodeOutput
+
+T = TypeVar("T")
 
 
 class ProcessServices:
@@ -102,7 +104,7 @@ class RunResources:
             _parent=self,
         )
 
-    def service(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
+    def service(self, name: str, factory: Callable[[], T], closer: Callable[[T], object]) -> T:
         """The run's one instance of a service, created by `factory` on first use."""
         if self._parent is not None:
             return self._parent.service(name, factory, closer)
@@ -110,7 +112,8 @@ class RunResources:
             instance = factory()
             self._services[name] = instance
             self._closers.append(lambda: closer(instance))
-        return self._services[name]
+        service: T = self._services[name]  # the name's factory made it
+        return service
 
     def process_service(
         self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,7 +334,7 @@ class Executor(Steering):
         nodes that may have become ready (or dead) and of the node itself."""
         self._recheck([*self._arrows.deliver(nid, value), nid])
 
-    def _recheck(self, nids: list[str]) -> None:
+    def _recheck(self, nids: Iterable[str]) -> None:
         work = list(nids)
         while work:
             nid = work.pop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,6 +172,7 @@ class Run:
         return self.executor.execution_id
 
     def _emit(self, event: ev.Event) -> None:
+        state: ExecutionState | None  # an annotation only: no cost on this hot path
         if isinstance(event, ev.ExecutionStarted):
             self.state = state = new_state(event)
             if self.store is not None:
@@ -316,7 +318,7 @@ def history_json(state: ExecutionState) -> dict[str, Any]:
     return data
 
 
-def show_json(state: ExecutionState, children: list[ExecutionState] = ()) -> dict[str, Any]:
+def show_json(state: ExecutionState, children: Sequence[ExecutionState] = ()) -> dict[str, Any]:
     """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
     data = state.model_dump(mode="json")
     data["children"] = [child.id for child in children]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from dipeo_cli.cli import (
     _read_history,
     app,
 )
+
+if TYPE_CHECKING:
+    from dipeo_cli.state import ExecutionState
 
 
 @app.command()
@@ -101,7 +104,7 @@ def show(
         _fail(str(exc.args[0]) if exc.args else str(exc))
 
 
-def _node_id(state: Any, node: str) -> str:
+def _node_id(state: ExecutionState, node: str) -> str:
     if node in state.node_states:
         return node
     for node_id, node_state in state.node_states.items():

@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from dipeo_cli import events as ev
 from dipeo_cli.errors import ExecutionNotFoundError, HistoryError
@@ -81,7 +81,7 @@ class SqlHistory(Queries):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> Any:
+    async def open(self) -> Self:
         """Connect (migrating the schema as needed) and start the writer."""
         refresh_secrets()
         await self._connect()
@@ -319,7 +319,7 @@ class SqlHistory(Queries):
             )
         return [Control(*row) for row in rows]
 
-    def watch(self, execution_id: str, on_control: Callable[[Control], str | None]) -> Callable:
+    def watch(self, execution_id: str, on_control: Callable[[Control], str | None]) -> Callable[[], None]:
         """Deliver control requests for `execution_id` to `on_control` (whose return value is
         recorded as the request's outcome) and keep its heartbeat; returns the unwatch call."""
         return self._watcher.watch(execution_id, on_control)

@@ -185,7 +185,8 @@ class Queries:
         )
         if not rows or rows[0][0] is None:
             return None
-        return decode_value(rows[0][0], await self._blobs([rows[0][0]], None))
+        source: str = decode_value(rows[0][0], await self._blobs([rows[0][0]], None))
+        return source
 
     async def run_record(self, execution_id: str) -> dict[str, Any]:
         """What an execution recorded about how it ran: `diagram_path`, `diagram_source`,

@@ -244,7 +244,8 @@ class SqliteStore(SqlHistory):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         db = self._require_db()
         try:
-            return list(await db.execute_fetchall(sql, params))
+            # tuples (no row_factory is set), though aiosqlite's stub says sqlite3.Row
+            return list(await db.execute_fetchall(sql, params))  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise HistoryError(
                 f"cannot read the history database {self.where}: {self.explain(exc)}"
