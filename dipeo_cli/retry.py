@@ -137,11 +137,11 @@ def plan_retry(
             elif before[node.label] != node.fingerprint:
                 reasons[nid] = "changed since the original run"
         if from_label is not None:
-            node = graph.node_by_label(from_label) or graph.nodes.get(from_label)
-            if node is None:
+            chosen = graph.node_by_label(from_label) or graph.nodes.get(from_label)
+            if chosen is None:
                 labels = ", ".join(graph.nodes[n].label for n in graph.order)
                 raise ValueError(f"--from: no node '{from_label}' in the diagram ({labels})")
-            reasons[node.id] = "--from"
+            reasons[chosen.id] = "--from"
     roots = list(reasons)
     replay.go_live(roots)
     done_labels = {label for label, _ in completed}
@@ -171,7 +171,7 @@ def _original_state(original: ExecutionState, label: str) -> Any:
 
 
 def _status_reason(node: Any) -> str:
-    status = node.status.value
+    status = str(node.status.value)
     if status == "FAILED":
         error = (node.error or "").strip().splitlines()
         return f"failed: {error[0][:80]}" if error else "failed"
