@@ -228,7 +228,7 @@ def test_nobody_running_the_execution_exits_2_and_the_request_is_withdrawn() -> 
 
     asyncio.run(create())
     started = time.monotonic()
-    out = dipeo("pause", eid[:10], "--wait", "0.5")
+    out = dipeo("pause", eid[:10], "--wait", "0.5", "--db", str(default_db_path()))
     assert out.returncode == 2
     assert f"execution {eid} is not running anywhere" in out.stderr
     assert "withdrawn" in out.stderr
@@ -360,3 +360,27 @@ def test_show_json_follow_prints_the_final_state(tmp_path: Path) -> None:
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["status"] == "COMPLETED"
     assert dipeo("show", "latest", "--follow", "--node", "A").returncode == 2
+
+
+def test_the_live_header_and_plain_lines_say_paused() -> None:
+    import io
+
+    from dipeo_cli import render
+    from dipeo_cli.state import apply_event
+    from tests.test_render import FAILED_RUN, NODES, T, build, live_console, render_live
+
+    state = build(NODES, FAILED_RUN[:5])
+    paused = ev.ExecutionPaused(T + 1, "lunch")
+    apply_event(state, paused)
+    progress = render.LiveProgress(live_console(io.StringIO(), width=120), clock=lambda: T + 2)
+    progress._state = state
+    header = render_live(progress).splitlines()[0]
+    assert "PAUSED" in header and "no node starts until resumed" in header
+    out = io.StringIO()
+    plain = render.PlainProgress(out)
+    plain.update(state, paused)
+    resumed = ev.ExecutionResumed(T + 3)
+    apply_event(state, resumed)
+    plain.update(state, resumed)
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [f"execution {state.id} PAUSED: lunch", f"execution {state.id} RESUMED"]
