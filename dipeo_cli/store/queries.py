@@ -382,6 +382,11 @@ class Queries:
                         f"duration_seconds = ? WHERE id = ? AND {active}",
                         [(error, ended_at, duration, eid, *ACTIVE_STATUSES)],
                     ),
+                    (  # nothing will take them now
+                        "UPDATE controls SET outcome = ? "
+                        "WHERE execution_id = ? AND taken_at IS NULL AND outcome IS NULL",
+                        [("error: the execution was interrupted before taking this request", eid)],
+                    ),
                 ]
             )
 
