@@ -49,14 +49,20 @@ def _completed_of(state: ExecutionState) -> str:
 
 
 def print_history(
-    states: list[ExecutionState], stream: TextIO, *, color: bool, width: int | None = None
+    states: list[ExecutionState],
+    stream: TextIO,
+    *,
+    color: bool,
+    width: int | None = None,
+    wide: bool = False,
+    filtered: bool = False,
 ) -> None:
     """The `dipeo history` table, newest first. Ids are cut to a prefix `dipeo show` accepts."""
     from rich.text import Text
 
     console = _report_console(stream, color, width)
     if not states:
-        console.print("No executions recorded yet.")
+        console.print("No executions match." if filtered else "No executions recorded yet.")
         return
     states = sorted(states, key=lambda state: state.started_at, reverse=True)
     short = _short_ids([state.id for state in states])
