@@ -17,9 +17,11 @@ from typing import Any, NoReturn
 import typer
 
 from dipeo_cli import __version__
+from dipeo_cli.cli.helptext import PlainHelpGroup  # noqa: E402
 
 app = typer.Typer(
     name="dipeo",
+    cls=PlainHelpGroup,
     help="Run DiPeO diagrams from the command line and keep a history of every execution.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
@@ -38,6 +40,7 @@ def complete_execution_ids(incomplete: str) -> list[tuple[str, str]]:
     """Shell completion: ids of the default history's executions that start with
     `incomplete`, newest first, each with its status and diagram. Cheap (one indexed query on
     a read-only connection, no migration, no repair) and never failing: nothing on error."""
+    found = [("latest", "the newest execution")] if "latest".startswith(incomplete) else []
     try:
         import sqlite3
 
@@ -45,7 +48,7 @@ def complete_execution_ids(incomplete: str) -> list[tuple[str, str]]:
 
         path = default_db_path()
         if not path.is_file():
-            return []
+            return found
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
         try:
             rows = db.execute(
@@ -55,10 +58,9 @@ def complete_execution_ids(incomplete: str) -> list[tuple[str, str]]:
             ).fetchall()
         finally:
             db.close()
-        found = [("latest", "the newest execution")] if "latest".startswith(incomplete) else []
         return found + [(eid, f"{status} {diagram or ''}".strip()) for eid, status, diagram in rows]
     except Exception:
-        return []
+        return found
 
 
 def complete_diagram_files(incomplete: str) -> list[str]:
@@ -202,9 +204,9 @@ def main() -> None:
 
 # The command families register themselves on `app` (one module each; heavy imports stay
 # inside the commands, so `dipeo --help` stays fast).
+from dipeo_cli.cli import run as _run  # noqa: E402, F401, I001  (run first in --help)
 from dipeo_cli.cli import history as _history  # noqa: E402, F401
 from dipeo_cli.cli import retention as _retention  # noqa: E402, F401
-from dipeo_cli.cli import run as _run  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -21,10 +21,12 @@ from dipeo_cli.cli import (
     app,
     complete_execution_ids,
 )
+from dipeo_cli.cli.helptext import PlainHelpGroup
 
 history_app = typer.Typer(
     name="history",
     help="List past executions, newest first (rm, prune, path, stats manage the history).",
+    cls=PlainHelpGroup,
     invoke_without_command=True,
     no_args_is_help=False,
     rich_markup_mode=None,
@@ -85,7 +87,6 @@ def history(
         20,
         "--limit",
         "-n",
-        min=0,
         metavar="N",
         help="Show at most N executions (0: all of them).",
     ),
@@ -127,6 +128,8 @@ def history(
     db: str | None = DbOption,
 ) -> None:
     """List past executions, newest first; `dipeo history COMMAND` manages the history."""
+    if limit < 0:
+        _fail("--limit must be 0 (all) or more")
     if ctx.invoked_subcommand is not None:
         ctx.obj = {"db": db}  # `dipeo history --db X rm ID` works as `rm ID --db X`
         return
@@ -195,9 +198,14 @@ async def _open_reader(db: str | None) -> Any:
 @app.command()
 def show(
     execution: str = typer.Argument(
-        "latest", help="Execution id, a unique prefix of one, or 'latest'."
+        "latest",
+        metavar="ID",
+        help="Execution id, a unique prefix of one, or 'latest'.",
+        autocompletion=complete_execution_ids,
     ),
-    node: str | None = typer.Option(None, "--node", help="Only this node (label or id), in full."),
+    node: str | None = typer.Option(
+        None, "--node", metavar="LABEL", help="Only node LABEL (or node id), in full."
+    ),
     as_json: bool = JsonOption,
     db: str | None = DbOption,
 ) -> None:

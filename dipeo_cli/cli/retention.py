@@ -113,7 +113,7 @@ def history_rm(
     ctx: typer.Context,
     executions: list[str] = typer.Argument(
         ...,
-        metavar="ID...",
+        metavar="ID",
         help="Executions to remove: ids or unique prefixes (their sub-diagram runs go too).",
         autocompletion=complete_execution_ids,
     ),
@@ -140,7 +140,6 @@ def history_prune(
     keep: int = typer.Option(
         0,
         "--keep",
-        min=0,
         metavar="N",
         help="Keep the N newest matching executions whatever their age.",
     ),
