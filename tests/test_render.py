@@ -144,8 +144,8 @@ def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert render.choose_mode(FakeTerminal(), quiet=True) == "quiet"
     assert render.choose_mode(FakeTerminal(), quiet=False) == "live"
-    monkeypatch.setenv("NO_COLOR", "1")  # no escape codes at all, so no live redrawing either
-    assert render.choose_mode(FakeTerminal(), quiet=False) == "plain"
+    monkeypatch.setenv("NO_COLOR", "1")  # no colour, but the live table stays
+    assert render.choose_mode(FakeTerminal(), quiet=False) == "live"
     monkeypatch.delenv("NO_COLOR")
     assert render.choose_mode(io.StringIO(), quiet=False) == "plain"
     monkeypatch.setenv("TERM", "dumb")

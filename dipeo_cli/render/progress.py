@@ -37,12 +37,12 @@ class Progress(Protocol):
 
 
 def choose_mode(stream: TextIO, quiet: bool) -> str:
-    """`quiet` when asked; `live` on a terminal that can redraw (and NO_COLOR unset); `plain`
-    lines otherwise."""
+    """`quiet` when asked; `live` on a terminal that can redraw; `plain` lines otherwise.
+    NO_COLOR keeps the live table, without colour (NO_COLOR is about colour, not cursor
+    movement: Rich honours it)."""
     if quiet:
         return "quiet"
-    # NO_COLOR asks for no escape codes at all, and the live table needs cursor movement.
-    if _isatty(stream) and os.environ.get("TERM", "") != "dumb" and not os.environ.get("NO_COLOR"):
+    if _isatty(stream) and os.environ.get("TERM", "") != "dumb":
         return "live"
     return "plain"
 

@@ -8,6 +8,7 @@ level, so the plain progress lines and an uncoloured summary do not load it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -251,12 +252,18 @@ def _result_sections(state: ExecutionState) -> list[tuple[str, Any]]:
 # ------------------------------------------------------------------- consoles
 
 
+def _columns() -> int | None:
+    """$COLUMNS when it holds a usable width: a pipe has no size, but the shell may know it."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and 20 <= int(text) <= 1000 else None
+
+
 def _report_console(stream: TextIO, color: bool, width: int | None) -> Console:
     """A Console for a report: no ANSI at all without colour, 100 columns off a terminal."""
     from rich.console import Console
 
     if width is None and not _isatty(stream):
-        width = REPORT_WIDTH
+        width = _columns() or REPORT_WIDTH
     return Console(
         file=stream,
         width=width,
