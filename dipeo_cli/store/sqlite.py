@@ -141,7 +141,7 @@ class SqliteStore(SqlHistory):
                 # A named in-memory database, so that the migrating connection sees it too.
                 target: str | Path = f"file:dipeo-{uuid.uuid4().hex}?mode=memory&cache=shared"
             else:
-                if not self.create and not self.path.is_file():
+                if not self.create and not self.path.exists():
                     # a read must not leave an empty database (or folders) behind a typo
                     raise HistoryMissingError(f"no history database at {self.path}")
                 self.path.parent.mkdir(parents=True, exist_ok=True)
