@@ -19,6 +19,7 @@ from dipeo_cli.render.text import (
     _output_preview,
     _progress_console,
     format_duration,
+    handled_failures,
 )
 from dipeo_cli.state import ExecutionState, parse_iso
 
@@ -141,7 +142,7 @@ class PlainProgress:
         self._emit(event.at, text)
 
     def _final_line(self, state: ExecutionState) -> str:
-        text = f"execution {state.id} {state.status.value}"
+        text = f"execution {state.id} {state.status.value}{handled_failures(state)}"
         if state.duration_seconds is not None:
             text += f" in {format_duration(state.duration_seconds)}"
         if state.error:

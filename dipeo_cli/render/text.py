@@ -238,6 +238,17 @@ def _clip_lines(text: str, max_lines: int, max_chars: int) -> tuple[str, int]:
     return clipped, len(lines) - len(kept)
 
 
+def handled_failures(state: ExecutionState) -> str:
+    """ ", N nodes failed into error ports" for a COMPLETED run whose failures went out of
+    `error` ports (or on as outputs with --continue-on-error); "" otherwise."""
+    if state.status.value != "COMPLETED":
+        return ""
+    failed = sum(1 for node in state.node_states.values() if node.status.value == "FAILED")
+    if not failed:
+        return ""
+    return f", {failed} node{'s' * (failed != 1)} failed into error ports"
+
+
 def _result_sections(state: ExecutionState) -> list[tuple[str, Any]]:
     """(heading, value) per endpoint result: one `Result`, or one per endpoint label."""
     result = state.result
