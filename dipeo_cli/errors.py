@@ -7,7 +7,8 @@
     ├── HistoryError                the history database cannot be opened, read or written: a
     │                               full disk, a damaged file, a newer schema (exit 2; exit 1
     │                               when a run that happened could not be recorded)
-    │   └── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
+    │   ├── ExecutionNotFoundError  `dipeo show ID` matched no execution, or several
+    │   └── HistoryMissingError     a read-only command named a database that does not exist
     ├── ControlError                pause/resume/abort/skip cannot apply (finished run, a node
     │                               that already ran, an unknown node)
     ├── LLMConfigError              llm: a person cannot be called (service, API key, key file)
@@ -99,6 +100,11 @@ class HistoryError(DipeoError):
 
 class ExecutionNotFoundError(HistoryError):
     """No execution (or more than one) matches the id or prefix the user gave."""
+
+
+class HistoryMissingError(HistoryError):
+    """A command that only reads the history named a database file that does not exist (it
+    is never created for a read)."""
 
 
 class ControlError(DipeoError):

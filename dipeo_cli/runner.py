@@ -307,6 +307,12 @@ def run_json(state: ExecutionState) -> dict[str, Any]:
         "duration_seconds": state.duration_seconds,
         "error": state.error,
         "result": state.result,
+        # extension: the labels of the endpoints that produced `result`, in diagram order
+        "result_from": [
+            node.label or node_id
+            for node_id, node in state.node_states.items()
+            if node.type == "endpoint" and node.status.value == "COMPLETED"
+        ],
         "token_usage": state.token_usage.model_dump(),
     }
 
@@ -314,6 +320,7 @@ def run_json(state: ExecutionState) -> dict[str, Any]:
 def history_json(state: ExecutionState) -> dict[str, Any]:
     data = run_json(state)
     data.pop("result")
+    data.pop("result_from")
     data["retry_of"] = state.retry_of
     return data
 

@@ -35,6 +35,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("DIPEO_BASE_DIR", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("DIPEO_LLM", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped reports follow COLUMNS when set
     monkeypatch.chdir(work)
     yield work
     from dipeo_cli.redact import refresh_secrets

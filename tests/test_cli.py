@@ -59,6 +59,7 @@ def test_run_json_is_one_object_with_the_documented_fields(cli):
         "duration_seconds",
         "error",
         "result",
+        "result_from",
         "token_usage",
     }
     assert data["status"] == "COMPLETED"

@@ -12,40 +12,145 @@ from dipeo_cli.cli import (
     STATUSES,
     DbOption,
     JsonOption,
+    StatusOption,
     _color,
     _fail,
-    _open_store,
     _out,
     _print_json,
     _read_history,
     app,
+    complete_execution_ids,
 )
+from dipeo_cli.cli.helptext import PlainHelpGroup
+
+history_app = typer.Typer(
+    name="history",
+    help="List past executions, newest first (rm, prune, path, stats manage the history).",
+    cls=PlainHelpGroup,
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(history_app, name="history")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 if TYPE_CHECKING:
     from dipeo_cli.state import ExecutionState
 
 
-@app.command()
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `90s`, `30m`, `2h`, `7d`, `2w` or `1h30m`; ValueError
+    otherwise."""
+    import re
+
+    compact = text.strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(text)
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def parse_since(text: str, now: float) -> str:
+    """The ISO time (UTC, as stored) that `--since TEXT` names: a duration back from `now`,
+    or an ISO date or time (local time unless it says otherwise)."""
+    from datetime import datetime
+
+    from dipeo_cli.state import iso
+
+    try:
+        return iso(now - parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(
+            f"--since {text!r} is neither a duration (like 30m, 2h, 7d) nor a date "
+            "(like 2024-05-01 or 2024-05-01T12:00)"
+        )
+    return iso(moment.timestamp())  # a naive time is local, as the user reads it
+
+
+def _status_value(status: str | None) -> Any:
+    from dipeo_cli.state import ExecutionStatus
+
+    if status is None:
+        return None
+    if status.upper() not in STATUSES:
+        _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+    return ExecutionStatus(status.upper())
+
+
+@history_app.callback()
 def history(
+    ctx: typer.Context,
     limit: int = typer.Option(
-        20, "--limit", "-n", min=1, help="Show at most this many executions."
+        20,
+        "--limit",
+        "-n",
+        metavar="N",
+        help="Show at most N executions (0: all of them).",
     ),
-    status: str | None = typer.Option(None, "--status", help="Only executions with this status."),
+    status: str | None = StatusOption,
     diagram: str | None = typer.Option(
-        None, "--diagram", help="Only executions of diagrams whose path contains this."
+        None,
+        "--diagram",
+        metavar="TEXT",
+        help="Only executions of diagrams whose name or path contains TEXT.",
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        metavar="WHEN",
+        help="Only executions started since WHEN: a duration back from now (30m, 2h, 7d) "
+        "or a date (2024-05-01, 2024-05-01T12:00).",
+    ),
+    parent: str | None = typer.Option(
+        None,
+        "--parent",
+        metavar="ID",
+        help="Only the sub-diagram runs started by execution ID (an id or unique prefix).",
+        autocompletion=complete_execution_ids,
+    ),
+    top: bool = typer.Option(
+        False, "--top", help="Only executions a user started (no sub-diagram runs)."
+    ),
+    search: str | None = typer.Option(
+        None,
+        "--search",
+        metavar="TEXT",
+        help="Only executions whose errors, outputs, node labels or diagram contain every "
+        "word of TEXT (full-text).",
+    ),
+    wide: bool = typer.Option(
+        False, "--wide", help="Never cut diagram names or errors to fit the terminal."
     ),
     as_json: bool = JsonOption,
     db: str | None = DbOption,
 ) -> None:
-    """List past executions, newest first."""
-    from dipeo_cli.state import ExecutionStatus
+    """List past executions, newest first; `dipeo history COMMAND` manages the history."""
+    if limit < 0:
+        _fail("--limit must be 0 (all) or more")
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"db": db}  # `dipeo history --db X rm ID` works as `rm ID --db X`
+        return
+    import time
 
-    wanted = None
-    if status is not None:
-        if status.upper() not in STATUSES:
-            _fail(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
-        wanted = ExecutionStatus(status.upper())
-    states = _read_history(_list(db, limit, wanted, diagram))
+    wanted = _status_value(status)
+    after = parse_since(since, time.time()) if since else None
+    if parent is not None and top:
+        _fail("use only one of --parent and --top")
+    query = {
+        "limit": limit if limit > 0 else -1,
+        "status": wanted,
+        "diagram": diagram,
+        "since": after,
+        "top": top,
+        "search": search,
+    }
+    states = _read_history(_list(db, query, parent))
     if as_json:
         from dipeo_cli.runner import history_json
 
@@ -53,27 +158,57 @@ def history(
         return
     from dipeo_cli.render import print_history
 
-    print_history(states, _out(), color=_color(sys.stdout))
+    filtered = any(query[k] for k in ("status", "diagram", "since", "top", "search")) or bool(
+        parent
+    )
+    print_history(states, _out(), color=_color(sys.stdout), wide=wide, filtered=filtered)
 
 
-async def _list(db: str | None, limit: int, status: Any, diagram: str | None) -> Any:
-    from pathlib import Path
-
-    from dipeo_cli.store import open_store
-
-    store = await _open_store(open_store, Path(db) if db else None)
+async def _list(db: str | None, query: dict[str, Any], parent: str | None) -> Any:
+    store = await _open_reader(db)
+    if store is None:
+        return []
     try:
-        return await store.list_executions(limit=limit, status=status, diagram=diagram)
+        if parent is not None:
+            query["parent_id"] = (await store.find_execution(parent)).id
+        return await store.list_executions(**query)
     finally:
         await store.close()
+
+
+async def _open_reader(db: str | None) -> Any:
+    """The history to read, never created: None when the default one does not exist yet
+    (nothing recorded), one line and exit 2 when `--db` names a missing file."""
+    from pathlib import Path
+
+    from dipeo_cli.errors import HistoryMissingError
+    from dipeo_cli.store import open_store
+
+    try:
+        return await open_store(Path(db) if db else None, create=False)
+    except HistoryMissingError as exc:
+        if db is None:
+            return None
+        _fail(f"{exc} (check the --db path; `dipeo run` creates a history)")
+    except Exception as exc:  # HistoryError, UsageError: one line, exit 2
+        from dipeo_cli.errors import DipeoError
+
+        if isinstance(exc, DipeoError):
+            _fail(str(exc))
+        raise
 
 
 @app.command()
 def show(
     execution: str = typer.Argument(
-        "latest", help="Execution id, a unique prefix of one, or 'latest'."
+        "latest",
+        metavar="ID",
+        help="Execution id, a unique prefix of one, or 'latest'.",
+        autocompletion=complete_execution_ids,
     ),
-    node: str | None = typer.Option(None, "--node", help="Only this node (label or id), in full."),
+    node: str | None = typer.Option(
+        None, "--node", metavar="LABEL", help="Only node LABEL (or node id), in full."
+    ),
     follow: bool = typer.Option(
         False,
         "--follow",
@@ -126,11 +261,12 @@ def _node_id(state: ExecutionState, node: str) -> str:
 
 
 async def _find(db: str | None, execution: str, node: str | None, clip: int | None) -> Any:
-    from pathlib import Path
+    store = await _open_reader(db)
+    if store is None:
+        from dipeo_cli.paths import default_db_path
 
-    from dipeo_cli.store import open_store
-
-    store = await _open_store(open_store, Path(db) if db else None)
+        what = "" if execution == "latest" else f"no execution {execution!r}: "
+        _fail(f"{what}no executions recorded yet in {default_db_path()}")
     try:
         state = await store.find_execution(execution, clip=clip)
         events = await store.get_events(state.id)
@@ -169,13 +305,13 @@ def _follow(db: str | None, execution: str, as_json: bool) -> None:
 
 
 async def _follow_run(db: str | None, execution: str, as_json: bool, stream: Any) -> Any:
-    from pathlib import Path
 
     from dipeo_cli.follow import Followed, finished_reason, follow
     from dipeo_cli.render import choose_mode, open_progress
-    from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_reader(db)
+    if store is None:
+        _fail(f"no execution {execution!r}: no executions recorded yet")
     clip = None if as_json else SHOW_CLIP
     try:
         state = await store.find_execution(execution, clip=clip)

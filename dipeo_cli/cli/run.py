@@ -22,39 +22,60 @@ from dipeo_cli.cli import (
     _out,
     _print_json,
     app,
+    complete_diagram_files,
+)
+
+LLM_MODES = ("mock",)
+PluginOption = typer.Option(
+    None,
+    "--plugin",
+    metavar="FILE|MODULE",
+    help="Handler plugin: a .py file or a module name (repeatable).",
 )
 
 
 @app.command()
 def run(
     diagram: str = typer.Argument(
-        ..., help="Diagram file: light YAML, native JSON or readable YAML."
+        ...,
+        metavar="DIAGRAM",
+        help="Diagram file: light YAML, native JSON or readable YAML.",
+        autocompletion=complete_diagram_files,
     ),
-    input_data: str | None = typer.Option(None, "--input-data", help="Variables as a JSON object."),
-    inputs: str | None = typer.Option(None, "--inputs", help="Variables from a JSON or YAML file."),
+    input_data: str | None = typer.Option(
+        None, "--input-data", metavar="JSON", help="Variables as a JSON object."
+    ),
+    inputs: str | None = typer.Option(
+        None, "--inputs", metavar="FILE", help="Variables from a JSON or YAML file."
+    ),
     var: list[str] | None = typer.Option(
-        None, "-i", "--var", help="One variable, key=value (repeatable; JSON values accepted)."
+        None,
+        "-i",
+        "--var",
+        metavar="KEY=VALUE",
+        help="One variable (repeatable; JSON values accepted).",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="Fail the execution after this many seconds (exit 124)."
+        None,
+        "--timeout",
+        metavar="SECONDS",
+        help="Fail the execution after SECONDS (exit 124).",
     ),
     max_iterations: int = typer.Option(
         100,
         "--max-iterations",
-        min=1,
-        help="Most executions of one node without its own max_iteration.",
+        metavar="N",
+        help="Most executions of one node without its own max_iteration (N >= 1).",
     ),
     max_parallel: int = typer.Option(
-        256, "--max-parallel", min=1, help="Most nodes running at once."
+        256, "--max-parallel", metavar="N", help="Most nodes running at once (N >= 1)."
     ),
     continue_on_error: bool = typer.Option(
         False,
         "--continue-on-error",
         help="A failing node passes its error on as output instead of stopping the run.",
     ),
-    plugin: list[str] | None = typer.Option(
-        None, "--plugin", help="Handler plugin: a .py file or a module name (repeatable)."
-    ),
+    plugin: list[str] | None = PluginOption,
     light: bool = typer.Option(False, "--light", help="Read the file as light YAML."),
     native: bool = typer.Option(False, "--native", help="Read the file as native JSON."),
     readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
@@ -66,12 +87,16 @@ def run(
     answer: list[str] | None = typer.Option(
         None,
         "--answer",
-        help="Answer for a user_response node, LABEL=TEXT (repeatable; used in order).",
+        metavar="LABEL=TEXT",
+        help="Answer for the user_response node LABEL (repeatable; used in order).",
     ),
     llm: str | None = typer.Option(
         None,
         "--llm",
-        help="'mock': answer every LLM call offline and deterministically (marked in the history).",
+        metavar="MODE",
+        help="MODE is one of: mock (answer every LLM call offline and deterministically, "
+        "marked in the history).",
+        autocompletion=lambda incomplete: [m for m in LLM_MODES if m.startswith(incomplete)],
     ),
     replay: str | None = typer.Option(
         None,
@@ -95,6 +120,8 @@ def run(
 
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
+    if max_iterations < 1 or max_parallel < 1:
+        _fail("--max-iterations and --max-parallel must be at least 1")
     fmt = _format_flag(light, native, readable)
     if replay_loose and replay is None:
         _fail("--replay-loose needs --replay ID")
@@ -258,11 +285,16 @@ def _abort_quietly(executor: Any, reason: str) -> None:
 
 @app.command()
 def validate(
-    diagram: str = typer.Argument(..., help="Diagram file to check."),
-    plugin: list[str] | None = typer.Option(None, "--plugin", help="Handler plugin (repeatable)."),
-    light: bool = typer.Option(False, "--light"),
-    native: bool = typer.Option(False, "--native"),
-    readable: bool = typer.Option(False, "--readable"),
+    diagram: str = typer.Argument(
+        ...,
+        metavar="DIAGRAM",
+        help="Diagram file to check.",
+        autocompletion=complete_diagram_files,
+    ),
+    plugin: list[str] | None = PluginOption,
+    light: bool = typer.Option(False, "--light", help="Read the file as light YAML."),
+    native: bool = typer.Option(False, "--native", help="Read the file as native JSON."),
+    readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
     as_json: bool = JsonOption,
 ) -> None:
     """Check a diagram without running it; report every problem at once (exit 2 if any)."""

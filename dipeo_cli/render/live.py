@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-PREVIEW_CHARS = 40  # output preview in the live table
+PREVIEW_CHARS = 40  # least room for the output preview in the live table
+FIXED_COLUMNS = 44  # status, iter, time and the gaps between columns, roughly
 LIVE_MAX_ROWS = 40
 
 
@@ -169,11 +170,14 @@ class LiveProgress:
         with_tokens = not state.token_usage.is_empty  # a column only once an LLM answered
         if with_tokens:
             table.add_column("tokens", justify="right", no_wrap=True)
-        table.add_column("output", max_width=PREVIEW_CHARS)
+        # the preview takes the room the terminal has beyond the other columns
+        used = FIXED_COLUMNS + label_width + type_width + (10 if with_tokens else 0)
+        preview = max(PREVIEW_CHARS, self.console.width - used)
+        table.add_column("output", max_width=preview, no_wrap=True, overflow="ellipsis")
         outputs = state.node_outputs
         for node_id, node in shown:
             status = node.status.value
-            detail, detail_style = _node_detail(node, outputs.get(node_id), PREVIEW_CHARS)
+            detail, detail_style = _node_detail(node, outputs.get(node_id), preview)
             cells: list[RenderableType] = [
                 _cell(node.label or node_id),
                 _cell(node.type, "dim"),

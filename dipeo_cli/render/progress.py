@@ -19,6 +19,7 @@ from dipeo_cli.render.text import (
     _output_preview,
     _progress_console,
     format_duration,
+    handled_failures,
 )
 from dipeo_cli.state import ExecutionState, parse_iso
 
@@ -37,12 +38,12 @@ class Progress(Protocol):
 
 
 def choose_mode(stream: TextIO, quiet: bool) -> str:
-    """`quiet` when asked; `live` on a terminal that can redraw (and NO_COLOR unset); `plain`
-    lines otherwise."""
+    """`quiet` when asked; `live` on a terminal that can redraw; `plain` lines otherwise.
+    NO_COLOR keeps the live table, without colour (NO_COLOR is about colour, not cursor
+    movement: Rich honours it)."""
     if quiet:
         return "quiet"
-    # NO_COLOR asks for no escape codes at all, and the live table needs cursor movement.
-    if _isatty(stream) and os.environ.get("TERM", "") != "dumb" and not os.environ.get("NO_COLOR"):
+    if _isatty(stream) and os.environ.get("TERM", "") != "dumb":
         return "live"
     return "plain"
 
@@ -148,7 +149,7 @@ class PlainProgress:
         self._emit(event.at, text)
 
     def _final_line(self, state: ExecutionState) -> str:
-        text = f"execution {state.id} {state.status.value}"
+        text = f"execution {state.id} {state.status.value}{handled_failures(state)}"
         if state.duration_seconds is not None:
             text += f" in {format_duration(state.duration_seconds)}"
         if state.error:

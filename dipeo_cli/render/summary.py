@@ -18,6 +18,7 @@ from dipeo_cli.render.text import (
     _status_counts,
     _tokens_text,
     format_duration,
+    handled_failures,
 )
 from dipeo_cli.state import ExecutionState, ExecutionStatus
 
@@ -54,9 +55,12 @@ def print_summary(
     `recorded=False` (the history does not hold the run) leaves out the `dipeo show` hints."""
     glyphs = _glyphs(stream)
     status = state.status.value
-    ok = state.status is ExecutionStatus.COMPLETED
-    style = STATUS_STYLES.get(status, "")
-    head: _Line = [(f"{glyphs['ok'] if ok else glyphs['fail']} {status}", "bold " + style)]
+    handled = handled_failures(state)
+    ok = state.status is ExecutionStatus.COMPLETED and not handled
+    # a run that completed through its error ports is not a plain success: no green tick
+    style = STATUS_STYLES.get(status, "") if not handled else "bold yellow"
+    mark = glyphs["ok"] if ok else glyphs["fail"]
+    head: _Line = [(f"{mark} {status}{handled}", "bold " + style)]
     if state.duration_seconds is not None:
         head.append((f" in {format_duration(state.duration_seconds)}", ""))
     counts = _status_counts(list(state.node_states.values()))

@@ -8,6 +8,7 @@ level, so the plain progress lines and an uncoloured summary do not load it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -237,6 +238,17 @@ def _clip_lines(text: str, max_lines: int, max_chars: int) -> tuple[str, int]:
     return clipped, len(lines) - len(kept)
 
 
+def handled_failures(state: ExecutionState) -> str:
+    """ ", N nodes failed into error ports" for a COMPLETED run whose failures went out of
+    `error` ports (or on as outputs with --continue-on-error); "" otherwise."""
+    if state.status.value != "COMPLETED":
+        return ""
+    failed = sum(1 for node in state.node_states.values() if node.status.value == "FAILED")
+    if not failed:
+        return ""
+    return f", {failed} node{'s' * (failed != 1)} failed into error ports"
+
+
 def _result_sections(state: ExecutionState) -> list[tuple[str, Any]]:
     """(heading, value) per endpoint result: one `Result`, or one per endpoint label."""
     result = state.result
@@ -251,12 +263,18 @@ def _result_sections(state: ExecutionState) -> list[tuple[str, Any]]:
 # ------------------------------------------------------------------- consoles
 
 
+def _columns() -> int | None:
+    """$COLUMNS when it holds a usable width: a pipe has no size, but the shell may know it."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and 20 <= int(text) <= 1000 else None
+
+
 def _report_console(stream: TextIO, color: bool, width: int | None) -> Console:
     """A Console for a report: no ANSI at all without colour, 100 columns off a terminal."""
     from rich.console import Console
 
     if width is None and not _isatty(stream):
-        width = REPORT_WIDTH
+        width = _columns() or REPORT_WIDTH
     return Console(
         file=stream,
         width=width,

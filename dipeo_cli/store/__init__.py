@@ -22,20 +22,24 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore", "SqliteStore", "StateStore", "open_store"]
 
 
-async def open_store(target: str | Path | None = None) -> SqliteStore:
+async def open_store(target: str | Path | None = None, *, create: bool = True) -> SqliteStore:
     """Open (creating and migrating as needed) the history named by `target`: a file path,
     `sqlite:///PATH`, `:memory:` (this process only), or None for `paths.default_db_path()`.
-    Raises HistoryError when it cannot be opened, UsageError for a URL it cannot serve."""
+
+    `create=False` (the read-only commands) never creates a file or a folder: a database that
+    does not exist raises HistoryMissingError. Raises HistoryError when it cannot be opened,
+    UsageError for a URL it cannot serve."""
     from dipeo_cli.paths import default_db_path
     from dipeo_cli.store.sqlite import MEMORY, SqliteStore
 
     if target is None:
-        return await SqliteStore(default_db_path()).open()
+        return await SqliteStore(default_db_path(), create=create).open()
     text = str(target)
     if isinstance(target, str) and "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() == "sqlite":
-            return await SqliteStore(rest or MEMORY).open()  # sqlite:///abs/path, sqlite://rel
+            # sqlite:///abs/path, sqlite://rel
+            return await SqliteStore(rest or MEMORY, create=create).open()
         from dipeo_cli.errors import UsageError
         from dipeo_cli.redact import mask_url_password
 
@@ -45,7 +49,7 @@ async def open_store(target: str | Path | None = None) -> SqliteStore:
         )
     if text == MEMORY:
         return await SqliteStore(MEMORY).open()
-    return await SqliteStore(Path(target)).open()
+    return await SqliteStore(Path(target), create=create).open()
 
 
 def __getattr__(name: str) -> Any:

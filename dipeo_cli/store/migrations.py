@@ -261,3 +261,47 @@ def m003_iterations_and_controls(db: sqlite3.Connection) -> None:
 def m004_retry_of(db: sqlite3.Connection) -> None:
     """An execution started by `dipeo retry` points at the one it retries."""
     db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")
+
+
+# What `dipeo history --search` looks through, gathered when an execution finishes (its
+# ExecutionFinished event is written after its node rows in the same batch): the diagram, the
+# errors, the node labels, skip reasons and every output (of a large one, kept as a blob, its
+# first 4 KiB: the index must not store every large value a second time).
+SEARCH_BODY = """
+    COALESCE((SELECT COALESCE(diagram_id, '') || ' ' || COALESCE(diagram_path, '') || ' ' ||
+        COALESCE(error, '') FROM executions WHERE id = {eid}), '')
+    || ' ' || COALESCE({payload}, '')
+    || ' ' || COALESCE((SELECT group_concat(COALESCE(label, '') || ' ' || COALESCE(error, '')
+        || ' ' || COALESCE(skip_reason, ''), ' ') FROM node_states WHERE execution_id = {eid}), '')
+    || ' ' || COALESCE((SELECT group_concat(COALESCE(error, '') || ' ' || COALESCE(value, ''),
+        ' ') FROM node_iterations WHERE execution_id = {eid}), '')
+    || ' ' || COALESCE((SELECT group_concat(substr(b.data, 1, 4096), ' ') FROM blobs AS b WHERE b.hash IN (
+        SELECT json_extract(j.value, '$."$dipeo_value"') FROM node_iterations AS i,
+        json_each(i.value) AS j WHERE i.execution_id = {eid} AND json_valid(i.value)
+        AND j.type = 'object')), '')
+"""
+
+
+@migration
+def m005_search_index(db: sqlite3.Connection) -> None:
+    """Full-text search over finished executions (FTS5), filled by a trigger when an execution
+    finishes. An SQLite built without FTS5 gets no index; `--search` then uses LIKE."""
+    try:
+        db.execute("CREATE VIRTUAL TABLE execution_search USING fts5(execution_id UNINDEXED, body)")
+    except sqlite3.OperationalError as exc:
+        if "fts5" not in str(exc).lower():
+            raise
+        return
+    body = SEARCH_BODY.format(eid="new.execution_id", payload="new.payload")
+    db.execute(
+        "CREATE TRIGGER execution_search_on_finish AFTER INSERT ON events "
+        "WHEN new.type = 'ExecutionFinished' BEGIN "
+        f"INSERT INTO execution_search (execution_id, body) SELECT new.execution_id, {body}; END"
+    )
+    # the executions finished before this migration
+    body = SEARCH_BODY.format(eid="x.id", payload="NULL")
+    db.execute(
+        "INSERT INTO execution_search (execution_id, body) "
+        f"SELECT x.id, {body} FROM executions AS x "
+        "WHERE x.status IN ('COMPLETED', 'FAILED', 'ABORTED')"
+    )

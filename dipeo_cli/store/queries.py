@@ -55,6 +55,21 @@ WHERE execution_id = ? AND value IS NOT NULL AND iteration = (
 """
 
 
+def _like(column: str) -> str:
+    return f"LOWER({column}) LIKE ? ESCAPE '\\'"
+
+
+# One word of `--search` without a full-text index (large outputs, kept as blobs, are not
+# looked into here).
+_LIKE_ANYWHERE = (
+    f"({_like('executions.diagram_id')} OR {_like('executions.diagram_path')} OR "
+    f"{_like('executions.error')} OR EXISTS (SELECT 1 FROM node_states AS n WHERE "
+    f"n.execution_id = executions.id AND ({_like('n.label')} OR {_like('n.error')} OR "
+    f"{_like('n.skip_reason')})) OR EXISTS (SELECT 1 FROM node_iterations AS i WHERE "
+    f"i.execution_id = executions.id AND ({_like('i.value')} OR {_like('i.error')})))"
+)
+
+
 class Queries:
     where: str
 
@@ -120,9 +135,15 @@ class Queries:
         status: ExecutionStatus | None = None,
         diagram: str | None = None,
         parent_id: str | None = None,
+        top: bool = False,
+        since: str | None = None,
+        search: str | None = None,
     ) -> list[ExecutionState]:
         """Newest first, with `node_states` but without `node_outputs`. `diagram` is a
-        case-insensitive substring of the diagram id or of the stored diagram path."""
+        case-insensitive substring of the diagram id or of the stored diagram path; `top` keeps
+        the executions a user started (no sub-diagram runs); `since` is an ISO time (UTC, as
+        stored) the execution started at or after; `search` is text found in an execution's
+        errors, outputs, node labels or diagram (`search_condition`). `limit < 0`: all."""
         await self._prepare_read()
         where: list[str] = []
         params: list[Any] = []
@@ -136,6 +157,15 @@ class Queries:
         if parent_id is not None:
             where.append("parent_id = ?")
             params.append(parent_id)
+        if top:
+            where.append("parent_id IS NULL")
+        if since:
+            where.append("started_at >= ?")
+            params.append(since)
+        if search and search.strip():
+            condition, values = self.search_condition(search.strip())
+            where.append(condition)
+            params += values
         sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -296,6 +326,18 @@ class Queries:
             "SELECT MAX(seq) FROM events WHERE execution_id = ?", (execution_id,)
         )
         return int(rows[0][0] or 0)
+
+    def search_condition(self, text: str) -> tuple[str, list[Any]]:
+        """A WHERE condition on `executions` matching `text` (case-insensitive, every word)
+        in the execution's diagram and error, its node labels, errors and skip reasons, and
+        its outputs as stored. Portable LIKE; a dialect with a full-text index overrides it."""
+        conditions: list[str] = []
+        params: list[Any] = []
+        for word in text.split():
+            pattern = f"%{_like_escape(word.lower())}%"
+            conditions.append(_LIKE_ANYWHERE)
+            params += [pattern] * _LIKE_ANYWHERE.count("?")
+        return "(" + " AND ".join(conditions) + ")", params
 
     # -- internals -------------------------------------------------------------------------
 

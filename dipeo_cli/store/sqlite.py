@@ -26,7 +26,8 @@ from typing import Any
 
 import aiosqlite
 
-from dipeo_cli.errors import HistoryError
+from dipeo_cli.errors import HistoryError, HistoryMissingError
+from dipeo_cli.state import ACTIVE_STATUSES
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import migrate
@@ -134,8 +135,10 @@ class SqliteStore(SqlHistory):
         busy_timeout: float = BUSY_TIMEOUT,
         retry_for: float = RETRY_FOR,
         batch_delay: float = BATCH_DELAY,
+        create: bool = True,
     ) -> None:
         self.in_memory = str(path) == MEMORY
+        self.create = create
         self.path = Path(path)
         where = "(in memory)" if self.in_memory else str(self.path)
         super().__init__(where=where, batch_delay=batch_delay)
@@ -143,6 +146,7 @@ class SqliteStore(SqlHistory):
         self._retry_for = retry_for
         self._db: aiosqlite.Connection | None = None
         self._json_each = False
+        self.full_text = False  # the FTS5 search index exists (store/migrations.py m004)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -153,6 +157,9 @@ class SqliteStore(SqlHistory):
                 # A named in-memory database, so that the migrating connection sees it too.
                 target: str | Path = f"file:dipeo-{uuid.uuid4().hex}?mode=memory&cache=shared"
             else:
+                if not self.create and not self.path.exists():
+                    # a read must not leave an empty database (or folders) behind a typo
+                    raise HistoryMissingError(f"no history database at {self.path}")
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 target = self.path
             if not self.in_memory:
@@ -183,6 +190,12 @@ class SqliteStore(SqlHistory):
                 self._json_each = True
             except sqlite3.OperationalError:  # an SQLite built without JSON functions
                 self._json_each = False
+            found = await self._db.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE name = 'execution_search'"
+            )
+            self.full_text = bool(list(found))
+        except HistoryMissingError:
+            raise
         except (OSError, sqlite3.Error, HistoryError) as exc:
             await self._disconnect()
             raise HistoryError(
@@ -254,6 +267,65 @@ class SqliteStore(SqlHistory):
                 await db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+
+    # -- search and upkeep -----------------------------------------------------------------
+
+    def search_condition(self, text: str) -> tuple[str, list[Any]]:
+        """FTS5 for finished executions (indexed when they finish: every word, as a prefix),
+        LIKE for the few still active; LIKE alone where SQLite lacks FTS5."""
+        like, params = super().search_condition(text)
+        if not self.full_text:
+            return like, params
+        query = " ".join('"' + word.replace('"', '""') + '"*' for word in text.split())
+        active = ",".join("?" * len(ACTIVE_STATUSES))
+        return (
+            "(executions.id IN (SELECT execution_id FROM execution_search "
+            f"WHERE execution_search MATCH ?) OR (executions.status IN ({active}) AND {like}))",
+            [query, *ACTIVE_STATUSES, *params],
+        )
+
+    def forget_search(self, ids: list[str]) -> list[tuple[str, list[Row]]]:
+        if not self.full_text:
+            return []
+        return [
+            (
+                f"DELETE FROM execution_search WHERE execution_id IN ({','.join('?' * len(chunk))})",
+                [tuple(chunk)],
+            )
+            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500))
+        ]
+
+    async def reclaim_space(self) -> bool:
+        """Give the pages freed by a removal back to the file system: an incremental vacuum
+        when the file is set up for it, else VACUUM; then empty the WAL. False when another
+        process holds the database (the space is reused by later writes instead)."""
+        if self.in_memory:
+            return False
+        db = self._require_db()
+        async with self.write_lock():
+            try:
+                mode = list(await db.execute_fetchall("PRAGMA auto_vacuum"))[0][0]
+                if mode == 2:
+                    await db.execute_fetchall("PRAGMA incremental_vacuum")
+                else:
+                    await db.execute("VACUUM")
+                await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+                return True
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return False
+                raise HistoryError(
+                    f"could not compact the history database {self.where}: {self.explain(exc)}"
+                ) from exc
+
+    async def database_size(self) -> int | None:
+        if self.in_memory:
+            return None
+        return sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.is_file()
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
