@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
+from tests.pgserver import postgres_db, postgres_url  # noqa: F401  (a real PostgreSQL server)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_ENV = "DIPEO_EXAMPLES_DIR"

@@ -55,14 +55,18 @@ def no_inherited_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     redact.refresh_secrets()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def run_with_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Body], None]:
-    """Run `body(store)` in a fresh event loop against a fresh store of each kind."""
+    """Run `body(store)` in a fresh event loop against a fresh store of each kind (PostgreSQL:
+    a fresh database on the test server, see tests/pgserver.py)."""
+    url = request.getfixturevalue("postgres_db") if request.param == "postgres" else None
 
     def run(body: Body) -> None:
         async def main() -> None:
             store: Any
-            if request.param == "sqlite":
+            if url is not None:
+                store = await open_store(url)
+            elif request.param == "sqlite":
                 store = await open_store(tmp_path / "history.db")
             else:
                 store = MemoryStore()

@@ -54,11 +54,10 @@ def history(
 
 
 async def _list(db: str | None, limit: int, status: Any, diagram: str | None) -> Any:
-    from pathlib import Path
 
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     try:
         return await store.list_executions(limit=limit, status=status, diagram=diagram)
     finally:
@@ -112,11 +111,10 @@ def _node_id(state: Any, node: str) -> str:
 
 
 async def _find(db: str | None, execution: str, node: str | None, clip: int | None) -> Any:
-    from pathlib import Path
 
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     try:
         state = await store.find_execution(execution, clip=clip)
         events = await store.get_events(state.id)

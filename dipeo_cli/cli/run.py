@@ -137,14 +137,13 @@ async def _run(
     import asyncio
     import contextlib
     import dataclasses
-    from pathlib import Path
 
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     handled: list[Any] = []
     try:

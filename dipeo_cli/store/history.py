@@ -159,7 +159,7 @@ class SqlHistory(Queries):
     ) -> None:
         """Store `state` whole (execution, node states, outputs); idempotent per execution id.
         Recording the ExecutionStarted event after this is harmless and keeps `diagram_path`."""
-        from dipeo_cli.store.sqlite import batch_statements
+        from dipeo_cli.store.statements import batch_statements
 
         eid = state.id
         batch = Batch()

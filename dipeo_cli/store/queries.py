@@ -87,7 +87,7 @@ class Queries:
         if wanted == "latest":
             rows = await self.fetch(
                 "SELECT id FROM executions WHERE parent_id IS NULL "
-                "ORDER BY started_at DESC, id DESC LIMIT 1"
+                "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1"
             )
             if not rows:
                 raise ExecutionNotFoundError(f"no executions recorded yet in {self.where}")
@@ -97,8 +97,8 @@ class Queries:
             rows = await self.fetch("SELECT id FROM executions WHERE id = ?", (wanted,))
             if not rows:
                 rows = await self.fetch(
-                    f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? ESCAPE '\\' "
-                    "ORDER BY started_at DESC, id DESC LIMIT 11",
+                    f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE LOWER(id) LIKE LOWER(?) ESCAPE '\\' "
+                    "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 11",
                     (_like_escape(wanted) + "%",),
                 )
             if not rows:
@@ -131,7 +131,11 @@ class Queries:
             params.append(ExecutionStatus(status).value)
         if diagram:
             pattern = f"%{_like_escape(diagram)}%"
-            where.append("(diagram_id LIKE ? ESCAPE '\\' OR diagram_path LIKE ? ESCAPE '\\')")
+            # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not
+            where.append(
+                "(LOWER(diagram_id) LIKE LOWER(?) ESCAPE '\\' "
+                "OR LOWER(diagram_path) LIKE LOWER(?) ESCAPE '\\')"
+            )
             params += [pattern, pattern]
         if parent_id is not None:
             where.append("parent_id = ?")
@@ -139,8 +143,10 @@ class Queries:
         sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
-        params.append(int(limit) if limit is not None and limit >= 0 else -1)
+        sql += " ORDER BY started_at DESC NULLS LAST, id DESC"
+        if limit is not None and limit >= 0:  # no LIMIT -1 / LIMIT ALL: neither is portable
+            sql += " LIMIT ?"
+            params.append(int(limit))
         states = [state_from_row(row) for row in await self.fetch(sql, params)]
         by_id = {state.id: state for state in states}
         if by_id:  # node states (not outputs) too, so a listing can count completed nodes
@@ -199,7 +205,9 @@ class Queries:
         if node_id is not None:
             sql += " AND node_id = ?"
             params.append(node_id)
-        rows = await self.fetch(sql + " ORDER BY started_at, node_id, iteration", params)
+        rows = await self.fetch(
+            sql + " ORDER BY started_at NULLS FIRST, node_id, iteration", params
+        )
         blobs = await self._blobs([t for row in rows for t in (row[8], row[9])], clip)
         found = []
         for row in rows:
