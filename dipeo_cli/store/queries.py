@@ -28,6 +28,9 @@ from dipeo_cli.store.base import (
     INTERRUPTED_NODE_ERROR,
     INTERRUPTED_SKIP_REASON,
     ambiguous_message,
+    heartbeat_timeout,
+    hostname,
+    no_heartbeat_error,
     not_found_message,
     process_gone,
 )
@@ -320,14 +323,21 @@ class Queries:
         raise NotImplementedError
 
     async def _repair_dead_runs(self) -> None:
+        """On this host a run is dead when its process is; a run from another host, when its
+        heartbeat (or, before the first one, its start) is older than `heartbeat_timeout()`."""
         rows = await self.fetch(
-            "SELECT id, pid, process_start, host, started_at FROM executions "
+            "SELECT id, pid, process_start, host, started_at, heartbeat_at FROM executions "
             f"WHERE status IN ({_ACTIVE_MARKS})",
             ACTIVE_STATUSES,
         )
-        dead = [row for row in rows if process_gone(row[1], row[2], row[3])]
-        for eid, _pid, _marker, _host, started_at in dead:
-            await self._mark_interrupted(eid, started_at, INTERRUPTED_ERROR)
+        stale_before = time.time() - heartbeat_timeout()
+        for eid, pid, marker, host, started_at, beat in rows:
+            if process_gone(pid, marker, host):
+                await self._mark_interrupted(eid, started_at, INTERRUPTED_ERROR)
+            elif host != hostname():
+                last = beat or started_at
+                if last and _seconds(last) < stale_before:
+                    await self._mark_interrupted(eid, started_at, no_heartbeat_error(host, last))
 
     async def _mark_interrupted(self, eid: str, started_at: str | None, error: str) -> None:
         async with self.write_lock():
@@ -371,6 +381,13 @@ class Queries:
                     ),
                 ]
             )
+
+
+def _seconds(stamp: str) -> float:
+    try:
+        return parse_iso(stamp)
+    except ValueError:
+        return time.time()  # unreadable: never a reason to fail someone else's run
 
 
 def _like_escape(text: str) -> str:
