@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,66 @@ def state_output() -> Any:
     from dipeo_cli.state import create_node_output
 
     return create_node_output({"big": "x" * 5000, "n": 3})
+
+
+def test_a_control_request_wakes_the_running_process_at_once(
+    postgres_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LISTEN/NOTIFY: the watch task wakes on the request, not on its (here 30 s) poll."""
+    from dipeo_cli.store import watch
+
+    monkeypatch.setattr(watch, "NOTIFIED_POLL", 30.0)
+
+    async def main() -> None:
+        async with await open_store(postgres_db) as runner, await open_store(postgres_db) as other:
+            nodes = (ev.NodeInfo("a", "A", "code_job"),)
+            started = ev.ExecutionStarted("ctl", "demo", {}, nodes, T0)
+            runner.record(new_state(started), started)
+            await runner.flush()
+            taken: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            unwatch = runner.watch("ctl", lambda c: taken.set_result(time.monotonic()) or "ok")
+            await asyncio.sleep(0.3)  # the watch task is waiting on its subscription
+            asked = time.monotonic()
+            control_id = await other.request_control("ctl", "pause")
+            got = await asyncio.wait_for(taken, 5)
+            assert got - asked < 0.5
+            unwatch()
+            await runner.flush()
+            assert (await other.control_outcome(control_id))[1] == "ok"
+
+    asyncio.run(main())
+
+
+def test_a_follower_on_another_connection_wakes_on_each_change(postgres_db: str) -> None:
+    async def main() -> None:
+        async with await open_store(postgres_db) as writer, await open_store(postgres_db) as reader:
+            from dipeo_cli.store.notify import CHANGES
+
+            async with reader.subscribe(CHANGES, ["live"]) as changes:
+                assert changes.notified
+                nodes = (ev.NodeInfo("a", "A", "code_job"),)
+                started = ev.ExecutionStarted("live", "demo", {}, nodes, T0)
+                state = new_state(started)
+                writer.record(state, started)
+                t0 = time.monotonic()
+                assert await changes.wait(5.0)
+                assert time.monotonic() - t0 < 0.5
+                assert [e["type"] for e in await reader.events_after("live", 0)] == [
+                    "ExecutionStarted"
+                ]
+                assert not await changes.wait(0.2)  # nothing new: no wake-up
+
+    asyncio.run(main())
+
+
+def test_on_sqlite_a_subscription_only_waits(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await open_store(tmp_path / "h.db") as store:
+            from dipeo_cli.store.notify import CHANGES
+
+            with_sub = store.subscribe(CHANGES, ["x"])
+            assert not with_sub.notified
+            assert not await with_sub.wait(0.05)
+            with_sub.close()
+
+    asyncio.run(main())

@@ -35,6 +35,7 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store.base import Control
 from dipeo_cli.store.codec import Batch, Encoder, encode_map, execution_row, node_row
+from dipeo_cli.store.notify import CONTROLS, Hub, Subscription
 from dipeo_cli.store.queries import Queries
 from dipeo_cli.store.watch import Watcher
 from dipeo_cli.store.writer import BATCH_DELAY, BatchWriter
@@ -53,6 +54,7 @@ class SqlHistory(Queries):
         self._watcher = Watcher(self)
         self._closing = False
         self._closed = False
+        self._hub: Hub | None = None  # set by a dialect that announces changes (PostgreSQL)
 
     # -- what a dialect provides ---------------------------------------------------------------
 
@@ -78,6 +80,16 @@ class SqlHistory(Queries):
     def is_unwritable(self, exc: BaseException | None) -> bool:
         """Whether `exc` says the database cannot be written now (full, read-only)."""
         return False
+
+    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
+        """Statements that announce, when their transaction commits, that these executions
+        changed on `channel` (store/notify.py); none where the dialect cannot announce."""
+        return []
+
+    def subscribe(self, channel: str, execution_ids: list[str]) -> Subscription:
+        """A Subscription woken when one of `execution_ids` is announced on `channel`
+        (`notify.CHANGES`: new events or status; `notify.CONTROLS`: a control request)."""
+        return Subscription(self._hub, channel, execution_ids)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -281,7 +293,8 @@ class SqlHistory(Queries):
                         "INSERT INTO controls (execution_id, action, node_id, reason, "
                         "requested_at) VALUES (?,?,?,?,?)",
                         [(execution_id, action, node_id, reason, iso(time.time()))],
-                    )
+                    ),
+                    *self.announce(CONTROLS, [execution_id]),
                 ]
             )
             rows = await self.fetch(

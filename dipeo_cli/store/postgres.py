@@ -24,6 +24,7 @@ from dipeo_cli.errors import HistoryError
 from dipeo_cli.redact import mask_url_password
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
+from dipeo_cli.store.notify import CHANGES, CONTROLS, Hub
 from dipeo_cli.store.postgres_schema import migrate_postgres
 from dipeo_cli.store.statements import INSERT_BLOB, Statements, batch_statements
 
@@ -68,6 +69,7 @@ class PostgresStore(SqlHistory):
         self._url = url
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class PostgresStore(SqlHistory):
             self._pool = await asyncpg.create_pool(
                 self._url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT
             )
+            await self._listen()
         except HistoryError as exc:
             raise HistoryError(f"cannot open the history database {self.where}: {exc}") from exc
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -90,7 +93,33 @@ class PostgresStore(SqlHistory):
                 f"cannot open the history database {self.where}: {self.explain(exc)}"
             ) from exc
 
+    async def _listen(self) -> None:
+        """One connection that LISTENs for announcements and wakes this process's
+        subscriptions (store/notify.py)."""
+        hub = self._hub = Hub()
+        listener = self._listener = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+
+        def deliver(_conn: Any, _pid: int, channel: str, payload: str) -> None:
+            hub.deliver(channel, payload)
+
+        def lost(_conn: Any) -> None:  # subscribers fall back to polling
+            hub.listening = False
+            hub.wake_all()
+
+        await listener.add_listener(CHANGES, deliver)
+        await listener.add_listener(CONTROLS, deliver)
+        listener.add_termination_listener(lost)
+        hub.listening = True
+
     async def _disconnect(self) -> None:
+        if self._hub is not None:
+            self._hub.listening = False
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            try:
+                await asyncio.wait_for(listener.close(), timeout=5)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                listener.terminate()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -101,8 +130,16 @@ class PostgresStore(SqlHistory):
     # -- writing ---------------------------------------------------------------------------
 
     async def commit_batch(self, batch: Batch, busy: bool) -> None:
+        changed = {row[0] for row in batch.executions.values()}
+        changed.update(row[0] for row in batch.events)
         async with self.write_lock():
-            await self.transaction(batch_statements(batch))
+            await self.transaction(
+                [*batch_statements(batch), *self.announce(CHANGES, sorted(changed))]
+            )
+
+    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
+        # delivered when the transaction commits, so a woken reader sees the rows
+        return [("SELECT pg_notify(?, ?)", [(channel, eid) for eid in execution_ids])]
 
     async def transaction(self, statements: Statements, *, bulk: bool = False) -> None:
         """Run `statements` in one transaction; retried on a deadlock or serialization failure

@@ -35,6 +35,7 @@ from dipeo_cli.store.base import (
     process_gone,
 )
 from dipeo_cli.store.codec import clipped, decode_value, refs_in
+from dipeo_cli.store.notify import CHANGES
 from dipeo_cli.store.rows import (
     EVENT_COLUMNS,
     EXECUTION_COLUMNS,
@@ -322,6 +323,9 @@ class Queries:
     def is_unwritable(self, exc: BaseException | None) -> bool:
         raise NotImplementedError
 
+    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
+        raise NotImplementedError
+
     async def _repair_dead_runs(self) -> None:
         """On this host a run is dead when its process is; a run from another host, when its
         heartbeat (or, before the first one, its start) is older than `heartbeat_timeout()`."""
@@ -379,6 +383,7 @@ class Queries:
                         f"duration_seconds = ? WHERE id = ? AND {active}",
                         [(error, ended_at, duration, eid, *ACTIVE_STATUSES)],
                     ),
+                    *self.announce(CHANGES, [eid]),
                 ]
             )
 
