@@ -34,6 +34,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     work.mkdir()
     monkeypatch.setenv("DIPEO_HOME", str(home))
     monkeypatch.delenv("DIPEO_BASE_DIR", raising=False)
+    monkeypatch.delenv("DIPEO_DB", raising=False)  # a developer's shared history stays out
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("DIPEO_LLM", raising=False)
     monkeypatch.chdir(work)

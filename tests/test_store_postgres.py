@@ -307,3 +307,16 @@ def test_on_sqlite_a_subscription_only_waits(tmp_path: Path) -> None:
             with_sub.close()
 
     asyncio.run(main())
+
+
+def test_the_url_password_is_masked_like_any_secret(postgres_db: str) -> None:
+    """Even a value that happens to carry it is masked in the output and in the history."""
+    ran = dipeo("run", HELLO, "--json", "-i", f"name={PASSWORD}", "--db", postgres_db)
+    assert ran.returncode == 0, ran.stderr
+    assert PASSWORD not in ran.stdout + ran.stderr
+    assert "***" in json.loads(ran.stdout)["result"]
+    stored = query(postgres_db, "SELECT * FROM executions") + query(
+        postgres_db, "SELECT * FROM node_iterations"
+    )
+    stored += query(postgres_db, "SELECT * FROM events") + query(postgres_db, "SELECT * FROM blobs")
+    assert PASSWORD not in repr(stored)

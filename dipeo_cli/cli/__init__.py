@@ -36,7 +36,10 @@ STATUSES = ("STARTED", "RUNNING", "COMPLETED", "FAILED", "ABORTED")
 DbOption = typer.Option(
     None,
     "--db",
-    help="History database file (default: $DIPEO_HOME/history.db; :memory: keeps nothing).",
+    help=(
+        "History: a database file, or postgresql://user:pass@host:port/db for a shared one "
+        "(default: $DIPEO_DB, else $DIPEO_HOME/history.db; :memory: keeps nothing)."
+    ),
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
