@@ -1,7 +1,8 @@
 """Where dipeo keeps its data and where diagrams' relative paths resolve.
 
     data_dir()          $DIPEO_HOME, else the user data directory + "dipeo"
-    default_db_path()   data_dir() / "history.db" (`--db PATH` overrides it in the CLI)
+    default_db_path()   data_dir() / "history.db"
+    default_db()        $DIPEO_DB (a path or URL), else default_db_path(); `--db` beats both
     base_dir()          $DIPEO_BASE_DIR, else the current directory
 
 The user data directory follows each platform's convention, without a third-party dependency:
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 APP_NAME = "dipeo"
+DB_ENV = "DIPEO_DB"
 DB_FILE_NAME = "history.db"
 
 
@@ -31,6 +33,15 @@ def data_dir() -> Path:
 def default_db_path() -> Path:
     """The history database used when `--db` is not given."""
     return data_dir() / DB_FILE_NAME
+
+
+def default_db() -> str | Path:
+    """The history used when `--db` is not given: `$DIPEO_DB` (the same forms as `--db`: a
+    file path, `sqlite:///PATH`, `:memory:`, `postgresql://...`), else `default_db_path()`."""
+    chosen = os.environ.get(DB_ENV, "").strip()
+    if not chosen:
+        return default_db_path()
+    return chosen if "://" in chosen or chosen == ":memory:" else Path(chosen).expanduser()
 
 
 def base_dir() -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.llm_server import llm_server  # noqa: F401  (the fake LLM provider fixture)
+from tests.pgserver import postgres_db, postgres_url  # noqa: F401  (a real PostgreSQL server)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_ENV = "DIPEO_EXAMPLES_DIR"
@@ -33,6 +34,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     work.mkdir()
     monkeypatch.setenv("DIPEO_HOME", str(home))
     monkeypatch.delenv("DIPEO_BASE_DIR", raising=False)
+    monkeypatch.delenv("DIPEO_DB", raising=False)  # a developer's shared history stays out
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("DIPEO_LLM", raising=False)
     monkeypatch.delenv("COLUMNS", raising=False)  # piped reports follow COLUMNS when set

@@ -13,6 +13,7 @@ OWNERS = {
     "rich": {"render/"},  # a folder: every module in it
     "typer": {"cli/"},
     "aiosqlite": {"store/sqlite.py"},
+    "asyncpg": {"store/postgres.py"},
     "openai": {"llm/openai_service.py"},
     "anthropic": {"llm/anthropic_service.py"},
 }
@@ -44,12 +45,27 @@ def test_help_does_not_import_the_heavy_modules():
         "import sys\n"
         "from dipeo_cli import cli\n"
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
-        " 'openai', 'anthropic', 'httpx', 'jsonschema')"
+        " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_sqlite_run_does_not_import_the_postgresql_driver(tmp_path: Path) -> None:
+    """asyncpg is loaded only when a postgresql:// history is opened."""
+    code = (
+        "import asyncio, sys\n"
+        "from dipeo_cli.store import open_store\n"
+        "async def main():\n"
+        f"    async with await open_store({str(tmp_path / 'h.db')!r}):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+        "print('asyncpg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_ruff_finds_nothing():

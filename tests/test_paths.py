@@ -76,3 +76,17 @@ def test_relative_base_dir_is_made_absolute(
 ) -> None:
     monkeypatch.setenv("DIPEO_BASE_DIR", "files")
     assert paths.base_dir() == isolated / "files"
+
+
+def test_dipeo_db_names_the_default_history(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DIPEO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DIPEO_DB", raising=False)
+    assert paths.default_db() == tmp_path / "home" / "history.db"
+    monkeypatch.setenv("DIPEO_DB", "postgresql://u:p@db.example:5432/dipeo")
+    assert paths.default_db() == "postgresql://u:p@db.example:5432/dipeo"
+    monkeypatch.setenv("DIPEO_DB", str(tmp_path / "elsewhere.db"))
+    assert paths.default_db() == tmp_path / "elsewhere.db"
+    monkeypatch.setenv("DIPEO_DB", "   ")
+    assert paths.default_db() == tmp_path / "home" / "history.db"

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from dipeo_cli.state import ExecutionStatus, NodeExecutionStatus
 from dipeo_cli.store import open_store
 
@@ -23,10 +25,10 @@ from dipeo_cli import events as ev
 from dipeo_cli.state import ExecutionStatus, apply_event, create_node_output, new_state
 from dipeo_cli.store import open_store
 
-db_path, go_file, name, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+db, go_file, name, count = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 
 async def main():
-    store = await open_store(db_path)
+    store = await open_store(db)
     while not go_file.exists():  # start together, to collide as much as possible
         await asyncio.sleep(0.002)
     nodes = tuple(ev.NodeInfo(f"n{i}", f"Node {i}", "code_job") for i in range(count))
@@ -51,8 +53,18 @@ asyncio.run(main())
 """
 
 
-def test_four_processes_write_one_database_at_once(tmp_path: Path) -> None:
-    db_path = tmp_path / "shared" / "history.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A history several processes open at once: an SQLite file or a PostgreSQL database
+    (which the writers also migrate at once)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_db"))
+    return str(tmp_path / "shared" / "history.db")
+
+
+def test_four_processes_write_one_database_at_once(tmp_path: Path, shared_db: str) -> None:
+    is_file = "://" not in shared_db
+    db_path = Path(shared_db)
     go_file = tmp_path / "go"
     env = {
         **os.environ,
@@ -60,7 +72,7 @@ def test_four_processes_write_one_database_at_once(tmp_path: Path) -> None:
     }
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(db_path), str(go_file), f"writer-{n}", str(NODES)],
+            [sys.executable, "-c", WRITER, shared_db, str(go_file), f"writer-{n}", str(NODES)],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -68,8 +80,8 @@ def test_four_processes_write_one_database_at_once(tmp_path: Path) -> None:
         for n in range(PROCESSES)
     ]
     # every writer has opened (and migrated) the database before they all start writing
-    deadline = 20.0
-    while not db_path.exists() and deadline > 0:
+    deadline = 20.0 if is_file else 0.3
+    while not (is_file and db_path.exists()) and deadline > 0:
         deadline -= 0.01
         time.sleep(0.01)
     go_file.touch()
@@ -78,7 +90,7 @@ def test_four_processes_write_one_database_at_once(tmp_path: Path) -> None:
         assert writer.returncode == 0, stderr
 
     async def check() -> None:
-        async with await open_store(db_path) as store:
+        async with await open_store(shared_db) as store:
             runs = await store.list_executions(limit=100)
             assert sorted(r.id for r in runs) == [f"writer-{n}" for n in range(PROCESSES)]
             for run in runs:

@@ -55,14 +55,18 @@ def no_inherited_secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     redact.refresh_secrets()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def run_with_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Body], None]:
-    """Run `body(store)` in a fresh event loop against a fresh store of each kind."""
+    """Run `body(store)` in a fresh event loop against a fresh store of each kind (PostgreSQL:
+    a fresh database on the test server, see tests/pgserver.py)."""
+    url = request.getfixturevalue("postgres_db") if request.param == "postgres" else None
 
     def run(body: Body) -> None:
         async def main() -> None:
             store: Any
-            if request.param == "sqlite":
+            if url is not None:
+                store = await open_store(url)
+            elif request.param == "sqlite":
                 store = await open_store(tmp_path / "history.db")
             else:
                 store = MemoryStore()
@@ -523,13 +527,18 @@ def test_a_reused_pid_does_not_keep_a_run_alive(tmp_path: Path) -> None:
     run_sqlite(tmp_path, read)
 
 
-def test_runs_from_another_host_are_left_alone(tmp_path: Path) -> None:
+def test_runs_from_another_host_are_left_alone_while_their_heartbeat_is_fresh(
+    tmp_path: Path,
+) -> None:
     async def write(store: Any) -> None:
         record_run(store, "remote", finish=False)
 
     run_sqlite(tmp_path, write)
     db = sqlite3.connect(tmp_path / "history.db")
-    db.execute("UPDATE executions SET host = 'some-other-host', pid = 999999999")
+    db.execute(
+        "UPDATE executions SET host = 'some-other-host', pid = 999999999, heartbeat_at = ?",
+        (iso(time.time() - 5),),
+    )
     db.commit()
     db.close()
 
@@ -647,6 +656,67 @@ def test_the_process_start_marker_tells_processes_apart() -> None:
     assert base.process_gone(os.getpid(), marker, host) is False
     assert base.process_gone(os.getpid(), "another:1", host) is True
     assert base.process_gone(os.getppid(), None, host) is False
+
+
+def test_a_run_on_another_host_whose_heartbeat_stopped_reads_back_interrupted(
+    run_with_store: Callable[[Body], None],
+) -> None:
+    """Any machine sees it FAILED, never RUNNING forever; one with a fresh heartbeat runs on."""
+    stale = iso(time.time() - 120)
+
+    async def body(store: Any) -> None:
+        record_run(store, "gone", finish=False)
+        record_run(store, "beating", finish=False, t0=T0 + 1)
+        await store.flush()
+        async with store.write_lock():
+            await store.transaction(
+                [
+                    (
+                        "UPDATE executions SET host = ?, pid = ?, heartbeat_at = ? WHERE id = ?",
+                        [
+                            ("ci-runner-7", 4242, stale, "gone"),
+                            ("ci-runner-8", 4242, iso(time.time()), "beating"),
+                        ],
+                    )
+                ]
+            )
+        gone = await store.find_execution("gone")
+        assert gone.status is ExecutionStatus.FAILED
+        assert gone.error == f"interrupted: no heartbeat from ci-runner-7 since {stale}"
+        assert gone.node_states["end"].status is NodeExecutionStatus.SKIPPED
+        events = await store.get_events("gone")
+        assert events[-1]["type"] == "ExecutionFinished"
+        beating = await store.find_execution("beating")
+        assert beating.status is ExecutionStatus.RUNNING
+
+    run_with_store(body)
+
+
+def test_a_running_execution_writes_heartbeats(
+    run_with_store: Callable[[Body], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dipeo_cli.store import watch
+
+    monkeypatch.setattr(watch, "HEARTBEAT_EVERY", 0.0)
+
+    async def beat(store: Any) -> float:
+        rows = await store.fetch("SELECT heartbeat_at FROM executions WHERE id = ?", ("live",))
+        return datetime.fromisoformat(rows[0][0]).timestamp() if rows[0][0] else 0.0
+
+    async def body(store: Any) -> None:
+        record_run(store, "live", finish=False)  # its events are from 2023
+        await store.flush()
+        unwatch = store.watch("live", lambda control: None)
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if abs(await beat(store) - time.time()) < 10:
+                    break
+            assert abs(await beat(store) - time.time()) < 10
+        finally:
+            unwatch()
+
+    run_with_store(body)
 
 
 def test_an_unknown_event_is_logged_not_fatal(run_with_store: Callable[[Body], None]) -> None:

@@ -92,8 +92,11 @@ def complete_statuses(incomplete: str) -> list[str]:
 DbOption = typer.Option(
     None,
     "--db",
-    metavar="PATH",
-    help="History database file (default: $DIPEO_HOME/history.db; :memory: keeps nothing).",
+    metavar="PATH|URL",
+    help=(
+        "History: a database file, or postgresql://user:pass@host:port/db for a shared one "
+        "(default: $DIPEO_DB, else $DIPEO_HOME/history.db; :memory: keeps nothing)."
+    ),
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 StatusOption = typer.Option(

@@ -96,12 +96,11 @@ async def _apply(
     reason: str | None,
     wait: float,
 ) -> tuple[int, str]:
-    from pathlib import Path
 
     from dipeo_cli.errors import ControlError
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     try:
         state = await store.find_execution(execution)  # repairs runs whose process died
         verb = action.removesuffix("_node")

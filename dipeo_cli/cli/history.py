@@ -179,13 +179,11 @@ async def _list(db: str | None, query: dict[str, Any], parent: str | None) -> An
 async def _open_reader(db: str | None) -> Any:
     """The history to read, never created: None when the default one does not exist yet
     (nothing recorded), one line and exit 2 when `--db` names a missing file."""
-    from pathlib import Path
-
     from dipeo_cli.errors import HistoryMissingError
     from dipeo_cli.store import open_store
 
     try:
-        return await open_store(Path(db) if db else None, create=False)
+        return await open_store(db or None, create=False)
     except HistoryMissingError as exc:
         if db is None:
             return None

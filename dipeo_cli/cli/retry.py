@@ -91,7 +91,7 @@ async def _plan(
     from dipeo_cli.retry import plan_retry, retry_variables
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     try:
         original = await store.find_execution(execution)
         record = await store.run_record(original.id)

@@ -210,7 +210,6 @@ async def _run(
     import asyncio
     import contextlib
     import dataclasses
-    from pathlib import Path
 
     from dipeo_cli.context import ProcessServices
     from dipeo_cli.errors import HistoryError
@@ -218,7 +217,7 @@ async def _run(
     from dipeo_cli.runner import execute
     from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(open_store, db or None)
     try:
         more = await extra(store) if extra is not None else {}
     except BaseException:

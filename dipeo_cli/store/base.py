@@ -50,6 +50,25 @@ class Control:
 INTERRUPTED_ERROR = "interrupted (the dipeo process ended without finishing this run)"
 INTERRUPTED_NODE_ERROR = "interrupted"
 INTERRUPTED_SKIP_REASON = "execution interrupted"
+# A running execution's process writes a heartbeat every 2 s (store/watch.py). A run from
+# another host whose heartbeat is older than this is shown interrupted by any reader; the
+# margin covers clock skew between hosts and a briefly unreachable database.
+HEARTBEAT_TIMEOUT_ENV = "DIPEO_HEARTBEAT_TIMEOUT"
+HEARTBEAT_TIMEOUT = 30.0
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a run on another host counts as interrupted:
+    `$DIPEO_HEARTBEAT_TIMEOUT`, else 30."""
+    try:
+        value = float(os.environ.get(HEARTBEAT_TIMEOUT_ENV, ""))
+    except ValueError:
+        return HEARTBEAT_TIMEOUT
+    return value if value > 0 else HEARTBEAT_TIMEOUT
+
+
+def no_heartbeat_error(host: str | None, since: str) -> str:
+    return f"interrupted: no heartbeat from {host or 'an unknown host'} since {since}"
 
 
 @runtime_checkable

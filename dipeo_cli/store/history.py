@@ -37,6 +37,7 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store.base import Control
 from dipeo_cli.store.codec import Batch, Encoder, encode_map, execution_row, node_row
+from dipeo_cli.store.notify import CONTROLS, Hub, Subscription
 from dipeo_cli.store.queries import Queries
 from dipeo_cli.store.retention import Retention
 from dipeo_cli.store.watch import Watcher
@@ -57,6 +58,7 @@ class SqlHistory(Queries, Retention):
         self._watcher = Watcher(self)
         self._closing = False
         self._closed = False
+        self._hub: Hub | None = None  # set by a dialect that announces changes (PostgreSQL)
 
     # -- what a dialect provides ---------------------------------------------------------------
 
@@ -82,6 +84,16 @@ class SqlHistory(Queries, Retention):
     def is_unwritable(self, exc: BaseException | None) -> bool:
         """Whether `exc` says the database cannot be written now (full, read-only)."""
         return False
+
+    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
+        """Statements that announce, when their transaction commits, that these executions
+        changed on `channel` (store/notify.py); none where the dialect cannot announce."""
+        return []
+
+    def subscribe(self, channel: str, execution_ids: list[str]) -> Subscription:
+        """A Subscription woken when one of `execution_ids` is announced on `channel`
+        (`notify.CHANGES`: new events or status; `notify.CONTROLS`: a control request)."""
+        return Subscription(self._hub, channel, execution_ids)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -163,7 +175,7 @@ class SqlHistory(Queries, Retention):
     ) -> None:
         """Store `state` whole (execution, node states, outputs); idempotent per execution id.
         Recording the ExecutionStarted event after this is harmless and keeps `diagram_path`."""
-        from dipeo_cli.store.sqlite import batch_statements
+        from dipeo_cli.store.statements import batch_statements
 
         eid = state.id
         batch = Batch()
@@ -301,7 +313,8 @@ class SqlHistory(Queries, Retention):
                                 *ACTIVE_STATUSES,
                             )
                         ],
-                    )
+                    ),
+                    *self.announce(CONTROLS, [execution_id]),
                 ]
             )
             rows = await self.fetch(

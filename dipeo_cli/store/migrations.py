@@ -1,8 +1,9 @@
 """The history database schema, as named, ordered, append-only migrations.
 
 Each migration is registered with `@migration`, in the order it must run, and has a body per
-SQL dialect: the decorated function is SQLite's (it gets an `sqlite3.Connection`); a PostgreSQL
-body is attached with `@<migration>.postgres` as a list of statements. `migrate` applies the
+SQL dialect: the decorated function is SQLite's (it gets an `sqlite3.Connection`); its
+PostgreSQL body, a list of statements under the same name, is in store/postgres_schema.py
+(a test fails when one is missing). `migrate` applies the
 ones a database lacks, each in its own transaction together with its row in
 `schema_migrations`, so a database is never left half-migrated and two processes migrating the
 same file at once apply each migration exactly once. A database that lists a migration this

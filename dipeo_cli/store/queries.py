@@ -28,10 +28,14 @@ from dipeo_cli.store.base import (
     INTERRUPTED_NODE_ERROR,
     INTERRUPTED_SKIP_REASON,
     ambiguous_message,
+    heartbeat_timeout,
+    hostname,
+    no_heartbeat_error,
     not_found_message,
     process_gone,
 )
 from dipeo_cli.store.codec import clipped, decode_value, refs_in
+from dipeo_cli.store.notify import CHANGES
 from dipeo_cli.store.rows import (
     EVENT_COLUMNS,
     EXECUTION_COLUMNS,
@@ -102,7 +106,7 @@ class Queries:
         if wanted == "latest":
             rows = await self.fetch(
                 "SELECT id FROM executions WHERE parent_id IS NULL "
-                "ORDER BY started_at DESC, id DESC LIMIT 1"
+                "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1"
             )
             if not rows:
                 raise ExecutionNotFoundError(f"no executions recorded yet in {self.where}")
@@ -112,8 +116,8 @@ class Queries:
             rows = await self.fetch("SELECT id FROM executions WHERE id = ?", (wanted,))
             if not rows:
                 rows = await self.fetch(
-                    f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id LIKE ? ESCAPE '\\' "
-                    "ORDER BY started_at DESC, id DESC LIMIT 11",
+                    f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE LOWER(id) LIKE LOWER(?) ESCAPE '\\' "
+                    "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 11",
                     (_like_escape(wanted) + "%",),
                 )
             if not rows:
@@ -152,7 +156,11 @@ class Queries:
             params.append(ExecutionStatus(status).value)
         if diagram:
             pattern = f"%{_like_escape(diagram)}%"
-            where.append("(diagram_id LIKE ? ESCAPE '\\' OR diagram_path LIKE ? ESCAPE '\\')")
+            # LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not
+            where.append(
+                "(LOWER(diagram_id) LIKE LOWER(?) ESCAPE '\\' "
+                "OR LOWER(diagram_path) LIKE LOWER(?) ESCAPE '\\')"
+            )
             params += [pattern, pattern]
         if parent_id is not None:
             where.append("parent_id = ?")
@@ -169,8 +177,10 @@ class Queries:
         sql = f"SELECT {EXECUTION_COLUMNS} FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
-        params.append(int(limit) if limit is not None and limit >= 0 else -1)
+        sql += " ORDER BY started_at DESC NULLS LAST, id DESC"
+        if limit is not None and limit >= 0:  # no LIMIT -1 / LIMIT ALL: neither is portable
+            sql += " LIMIT ?"
+            params.append(int(limit))
         states = [state_from_row(row) for row in await self.fetch(sql, params)]
         by_id = {state.id: state for state in states}
         if by_id:  # node states (not outputs) too, so a listing can count completed nodes
@@ -250,7 +260,9 @@ class Queries:
         if node_id is not None:
             sql += " AND node_id = ?"
             params.append(node_id)
-        rows = await self.fetch(sql + " ORDER BY started_at, node_id, iteration", params)
+        rows = await self.fetch(
+            sql + " ORDER BY started_at NULLS FIRST, node_id, iteration", params
+        )
         blobs = await self._blobs([t for row in rows for t in (row[8], row[9])], clip)
         found = []
         for row in rows:
@@ -374,15 +386,25 @@ class Queries:
     def is_unwritable(self, exc: BaseException | None) -> bool:
         raise NotImplementedError
 
+    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
+        raise NotImplementedError
+
     async def _repair_dead_runs(self) -> None:
+        """On this host a run is dead when its process is; a run from another host, when its
+        heartbeat (or, before the first one, its start) is older than `heartbeat_timeout()`."""
         rows = await self.fetch(
-            "SELECT id, pid, process_start, host, started_at FROM executions "
+            "SELECT id, pid, process_start, host, started_at, heartbeat_at FROM executions "
             f"WHERE status IN ({_ACTIVE_MARKS})",
             ACTIVE_STATUSES,
         )
-        dead = [row for row in rows if process_gone(row[1], row[2], row[3])]
-        for eid, _pid, _marker, _host, started_at in dead:
-            await self._mark_interrupted(eid, started_at, INTERRUPTED_ERROR)
+        stale_before = time.time() - heartbeat_timeout()
+        for eid, pid, marker, host, started_at, beat in rows:
+            if process_gone(pid, marker, host):
+                await self._mark_interrupted(eid, started_at, INTERRUPTED_ERROR)
+            elif host != hostname():
+                last = beat or started_at
+                if last and _seconds(last) < stale_before:
+                    await self._mark_interrupted(eid, started_at, no_heartbeat_error(host, last))
 
     async def _mark_interrupted(self, eid: str, started_at: str | None, error: str) -> None:
         async with self.write_lock():
@@ -429,8 +451,16 @@ class Queries:
                         "WHERE execution_id = ? AND taken_at IS NULL AND outcome IS NULL",
                         [("error: the execution was interrupted before taking this request", eid)],
                     ),
+                    *self.announce(CHANGES, [eid]),
                 ]
             )
+
+
+def _seconds(stamp: str) -> float:
+    try:
+        return parse_iso(stamp)
+    except ValueError:
+        return time.time()  # unreadable: never a reason to fail someone else's run
 
 
 def _like_escape(text: str) -> str:

@@ -4,7 +4,9 @@ Every POLL_INTERVAL it takes the control requests other processes left for those
 (pause, resume, abort, skip a node: rows in the store) and hands each to the execution's
 handler, recording what the handler answered as the request's outcome; every HEARTBEAT_EVERY it
 queues a heartbeat for them through the writer. It runs only while some execution is watched,
-and a poll that finds nothing costs one indexed read.
+and a poll that finds nothing costs one indexed read. Where the store announces control
+requests (PostgreSQL's NOTIFY, store/notify.py), it wakes on the announcement instead and polls
+only every NOTIFIED_POLL, as a safety net.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from dipeo_cli.store.base import Control
 
 POLL_INTERVAL = 0.25
+NOTIFIED_POLL = 1.0
 HEARTBEAT_EVERY = 2.0
 
 Handler = Callable[["Control"], "str | None"]
@@ -30,9 +33,12 @@ class Watcher:
         self._handlers: dict[str, Handler] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
+        self._subscription: Any = None
 
     def watch(self, execution_id: str, handler: Handler) -> Callable[[], None]:
         self._handlers[execution_id] = handler
+        if self._subscription is not None:
+            self._subscription.add(execution_id)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="dipeo-history-watch"
@@ -41,6 +47,8 @@ class Watcher:
         def unwatch() -> None:
             if self._handlers.get(execution_id) is handler:
                 del self._handlers[execution_id]
+                if self._subscription is not None:
+                    self._subscription.discard(execution_id)
 
         return unwatch
 
@@ -52,8 +60,25 @@ class Watcher:
 
     async def _run(self) -> None:
         self._last_beat = time.monotonic()
+        subscribe = getattr(self._store, "subscribe", None)
+        if subscribe is not None:
+            from dipeo_cli.store.notify import CONTROLS
+
+            self._subscription = subscribe(CONTROLS, list(self._handlers))
+        try:
+            await self._loop()
+        finally:
+            if self._subscription is not None:
+                self._subscription.close()
+                self._subscription = None
+
+    async def _loop(self) -> None:
         while self._handlers:
-            await asyncio.sleep(self._poll_interval)
+            subscription = self._subscription
+            if subscription is not None and subscription.notified:
+                await subscription.wait(NOTIFIED_POLL)
+            else:
+                await asyncio.sleep(self._poll_interval)
             watched = list(self._handlers)
             if not watched:
                 break

@@ -1,0 +1,82 @@
+"""The statements that write a batch, in the SQL every dialect speaks (`?` placeholders).
+
+A batch (store/codec.py) becomes one statement per table with all its rows, parents before
+children; a dialect runs them in one transaction (SQLite: executemany or a JSON array;
+PostgreSQL: executemany after translating the placeholders). The upserts keep a stored value
+when the new row has NULL there, except for the columns that may legitimately go back to NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dipeo_cli.store.codec import Batch
+from dipeo_cli.store.rows import EVENT_COLUMNS, EXECUTION_COLUMNS, ITERATION_COLUMNS
+from dipeo_cli.store.rows import NODE_COLUMNS as _NODE_COLUMNS
+
+Row = tuple[Any, ...]
+Statements = list[tuple[str, Sequence[Row]]]
+
+
+def _keep_old(columns: str, conflict: str, table: str, replace: tuple[str, ...]) -> str:
+    """An upsert in which a NULL keeps the stored value, except for the `replace` columns."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = {c.strip() for c in conflict.split(",")}
+    sets = ", ".join(
+        f"{c} = excluded.{c}" if c in replace else f"{c} = COALESCE(excluded.{c}, {table}.{c})"
+        for c in names
+        if c not in keys
+    )
+    marks = ",".join("?" * len(names))
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+        f"ON CONFLICT({conflict}) DO UPDATE SET {sets}"
+    )
+
+
+UPSERT_EXECUTION = _keep_old(EXECUTION_COLUMNS, "id", "executions", ("status", "token_usage"))
+UPSERT_NODE = _keep_old(
+    _NODE_COLUMNS,
+    "execution_id, node_id",
+    "node_states",
+    ("status", "started_at", "ended_at", "error", "skip_reason", "token_usage", "iterations"),
+)
+UPSERT_ITERATION = _keep_old(
+    ITERATION_COLUMNS, "execution_id, node_id, iteration", "node_iterations", ("status",)
+)
+INSERT_BLOB = "INSERT INTO blobs (hash, size, data) VALUES (?,?,?) ON CONFLICT(hash) DO NOTHING"
+INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+HEARTBEAT = "UPDATE executions SET heartbeat_at = ? WHERE id = ?"
+CONTROL_OUTCOME = "UPDATE controls SET outcome = ? WHERE id = ?"
+
+
+# A request still pending when its execution ends is settled in the same transaction, so no
+# process can take it later (request_control stores none for an execution that has ended).
+SETTLE_CONTROLS = (
+    "UPDATE controls SET outcome = ? "
+    "WHERE execution_id = ? AND taken_at IS NULL AND outcome IS NULL"
+)
+FINISHED_BEFORE_TAKEN = "error: the execution finished before taking this request"
+_FINAL = ("COMPLETED", "FAILED", "ABORTED")
+
+
+def batch_statements(batch: Batch) -> Statements:
+    """A batch as (statement, rows) pairs, parents before children."""
+    return [
+        (INSERT_BLOB, list(batch.blobs.values())),
+        (UPSERT_EXECUTION, list(batch.executions.values())),
+        (UPSERT_NODE, list(batch.nodes.values())),
+        (UPSERT_ITERATION, list(batch.iterations.values())),
+        (INSERT_EVENT, batch.events),
+        (HEARTBEAT, [(at, eid) for eid, at in batch.heartbeats.items()]),
+        (CONTROL_OUTCOME, [(outcome, cid) for cid, outcome in batch.outcomes.items()]),
+        (
+            SETTLE_CONTROLS,
+            [
+                (FINISHED_BEFORE_TAKEN, row[0])
+                for row in batch.executions.values()
+                if row[1] in _FINAL
+            ],
+        ),
+    ]
