@@ -117,6 +117,9 @@ POSTGRES_BODIES: dict[str, list[str]] = {
     ],
     "m002_parent_execution": [],  # part of m001's body on PostgreSQL
     "m003_iterations_and_controls": [],  # part of m001's body on PostgreSQL
+    "m004_retry_of": [f"ALTER TABLE executions ADD COLUMN retry_of {T}"],
+    # `--search` on PostgreSQL reads the tables with ILIKE (store/queries.py): no index table
+    "m005_search_index": [],
 }
 
 
