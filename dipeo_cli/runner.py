@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import load_diagram
+from dipeo_cli.documents import history_json, run_json, show_json  # noqa: F401 (kept here)
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
@@ -278,31 +279,3 @@ class _Unbreakable:
 
     def __getattr__(self, name: str) -> Any:  # e.g. `paused`, used by user_response
         return getattr(self._view, name)
-
-
-def run_json(state: ExecutionState) -> dict[str, Any]:
-    """The `run --json` object (a stable contract: see README)."""
-    return {
-        "id": state.id,
-        "status": state.status.value,
-        "diagram_id": state.diagram_id,
-        "started_at": state.started_at,
-        "ended_at": state.ended_at,
-        "duration_seconds": state.duration_seconds,
-        "error": state.error,
-        "result": state.result,
-        "token_usage": state.token_usage.model_dump(),
-    }
-
-
-def history_json(state: ExecutionState) -> dict[str, Any]:
-    data = run_json(state)
-    data.pop("result")
-    return data
-
-
-def show_json(state: ExecutionState, children: list[ExecutionState] = ()) -> dict[str, Any]:
-    """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
-    data = state.model_dump(mode="json")
-    data["children"] = [child.id for child in children]
-    return data

@@ -44,7 +44,7 @@ def history(
         wanted = ExecutionStatus(status.upper())
     states = _read_history(_list(db, limit, wanted, diagram))
     if as_json:
-        from dipeo_cli.runner import history_json
+        from dipeo_cli.documents import history_json
 
         _print_json([history_json(s) for s in states])
         return
@@ -81,9 +81,12 @@ def show(
     clip = None if as_json else SHOW_CLIP
     state, events, children, iterations = _read_history(_find(db, execution, node, clip))
     if as_json:
-        from dipeo_cli.runner import show_json
+        from dipeo_cli.documents import iteration_json, show_json
 
-        _print_json(iterations if node is not None else show_json(state, children))
+        if node is not None:
+            _print_json([iteration_json(it) for it in iterations])
+        else:
+            _print_json(show_json(state, children))
         return
     from dipeo_cli.render import print_execution
 

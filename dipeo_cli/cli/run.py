@@ -106,7 +106,7 @@ def run(
     outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode))
     state = outcome.state
     if as_json:
-        from dipeo_cli.runner import run_json
+        from dipeo_cli.documents import run_json
 
         _print_json(run_json(state))
     else:
@@ -224,30 +224,17 @@ def validate(
         )
     except DiagramError as exc:
         if as_json:
-            _print_json(
-                {
-                    "valid": False,
-                    "file": diagram,
-                    "problems": [
-                        {"message": p.message, "where": p.where, "line": p.line}
-                        for p in exc.problems
-                    ],
-                }
-            )
+            from dipeo_cli.documents import validate_json
+
+            _print_json(validate_json(diagram, problems=exc.problems))
             raise typer.Exit(EXIT_USAGE) from None
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
-    summary = {
-        "valid": True,
-        "file": diagram,
-        "problems": [],
-        "node_count": len(graph.nodes),
-        "arrow_count": len(graph.edges),
-        "format": graph.diagram.format,
-    }
     if as_json:
-        _print_json(summary)
+        from dipeo_cli.documents import validate_json
+
+        _print_json(validate_json(diagram, graph=graph))
     else:
         print(
             f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows"
