@@ -39,6 +39,13 @@ DbOption = typer.Option(
     help="History database file (default: $DIPEO_HOME/history.db; :memory: keeps nothing).",
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+GRAPH_KINDS = ("mermaid", "dot")
+GraphOption = typer.Option(
+    None,
+    "--graph",
+    metavar="mermaid|dot",
+    help="Print the diagram as a Mermaid flowchart or a Graphviz DOT graph.",
+)
 
 
 def _version(value: bool) -> None:
@@ -90,6 +97,17 @@ def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
     if len(chosen) > 1:
         _fail("use only one of --light, --native, --readable")
     return chosen[0] if chosen else None
+
+
+def _graph_kind(kind: str | None, as_json: bool) -> str | None:
+    """The --graph value checked (mermaid or dot), or None."""
+    if kind is None:
+        return None
+    if as_json:
+        _fail("use either --graph or --json, not both")
+    if kind.lower() not in GRAPH_KINDS:
+        _fail(f"--graph must be one of {', '.join(GRAPH_KINDS)}, got {kind!r}")
+    return kind.lower()
 
 
 def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:

@@ -11,9 +11,11 @@ from dipeo_cli.cli import (
     SHOW_CLIP,
     STATUSES,
     DbOption,
+    GraphOption,
     JsonOption,
     _color,
     _fail,
+    _graph_kind,
     _open_store,
     _out,
     _print_json,
@@ -73,9 +75,17 @@ def show(
     node: str | None = typer.Option(None, "--node", help="Only this node (label or id), in full."),
     as_json: bool = JsonOption,
     db: str | None = DbOption,
+    picture: str | None = GraphOption,
 ) -> None:
     """Show one execution: node states, outputs, errors, token usage. With --node, that node in
-    full with every iteration it ran (--json: the list of its iterations)."""
+    full with every iteration it ran (--json: the list of its iterations). With --graph, the
+    diagram it ran as a picture, each node coloured by its status."""
+    kind = _graph_kind(picture, as_json)
+    if kind is not None:
+        from dipeo_cli.render.graph import render_picture
+
+        _out().write(render_picture(_read_history(_picture(db, execution)), kind))  # type: ignore[arg-type]
+        return
     # Text reports clip large values as they are read, so printing a huge output never loads
     # it whole; JSON is always whole.
     clip = None if as_json else SHOW_CLIP
@@ -134,3 +144,41 @@ async def _find(db: str | None, execution: str, node: str | None, clip: int | No
         return state, events, children[::-1], iterations
     finally:
         await store.close()
+
+
+async def _picture(db: str | None, execution: str) -> Any:
+    """The execution drawn over the diagram it ran (its recorded source, parsed and compiled
+    again); nodes only when the source is missing or no longer reads."""
+    from pathlib import Path
+
+    from dipeo_cli.render.graph import picture_of_state
+    from dipeo_cli.store import open_store
+
+    store = await _open_store(open_store, Path(db) if db else None)
+    try:
+        state = await store.find_execution(execution, clip=SHOW_CLIP)
+        source = await store.diagram_source(state.id)
+    finally:
+        await store.close()
+    if source is None:
+        return picture_of_state(state)
+    return _picture_of_source(source, state) or picture_of_state(state)
+
+
+def _picture_of_source(source: str, state: Any) -> Any:
+    from dipeo_cli.diagram import parse_diagram
+    from dipeo_cli.errors import DipeoError
+    from dipeo_cli.graph import CompileOptions, compile_graph
+    from dipeo_cli.registry import load_plugins
+    from dipeo_cli.render.graph import picture_of_diagram, picture_of_graph
+
+    try:
+        diagram = parse_diagram(source, file=state.diagram_id, strict=False)
+    except DipeoError:
+        return None
+    try:
+        # mock persons: drawing a run must not need the API key it ran with
+        graph = compile_graph(diagram, load_plugins(()), CompileOptions(llm_mode="mock"))
+    except DipeoError:  # a plugin type, a file that moved: draw it without loop detection
+        return picture_of_diagram(diagram, state)
+    return picture_of_graph(graph, state)

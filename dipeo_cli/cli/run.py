@@ -11,12 +11,14 @@ from dipeo_cli.cli import (
     EXIT_USAGE,
     MEMORY_DB,
     DbOption,
+    GraphOption,
     JsonOption,
     _color,
     _err,
     _fail,
     _fail_invalid,
     _format_flag,
+    _graph_kind,
     _guarded,
     _open_store,
     _out,
@@ -207,13 +209,16 @@ def validate(
     native: bool = typer.Option(False, "--native"),
     readable: bool = typer.Option(False, "--readable"),
     as_json: bool = JsonOption,
+    picture: str | None = GraphOption,
 ) -> None:
-    """Check a diagram without running it; report every problem at once (exit 2 if any)."""
+    """Check a diagram without running it; report every problem at once (exit 2 if any).
+    With --graph, print the valid diagram as a Mermaid flowchart or a Graphviz DOT graph."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import prepare
 
     fmt = _format_flag(light, native, readable)
+    kind = _graph_kind(picture, as_json)
     try:
         graph = _guarded(
             prepare,
@@ -231,7 +236,11 @@ def validate(
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
-    if as_json:
+    if kind is not None:
+        from dipeo_cli.render.graph import picture_of_graph, render_picture
+
+        _out().write(render_picture(picture_of_graph(graph), kind))
+    elif as_json:
         from dipeo_cli.documents import validate_json
 
         _print_json(validate_json(diagram, graph=graph))
