@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ def picture_of_diagram(
 ) -> Picture:
     """A diagram as loaded (not compiled: a run's diagram that no longer compiles still draws);
     `loop_arrows` are the indexes (in `diagram.arrows`) of the arrows drawn dashed."""
-    title = str(diagram.metadata.get("name") or diagram.file or "diagram")
+    # the file's name, not its path: the picture does not depend on where it was run from
+    title = str(diagram.metadata.get("name") or PurePath(diagram.file or "diagram").name)
     index = {dnode.id: i for i, dnode in enumerate(diagram.nodes)}
     nodes = []
     for dnode in diagram.nodes:
