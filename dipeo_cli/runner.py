@@ -148,6 +148,7 @@ class Run:
         execution_id: str | None = None,
         parent_id: str | None = None,
         replay: Any = None,
+        diagram_id: str | None = None,
     ) -> None:
         self.store = store
         self.state: ExecutionState | None = None
@@ -160,7 +161,7 @@ class Run:
             options=options,
             store=store,
             resources=resources,
-            diagram_id=graph.diagram.file,
+            diagram_id=diagram_id if diagram_id is not None else graph.diagram.file,
             parent_id=parent_id,
             replay=replay,
         )
@@ -223,11 +224,13 @@ async def execute(
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
     on_start: Any = None,
+    diagram_id: str | None = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
     `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
-    `run.executor.abort` there)."""
+    `run.executor.abort` there). `diagram_id` names the diagram in the history when it has no
+    file (read from standard input: "<stdin>")."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
@@ -246,6 +249,7 @@ async def execute(
         options=options,
         progress=progress,
         execution_id=execution_id,
+        diagram_id=diagram_id,
     )
     resources.pause_progress = getattr(run._progress, "paused", None)
     if on_start is not None:

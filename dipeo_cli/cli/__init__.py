@@ -87,6 +87,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def _fail_invalid(diagram: str, exc: Any) -> NoReturn:
+    diagram = "<stdin>" if diagram == "-" else diagram
     _fail(f"{diagram} is not valid ({len(exc.problems)} problem(s)):\n{exc}")
 
 
@@ -158,6 +159,7 @@ def main() -> None:
 
 # The command families register themselves on `app` (one module each; heavy imports stay
 # inside the commands, so `dipeo --help` stays fast).
+from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
 from dipeo_cli.cli import history as _history  # noqa: E402, F401
 from dipeo_cli.cli import run as _run  # noqa: E402, F401
 

@@ -30,7 +30,7 @@ from dipeo_cli.cli import (
 @app.command()
 def run(
     diagram: str = typer.Argument(
-        ..., help="Diagram file: light YAML, native JSON or readable YAML."
+        ..., help="Diagram file: light YAML, native JSON or readable YAML; - for standard input."
     ),
     input_data: str | None = typer.Option(None, "--input-data", help="Variables as a JSON object."),
     inputs: str | None = typer.Option(None, "--inputs", help="Variables from a JSON or YAML file."),
@@ -105,7 +105,9 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode))
+    outcome = asyncio.run(
+        _run(graph, variables, options, db, quiet, answers, llm_mode, _diagram_id(diagram))
+    )
     state = outcome.state
     if as_json:
         from dipeo_cli.documents import run_json
@@ -135,6 +137,7 @@ async def _run(
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
+    diagram_id: str | None = None,
 ) -> Any:
     import asyncio
     import contextlib
@@ -159,6 +162,7 @@ async def _run(
             answers=answers,
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
             llm_mode=llm_mode,
+            diagram_id=diagram_id,
         )
     except BaseException:
         with contextlib.suppress(HistoryError):  # the error on its way out says more
@@ -174,6 +178,13 @@ async def _run(
         if outcome.history_error is None:
             outcome = dataclasses.replace(outcome, history_error=exc)
     return outcome
+
+
+def _diagram_id(diagram: str) -> str | None:
+    """How the history names a diagram read from standard input (None: by its file)."""
+    from dipeo_cli.diagram import STDIN, STDIN_NAME
+
+    return STDIN_NAME if diagram == STDIN else None
 
 
 def _abort_on_signals(run: Any) -> list[Any]:
