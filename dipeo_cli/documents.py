@@ -11,6 +11,7 @@ Token usage is always an object with the same four integer keys (`input`, `outpu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def history_json(state: ExecutionState) -> dict[str, Any]:
     return data
 
 
-def show_json(state: ExecutionState, children: list[ExecutionState] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def show_json(state: ExecutionState, children: Sequence[ExecutionState] = ()) -> dict[str, Any]:
     """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
     data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     data.update(state.model_dump(mode="json"))
@@ -97,7 +98,7 @@ def iteration_json(iteration: dict[str, Any]) -> dict[str, Any]:
 def validate_json(
     file: str,
     *,
-    problems: list[Any] = (),  # type: ignore[assignment]
+    problems: Sequence[Any] = (),
     graph: Any = None,
 ) -> dict[str, Any]:
     """The `validate --json` object: the same keys whether the diagram is valid or not

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,7 +336,7 @@ class Executor(Steering):
             touched = sorted(set(touched), key=position.__getitem__)
         self._recheck([*touched, nid])
 
-    def _recheck(self, nids: list[str]) -> None:
+    def _recheck(self, nids: Iterable[str]) -> None:
         # First in, first out: nodes are queued in the order they were found, so siblings
         # start in the order the caller gave (the diagram's), not in reverse.
         work = deque(nids)

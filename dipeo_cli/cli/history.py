@@ -84,7 +84,7 @@ def show(
     if kind is not None:
         from dipeo_cli.render.graph import render_picture
 
-        _out().write(render_picture(_read_history(_picture(db, execution)), kind))  # type: ignore[arg-type]
+        _out().write(render_picture(_read_history(_picture(db, execution)), kind))
         return
     # Text reports clip large values as they are read, so printing a huge output never loads
     # it whole; JSON is always whole.

@@ -127,7 +127,8 @@ def picture_of_state(state: ExecutionState) -> Picture:
     return Picture(state.diagram_id or state.id, nodes, [])
 
 
-def render_picture(picture: Picture, kind: GraphKind) -> str:
+def render_picture(picture: Picture, kind: GraphKind | str) -> str:
+    """`kind` "mermaid" or "dot" (anything else: DOT)."""
     return to_mermaid(picture) if kind == "mermaid" else to_dot(picture)
 
 
