@@ -80,6 +80,7 @@ class Executor(Steering):
         self._arrows = ArrowState(graph, self._status, self._counts)
         self._outputs: dict[str, NodeOutput] = {}
         self._queued: set[str] = set()
+        self._position = {nid: i for i, nid in enumerate(graph.order)}
         self._ready: deque[str] = deque()
         self._running: dict[asyncio.Task[Any], str] = {}
         self._done: deque[asyncio.Task[Any]] = deque()
@@ -332,12 +333,18 @@ class Executor(Steering):
     def _route(self, nid: str, value: dict[str, Any] | None) -> None:
         """Deliver a finished node's output along its arrows, then re-check the readiness of the
         nodes that may have become ready (or dead) and of the node itself."""
-        self._recheck([*self._arrows.deliver(nid, value), nid])
+        touched = self._arrows.deliver(nid, value)
+        if len(touched) > 1:  # siblings that become ready together start in diagram order
+            position = self._position
+            touched = sorted(set(touched), key=position.__getitem__)
+        self._recheck([*touched, nid])
 
     def _recheck(self, nids: Iterable[str]) -> None:
-        work = list(nids)
+        # First in, first out: nodes are queued in the order they were found, so siblings
+        # start in the order the caller gave (the diagram's), not in reverse.
+        work = deque(nids)
         while work:
-            nid = work.pop()
+            nid = work.popleft()
             status = self._status[nid]
             if status in (RUNNING, SKIPPED) or nid in self._queued:
                 continue

@@ -323,7 +323,9 @@ def response_metadata(
     }
 
 
-def status_error(response: httpx.Response, method: str, url: str, metadata: dict[str, Any]) -> HttpError:
+def status_error(
+    response: httpx.Response, method: str, url: str, metadata: dict[str, Any]
+) -> HttpError:
     # masked before it is cut or its spaces squeezed: either could break a secret's form apart
     excerpt = " ".join(redact(response.text[: BODY_EXCERPT * 16])[:BODY_EXCERPT].split())
     message = f"HTTP {response.status_code} {response.reason_phrase} from {method} {redact(url)}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.diagram import load_diagram
+from dipeo_cli.documents import history_json, run_json, show_json  # noqa: F401 (kept here)
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
@@ -149,6 +149,7 @@ class Run:
         parent_id: str | None = None,
         replay: Any = None,
         retry_of: str | None = None,
+        diagram_id: str | None = None,
     ) -> None:
         self.store = store
         self.state: ExecutionState | None = None
@@ -161,7 +162,7 @@ class Run:
             options=options,
             store=store,
             resources=resources,
-            diagram_id=graph.diagram.file,
+            diagram_id=diagram_id if diagram_id is not None else graph.diagram.file,
             parent_id=parent_id,
             replay=replay,
             retry_of=retry_of,
@@ -231,13 +232,16 @@ async def execute(
     llm_replay: Any = None,
     http_replay: Any = None,
     shared: ProcessServices | None = None,
+    diagram_id: str | None = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
     `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
     `run.executor.abort` there). `replay`/`retry_of` make it a retry (dipeo_cli/retry.py);
     `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py).
-    `shared` holds the host process's services (the python worker pool), kept across runs."""
+    `shared` holds the host process's services (the python worker pool), kept across runs.
+    `diagram_id` names the diagram in the history when it has no file (read from standard
+    input: "<stdin>")."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
@@ -261,6 +265,7 @@ async def execute(
         execution_id=execution_id,
         replay=replay,
         retry_of=retry_of,
+        diagram_id=diagram_id,
     )
     resources.pause_progress = getattr(run._progress, "paused", None)
     if on_start is not None:
@@ -294,39 +299,3 @@ class _Unbreakable:
 
     def __getattr__(self, name: str) -> Any:  # e.g. `paused`, used by user_response
         return getattr(self._view, name)
-
-
-def run_json(state: ExecutionState) -> dict[str, Any]:
-    """The `run --json` object (a stable contract: see README)."""
-    return {
-        "id": state.id,
-        "status": state.status.value,
-        "diagram_id": state.diagram_id,
-        "started_at": state.started_at,
-        "ended_at": state.ended_at,
-        "duration_seconds": state.duration_seconds,
-        "error": state.error,
-        "result": state.result,
-        # extension: the labels of the endpoints that produced `result`, in diagram order
-        "result_from": [
-            node.label or node_id
-            for node_id, node in state.node_states.items()
-            if node.type == "endpoint" and node.status.value == "COMPLETED"
-        ],
-        "token_usage": state.token_usage.model_dump(),
-    }
-
-
-def history_json(state: ExecutionState) -> dict[str, Any]:
-    data = run_json(state)
-    data.pop("result")
-    data.pop("result_from")
-    data["retry_of"] = state.retry_of
-    return data
-
-
-def show_json(state: ExecutionState, children: Sequence[ExecutionState] = ()) -> dict[str, Any]:
-    """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
-    data = state.model_dump(mode="json")
-    data["children"] = [child.id for child in children]
-    return data

@@ -20,6 +20,9 @@ from dipeo_cli import events as ev
 
 
 class ExecutionStatus(StrEnum):
+    """Where an execution is: STARTED, RUNNING, PAUSED while active; COMPLETED, FAILED or
+    ABORTED once final (`is_final`). A run whose process died is FAILED ("interrupted")."""
+
     STARTED = "STARTED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -41,6 +44,10 @@ ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)
 
 
 class NodeExecutionStatus(StrEnum):
+    """Where one node is. PENDING until it first runs; COMPLETED, FAILED, SKIPPED (with a
+    `skip_reason`) or MAXITER_REACHED at the end. A node in a loop goes back to RUNNING on each
+    iteration; its status is that of its last one."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
@@ -52,6 +59,10 @@ class NodeExecutionStatus(StrEnum):
 
 
 class TokenUsage(BaseModel):
+    """LLM tokens: `input`, `output`, `cached` (None when the provider does not say) and
+    `total`. Usages add up with `+`; a node's is the sum over its calls and iterations, an
+    execution's the sum over its nodes. JSON documents always write all four keys as ints."""
+
     input: int = 0
     output: int = 0
     cached: int | None = None
@@ -92,6 +103,11 @@ def create_node_output(value: Any = None, metadata: dict[str, Any] | None = None
 
 
 class NodeState(BaseModel):
+    """One node of an execution: its status, its last iteration's start and end (ISO 8601
+    UTC), `error` when it failed, `skip_reason` when skipped, its token usage (None when it
+    made no LLM call), how the diagram names it (`label`, `type`) and how often it ran
+    (`iterations`)."""
+
     status: NodeExecutionStatus = NodeExecutionStatus.PENDING
     started_at: str | None = None
     ended_at: str | None = None
@@ -105,6 +121,13 @@ class NodeState(BaseModel):
 
 
 class ExecutionState(BaseModel):
+    """One execution as the history holds it: its status, times, `node_states` (every node,
+    in diagram order), `node_outputs` (the last output of each node that produced one), summed
+    `token_usage`, the `variables` it ran with, its `error` when it failed and its `result`
+    (the endpoint value; a dict by endpoint label when several produced one). `parent_id` is
+    set for a sub-diagram run. Folding the execution's events with `apply_event` rebuilds it.
+    """
+
     model_config = ConfigDict(validate_assignment=False)
 
     id: str

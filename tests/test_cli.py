@@ -51,6 +51,7 @@ def test_run_json_is_one_object_with_the_documented_fields(cli):
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert set(data) == {
+        "schema_version",
         "id",
         "status",
         "diagram_id",
@@ -65,6 +66,8 @@ def test_run_json_is_one_object_with_the_documented_fields(cli):
     assert data["status"] == "COMPLETED"
     assert data["result"] == "Hello, Ada!"
     assert data["error"] is None
+    assert data["schema_version"] == 2
+    assert data["token_usage"] == {"input": 0, "output": 0, "cached": 0, "total": 0}
 
 
 def test_variables_come_from_file_json_and_pairs_later_winning(cli):

@@ -55,6 +55,15 @@ def test_independent_nodes_run_concurrently():
     assert time.perf_counter() - t0 < 2.0  # 20 x 0.2 s sequentially would be 4 s
 
 
+def test_siblings_that_become_ready_together_start_in_diagram_order():
+    # Arrows written in another order than the nodes: the diagram's node order decides.
+    nodes = {"Start": S, **{f"N{i}": ("fn", {"fn": lambda ctx: 1}) for i in range(6)}}
+    g = build(nodes, [f"Start -> N{i}" for i in (3, 0, 5, 1, 4, 2)])
+    finished, rec = run(g)
+    assert finished.status is ExecutionStatus.COMPLETED
+    assert rec.started(g) == ["Start", "N0", "N1", "N2", "N3", "N4", "N5"]
+
+
 def test_join_waits_for_every_input_and_sees_them_by_label():
     seen: list = []
     g = build(

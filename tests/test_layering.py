@@ -45,7 +45,8 @@ def test_help_does_not_import_the_heavy_modules():
         "import sys\n"
         "from dipeo_cli import cli\n"
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
-        " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg')"
+        " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg', 'dipeo_cli.render.graph',"
+        " 'dipeo_cli.diagram.write', 'dipeo_cli.documents', 'dipeo_cli.testing')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -106,6 +106,13 @@ StatusOption = typer.Option(
     help=f"Only executions with STATUS: one of {', '.join(STATUSES)} (any case).",
     autocompletion=complete_statuses,
 )
+GRAPH_KINDS = ("mermaid", "dot")
+GraphOption = typer.Option(
+    None,
+    "--graph",
+    metavar="mermaid|dot",
+    help="Print the diagram as a Mermaid flowchart or a Graphviz DOT graph.",
+)
 
 
 def _version(value: bool) -> None:
@@ -147,6 +154,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def _fail_invalid(diagram: str, exc: Any) -> NoReturn:
+    diagram = "<stdin>" if diagram == "-" else diagram
     _fail(f"{diagram} is not valid ({len(exc.problems)} problem(s)):\n{exc}")
 
 
@@ -157,6 +165,17 @@ def _format_flag(light: bool, native: bool, readable: bool) -> str | None:
     if len(chosen) > 1:
         _fail("use only one of --light, --native, --readable")
     return chosen[0] if chosen else None
+
+
+def _graph_kind(kind: str | None, as_json: bool) -> str | None:
+    """The --graph value checked (mermaid or dot), or None."""
+    if kind is None:
+        return None
+    if as_json:
+        _fail("use either --graph or --json, not both")
+    if kind.lower() not in GRAPH_KINDS:
+        _fail(f"--graph must be one of {', '.join(GRAPH_KINDS)}, got {kind!r}")
+    return kind.lower()
 
 
 def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:
@@ -207,10 +226,11 @@ def main() -> None:
 
 # The command families register themselves on `app` (one module each; heavy imports stay
 # inside the commands, so `dipeo --help` stays fast).
-from dipeo_cli.cli import run as _run  # noqa: E402, F401, I001  (run first in --help)
+from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
 from dipeo_cli.cli import history as _history  # noqa: E402, F401
 from dipeo_cli.cli import retention as _retention  # noqa: E402, F401
 from dipeo_cli.cli import retry as _retry  # noqa: E402, F401
+from dipeo_cli.cli import run as _run  # noqa: E402, F401, I001  (run first in --help)
 
 # isort: split
 # (after run and history, so that `dipeo --help` lists those first)

@@ -11,10 +11,12 @@ from dipeo_cli.cli import (
     SHOW_CLIP,
     STATUSES,
     DbOption,
+    GraphOption,
     JsonOption,
     StatusOption,
     _color,
     _fail,
+    _graph_kind,
     _out,
     _print_json,
     _read_history,
@@ -152,7 +154,7 @@ def history(
     }
     states = _read_history(_list(db, query, parent))
     if as_json:
-        from dipeo_cli.runner import history_json
+        from dipeo_cli.documents import history_json
 
         _print_json([history_json(s) for s in states])
         return
@@ -216,9 +218,17 @@ def show(
     ),
     as_json: bool = JsonOption,
     db: str | None = DbOption,
+    picture: str | None = GraphOption,
 ) -> None:
     """Show one execution: node states, outputs, errors, token usage. With --node, that node in
-    full with every iteration it ran (--json: the list of its iterations)."""
+    full with every iteration it ran (--json: the list of its iterations). With --graph, the
+    diagram it ran as a picture, each node coloured by its status."""
+    kind = _graph_kind(picture, as_json)
+    if kind is not None:
+        from dipeo_cli.render.graph import render_picture
+
+        _out().write(render_picture(_read_history(_picture(db, execution)), kind))
+        return
     if follow:
         if node is not None:
             _fail("--follow shows the whole execution: use it without --node")
@@ -228,9 +238,12 @@ def show(
     clip = None if as_json else SHOW_CLIP
     state, events, children, iterations = _read_history(_find(db, execution, node, clip))
     if as_json:
-        from dipeo_cli.runner import show_json
+        from dipeo_cli.documents import iteration_json, show_json
 
-        _print_json(iterations if node is not None else show_json(state, children))
+        if node is not None:
+            _print_json([iteration_json(it) for it in iterations])
+        else:
+            _print_json(show_json(state, children))
         return
     from dipeo_cli.render import print_execution
 
@@ -292,7 +305,7 @@ def _follow(db: str | None, execution: str, as_json: bool) -> None:
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if as_json:
-        from dipeo_cli.runner import show_json
+        from dipeo_cli.documents import show_json
 
         _print_json(show_json(state))
     else:
@@ -321,3 +334,40 @@ async def _follow_run(db: str | None, execution: str, as_json: bool, stream: Any
         return followed.state, followed.exit_code
     finally:
         await store.close()
+
+
+async def _picture(db: str | None, execution: str) -> Any:
+    """The execution drawn over the diagram it ran (its recorded source, parsed and compiled
+    again); nodes only when the source is missing or no longer reads."""
+    from dipeo_cli.render.graph import picture_of_state
+
+    store = await _open_reader(db)
+    if store is None:
+        _fail(f"no execution {execution!r}: no executions recorded yet")
+    try:
+        state = await store.find_execution(execution, clip=SHOW_CLIP)
+        source = await store.diagram_source(state.id)
+    finally:
+        await store.close()
+    if source is None:
+        return picture_of_state(state)
+    return _picture_of_source(source, state) or picture_of_state(state)
+
+
+def _picture_of_source(source: str, state: Any) -> Any:
+    from dipeo_cli.diagram import parse_diagram
+    from dipeo_cli.errors import DipeoError
+    from dipeo_cli.graph import CompileOptions, compile_graph
+    from dipeo_cli.registry import load_plugins
+    from dipeo_cli.render.graph import picture_of_diagram, picture_of_graph
+
+    try:
+        diagram = parse_diagram(source, file=state.diagram_id, strict=False)
+    except DipeoError:
+        return None
+    try:
+        # mock persons: drawing a run must not need the API key it ran with
+        graph = compile_graph(diagram, load_plugins(()), CompileOptions(llm_mode="mock"))
+    except DipeoError:  # a plugin type, a file that moved: draw it without loop detection
+        return picture_of_diagram(diagram, state)
+    return picture_of_graph(graph, state)

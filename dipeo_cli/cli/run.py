@@ -11,12 +11,14 @@ from dipeo_cli.cli import (
     EXIT_USAGE,
     MEMORY_DB,
     DbOption,
+    GraphOption,
     JsonOption,
     _color,
     _err,
     _fail,
     _fail_invalid,
     _format_flag,
+    _graph_kind,
     _guarded,
     _open_store,
     _out,
@@ -39,7 +41,7 @@ def run(
     diagram: str = typer.Argument(
         ...,
         metavar="DIAGRAM",
-        help="Diagram file: light YAML, native JSON or readable YAML.",
+        help="Diagram file: light YAML, native JSON or readable YAML; - for standard input.",
         autocompletion=complete_diagram_files,
     ),
     input_data: str | None = typer.Option(
@@ -148,7 +150,19 @@ def run(
     import asyncio
 
     extra = _replayers(replay, replay_loose) if replay is not None else None
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode, extra))
+    outcome = asyncio.run(
+        _run(
+            graph,
+            variables,
+            options,
+            db,
+            quiet,
+            answers,
+            llm_mode,
+            extra,
+            diagram_id=_diagram_id(diagram),
+        )  # fmt: skip
+    )
     report(outcome, db, as_json)
 
 
@@ -176,7 +190,7 @@ def report(outcome: Any, db: str | None, as_json: bool) -> None:
     """Print how a run ended (JSON or the summary), then exit with its code."""
     state = outcome.state
     if as_json:
-        from dipeo_cli.runner import run_json
+        from dipeo_cli.documents import run_json
 
         _print_json(run_json(state))
     else:
@@ -204,6 +218,7 @@ async def _run(
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
     extra: Any = None,
+    diagram_id: str | None = None,
 ) -> Any:
     """Open the history, run, close it. `extra(store)` gives more `execute` arguments (the
     replayers of --replay, a retry's replay), read from the same store."""
@@ -238,6 +253,7 @@ async def _run(
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
             llm_mode=llm_mode,
             shared=services,
+            diagram_id=diagram_id,
             **more,
         )
     except BaseException:
@@ -255,6 +271,14 @@ async def _run(
         if outcome.history_error is None:
             outcome = dataclasses.replace(outcome, history_error=exc)
     return outcome
+
+
+def _diagram_id(diagram: str) -> str | None:
+    """How the history names a diagram read from standard input (None: by its file)."""
+    from dipeo_cli.diagram import STDIN
+    from dipeo_cli.diagram.detect import STDIN_NAME
+
+    return STDIN_NAME if diagram == STDIN else None
 
 
 def _abort_on_signals(run: Any) -> list[Any]:
@@ -295,13 +319,16 @@ def validate(
     native: bool = typer.Option(False, "--native", help="Read the file as native JSON."),
     readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
     as_json: bool = JsonOption,
+    picture: str | None = GraphOption,
 ) -> None:
-    """Check a diagram without running it; report every problem at once (exit 2 if any)."""
+    """Check a diagram without running it; report every problem at once (exit 2 if any).
+    With --graph, print the valid diagram as a Mermaid flowchart or a Graphviz DOT graph."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import prepare
 
     fmt = _format_flag(light, native, readable)
+    kind = _graph_kind(picture, as_json)
     try:
         graph = _guarded(
             prepare,
@@ -312,30 +339,21 @@ def validate(
         )
     except DiagramError as exc:
         if as_json:
-            _print_json(
-                {
-                    "valid": False,
-                    "file": diagram,
-                    "problems": [
-                        {"message": p.message, "where": p.where, "line": p.line}
-                        for p in exc.problems
-                    ],
-                }
-            )
+            from dipeo_cli.documents import validate_json
+
+            _print_json(validate_json(diagram, problems=exc.problems))
             raise typer.Exit(EXIT_USAGE) from None
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
-    summary = {
-        "valid": True,
-        "file": diagram,
-        "problems": [],
-        "node_count": len(graph.nodes),
-        "arrow_count": len(graph.edges),
-        "format": graph.diagram.format,
-    }
-    if as_json:
-        _print_json(summary)
+    if kind is not None:
+        from dipeo_cli.render.graph import picture_of_graph, render_picture
+
+        _out().write(render_picture(picture_of_graph(graph), kind))
+    elif as_json:
+        from dipeo_cli.documents import validate_json
+
+        _print_json(validate_json(diagram, graph=graph))
     else:
         print(
             f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows"

@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dipeo_cli.diagram.detect import FORMATS, Document, detect_format, parse_text, read_text
+from dipeo_cli.diagram.detect import (
+    FORMATS,
+    STDIN,
+    STDIN_NAME,
+    Document,
+    detect_format,
+    parse_text,
+    read_stdin,
+    read_text,
+)
 from dipeo_cli.diagram.light import parse_light
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person, Position
 from dipeo_cli.diagram.native import parse_native
@@ -28,6 +37,7 @@ __all__ = [
     "DiagramNode",
     "Person",
     "Position",
+    "STDIN",
     "load_diagram",
     "parse_diagram",
 ]
@@ -44,8 +54,15 @@ def load_diagram(path: str | Path, format: str | None = None, *, strict: bool = 
 
     With `strict=False`, problems that still leave a diagram to compile (a connection to a
     missing label, ...) are returned in `Diagram.problems` instead of raised, so that
-    `compile_graph` can report them together with its own."""
+    `compile_graph` can report them together with its own.
+
+    `path` "-" reads standard input: messages name it "<stdin>", `Diagram.file` is None (it has
+    no folder: relative paths in it are taken from the working directory)."""
     _check_format(format, str(path))
+    if str(path) == STDIN:
+        diagram = parse_diagram(read_stdin(), file=STDIN_NAME, format=format, strict=strict)
+        diagram.file = None
+        return diagram
     return parse_diagram(read_text(path), file=str(path), format=format, strict=strict)
 
 

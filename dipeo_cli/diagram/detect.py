@@ -95,6 +95,25 @@ def read_text(path: str | Path) -> str:
     raise DiagramError([problem], file)
 
 
+STDIN = "-"  # the path that means standard input
+STDIN_NAME = "<stdin>"  # how messages and the history name a diagram read from it
+
+
+def read_stdin() -> str:
+    """Standard input's text (UTF-8, a BOM dropped); DiagramError when it is not text."""
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problem = Problem(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        problem = Problem(f"cannot read standard input: {exc.strerror or exc}")
+    raise DiagramError([problem], STDIN_NAME)
+
+
 def parse_text(text: str, file: str | None = None) -> Document:
     """Parse JSON or YAML text. A `.json` file is JSON; other text is JSON when it starts with
     `{` or `[` and parses as JSON, YAML otherwise. A string holding a lone UTF-16 surrogate

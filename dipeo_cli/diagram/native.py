@@ -93,9 +93,11 @@ def _nodes(doc: Document, problems: list[Problem]) -> list[DiagramNode]:
         if raw_data is not None and not isinstance(raw_data, dict):
             problems.append(Problem(f"data must be an object, got {raw_data!r}", where, line))
         nested = fields.pop("props", None)
-        if isinstance(nested, dict):
-            fields.update(nested)
         props = clean_props({_RENAMED.get(k, _snake(k)): v for k, v in mapping(fields).items()})
+        if isinstance(nested, dict):
+            # `data.props` (what `dipeo convert` writes) holds the properties as the runner
+            # read them: kept as written, camelCase too, so a conversion changes nothing
+            props.update(clean_props(mapping(nested)))
         node_type = record.get("type")
         if not isinstance(node_type, str) or not node_type.strip():
             problems.append(Problem("node has no type", where, line))

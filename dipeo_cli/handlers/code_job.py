@@ -191,7 +191,9 @@ async def _close_pool(pool: PythonWorkerPool) -> None:
     await pool.close()
 
 
-async def _run_python(node: ExecutableNode[CodeJobProps], config: CodeJobProps, ctx: NodeContext) -> NodeOutput:
+async def _run_python(
+    node: ExecutableNode[CodeJobProps], config: CodeJobProps, ctx: NodeContext
+) -> NodeOutput:
     job: dict[str, Any] = {
         "function_name": config.function_name,
         "inputs": {label: decode_json_text(value) for label, value in ctx.inputs.items()},

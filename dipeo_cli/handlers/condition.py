@@ -245,7 +245,9 @@ def _max_iterations_reached(node: ExecutableNode[ConditionProps], ctx: NodeConte
     ran = [n for n in candidates if ctx.execution_count(n.id) > 0]
     if not ran:
         return False
-    return all(ctx.execution_count(n.id) >= (n.max_iteration or 0) for n in ran)  # `limited`: set ones
+    return all(
+        ctx.execution_count(n.id) >= (n.max_iteration or 0) for n in ran
+    )  # `limited`: set ones
 
 
 def _nodes_executed(names: list[str], ctx: NodeContext) -> bool:
@@ -308,7 +310,10 @@ def parse_decision(reply: str) -> tuple[bool, str]:
 
 
 async def _llm_decision(
-    node: ExecutableNode[ConditionProps], config: ConditionProps, ctx: NodeContext, metadata: dict[str, Any]
+    node: ExecutableNode[ConditionProps],
+    config: ConditionProps,
+    ctx: NodeContext,
+    metadata: dict[str, Any],
 ) -> bool:
     from dipeo_cli.llm.call import ask_person, call_metadata, llm_calls, preview
     from dipeo_cli.llm.inputs import merge_conversations, template_values

@@ -218,7 +218,9 @@ def hook_env(node: ExecutableNode[HookProps], ctx: NodeContext) -> dict[str, str
     return env
 
 
-async def _run_shell(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
+async def _run_shell(
+    node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext
+) -> NodeOutput:
     argv = _argv(config)
     env = hook_env(node, ctx)
     started = time.perf_counter()
@@ -266,7 +268,9 @@ async def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, s
 # -- http --------------------------------------------------------------------------------------
 
 
-async def _run_http(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
+async def _run_http(
+    node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext
+) -> NodeOutput:
     names = api.template_names(ctx)
     assert config.url is not None
     url = api.render(config.url, names, "url")
@@ -302,7 +306,9 @@ async def _run_http(node: ExecutableNode[HookProps], config: HookProps, ctx: Nod
 # -- file --------------------------------------------------------------------------------------
 
 
-async def _run_file(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
+async def _run_file(
+    node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext
+) -> NodeOutput:
     assert config.file_path is not None
     names = api.template_names(ctx)
     path = resolve_path(ctx.base_dir, api.render(config.file_path, names, "file_path"))

@@ -220,7 +220,9 @@ def _data_from_inputs(inputs: dict[str, Any]) -> Any:
 
 
 @node_handler("json_schema_validator", props=JsonSchemaValidatorProps, outputs=("default",))
-async def json_schema_validator(node: ExecutableNode[JsonSchemaValidatorProps], ctx: NodeContext) -> NodeOutput:
+async def json_schema_validator(
+    node: ExecutableNode[JsonSchemaValidatorProps], ctx: NodeContext
+) -> NodeOutput:
     config: JsonSchemaValidatorProps = node.config
     metadata: dict[str, Any] = {"strict_mode": config.strict_mode}
     if config.json_schema is not None:

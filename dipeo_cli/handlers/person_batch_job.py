@@ -86,7 +86,9 @@ def check_person_batch_job(
 
 
 @node_handler("person_batch_job", props=PersonBatchJobProps, check=check_person_batch_job)
-async def person_batch_job(node: ExecutableNode[PersonBatchJobProps], ctx: NodeContext) -> NodeOutput:
+async def person_batch_job(
+    node: ExecutableNode[PersonBatchJobProps], ctx: NodeContext
+) -> NodeOutput:
     config: PersonBatchJobProps = node.config
     persons = [find_person(ctx.graph.diagram.persons, ref) for ref in config.person_ids]
     conversation = conversation_of(ctx.resources)

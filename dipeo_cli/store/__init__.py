@@ -59,6 +59,7 @@ async def open_store(target: str | Path | None = None, *, create: bool = True) -
         return await SqliteStore(MEMORY).open()
     return await SqliteStore(Path(target), create=create).open()
 
+
 def __getattr__(name: str) -> Any:
     if name == "SqliteStore":
         from dipeo_cli.store.sqlite import SqliteStore

@@ -333,7 +333,9 @@ class Encoder:
         positions = self._positions.get(eid)
         return node_row(eid, nid, node, positions.get(nid) if positions else None)
 
-    def _start_row(self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict[str, Any]) -> Row:
+    def _start_row(
+        self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict[str, Any]
+    ) -> Row:
         row = list(execution_row(state, blobs))
         if event.diagram_source is not None:
             row[15] = encode_value(event.diagram_source, blobs)

@@ -389,7 +389,9 @@ class SqlHistory(Queries, Retention):
             }
         return [Control(*row) for row in rows if row[0] in taken]
 
-    def watch(self, execution_id: str, on_control: Callable[[Control], str | None]) -> Callable[[], None]:
+    def watch(
+        self, execution_id: str, on_control: Callable[[Control], str | None]
+    ) -> Callable[[], None]:
         """Deliver control requests for `execution_id` to `on_control` (whose return value is
         recorded as the request's outcome) and keep its heartbeat; returns the unwatch call."""
         return self._watcher.watch(execution_id, on_control)
