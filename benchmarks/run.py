@@ -55,7 +55,7 @@ class Bench:
             check=False,
         )
         if out.returncode != 0:
-            raise SystemExit(f"benchmark {mode} {n} failed:\n{out.stderr}")
+            raise SystemExit(f"benchmark {mode} {n} failed:\n{out.stderr[-3000:]}")
         result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
 
@@ -152,7 +152,10 @@ def bench_pynode(b: Bench) -> list[Row]:
 
 
 def bench_nodes(b: Bench) -> list[Row]:
-    return [*_per_node(b, "condchain", "one condition"), *_per_node(b, "endchain", "one endpoint")]
+    return [
+        *_per_node(b, "condchain", "one condition (chain)"),
+        *_per_node(b, "endchain", "one endpoint (fan-out of N after Start)"),
+    ]
 
 
 def _template_chain(folder: Path, n: int) -> str:
@@ -275,8 +278,9 @@ def main() -> None:
         for name, fn in BENCHMARKS.items():
             if args.only and name not in args.only:
                 continue
-            rows += fn(bench)
-            print(f"[{name} done]", file=sys.stderr, flush=True)
+            for row in fn(bench):
+                rows.append(row)
+                print(" | ".join(row), file=sys.stderr, flush=True)
     width = max(len(row[0]) for row in rows)
     print(f"{'figure':<{width}}  {'dipeo':>10}  {'baseline (same run)':>40}  ratio")
     for name, ours_s, base_s, ratio in rows:
