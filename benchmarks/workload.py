@@ -149,12 +149,28 @@ def diagram_text(kind: str, size: int) -> str:
     )
 
 
+def _pss_mib(pids: list[int]) -> float:
+    """Proportional set size: shared pages (a fork's, say) counted once over their sharers."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total / 1024
+
+
 class TreeMemory:
     """Samples the summed RSS of this process's descendants (the python workers, the bash jobs)
     every 10 ms and keeps the peak."""
 
     def __init__(self) -> None:
         self.peak_kib = 0
+        self.peak_pss_mib = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -175,13 +191,17 @@ class TreeMemory:
                 parents[int(entry)] = int(fields[1])
                 rss[int(entry)] = int(fields[21]) * 4
             total = 0
+            ours = []
             for pid in rss:
                 p, hops = pid, 0
                 while p in parents and p != me and hops < 20:
                     p, hops = parents[p], hops + 1
                 if p == me and pid != me:
                     total += rss[pid]
-            self.peak_kib = max(self.peak_kib, total)
+                    ours.append(pid)
+            if total > self.peak_kib:
+                self.peak_kib = total
+                self.peak_pss_mib = max(self.peak_pss_mib, _pss_mib(ours))
 
     def stop(self) -> float:
         self._stop.set()
@@ -219,9 +239,13 @@ async def main() -> None:
         _, many = await run_graph(kind, n, store)
         seconds = (many - one) / (n - 1)
     elif mode in ("pyfanout", "bashfanout"):
-        memory = TreeMemory()
         _, seconds = await run_graph(mode, n, store)
+    elif mode in ("pyfanout-memory", "bashfanout-memory"):
+        # apart from the timed run: the sampling thread competes for the GIL
+        memory = TreeMemory()
+        _, seconds = await run_graph(mode.split("-")[0], n, store)
         extra["children_peak_mib"] = memory.stop()
+        extra["children_peak_pss_mib"] = memory.peak_pss_mib
     else:
         load, seconds = await run_graph(mode, n, store)
         extra["load_seconds"] = load

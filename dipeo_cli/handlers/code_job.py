@@ -28,6 +28,7 @@ runtime is a validation error that says what to install.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import shutil
@@ -284,14 +285,18 @@ def _script_env(inputs: dict[str, Any], variables: dict[str, Any]) -> dict[str, 
 
 
 def _interpreter(language: str) -> str:
-    if language == "bash":
-        found = shutil.which("bash")
-        if found:
-            return found
-    found = shutil.which("sh")
+    found = _lookup(language, os.environ.get("PATH", ""))
     if not found:
         raise NodeError(f"no {language} interpreter found on PATH")
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup(language: str, path: str) -> str | None:
+    # Cached per PATH: a search of PATH per job cost more than the job's own start.
+    return (shutil.which("bash", path=path) if language == "bash" else None) or shutil.which(
+        "sh", path=path
+    )
 
 
 async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
