@@ -19,6 +19,7 @@ from typing_extensions import TypeVar  # TypeVar defaults (PEP 696) before Pytho
 
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import DiagramError, Problem
+from dipeo_cli.heap import collection_paused
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 
 # DiPeO node types this version cannot run yet, and why: rejected at validation, never at run time.
@@ -146,6 +147,7 @@ class ExecutableGraph:
         return None
 
 
+@collection_paused
 def compile_graph(
     diagram: Diagram, registry: HandlerRegistry, options: CompileOptions | None = None
 ) -> ExecutableGraph:

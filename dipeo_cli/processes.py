@@ -140,6 +140,11 @@ def temp_dir() -> str:
     return _current().folder
 
 
+def job_token() -> str:
+    """A new job token of this process's session (see mark_job)."""
+    return _current().token()
+
+
 def mark_job(env: dict[str, str] | None = None) -> tuple[dict[str, str], str]:
     """A copy of `env` (default os.environ) carrying a new job token, and the token. A token
     already there (dipeo running inside a dipeo job) is kept, so the outer run still finds

@@ -1,14 +1,7 @@
-"""The warm pool of python processes that runs code_job's python code.
+"""A python worker: the process that runs code_job's python code, one job at a time.
 
-    pool = PythonWorkerPool(size=2)
-    reply = await pool.run({"code": "result = x * 2", "inputs": {"x": 21}, ...})
-    await pool.close()
-
-Parent side (`PythonWorkerPool`): up to `size` worker processes, started on demand and reused.
-A job waits when every worker is busy. A job that is cancelled (the executor's timeout, Ctrl-C)
-kills its worker and every process the code started (dipeo_cli.processes marks them); a worker that dies (os._exit, segfault) fails only the
-job it was running. Either way the worker is replaced by a fresh one on the next demand.
-`close()` ends every worker and reaps it: no zombies, no orphans.
+The parent side, a pool of these processes, is dipeo_cli.pypool; the pool forks its workers
+from a template process (dipeo_cli.pyzygote), which then calls `serve` in the fork.
 
 Worker side (`python -m dipeo_cli.pyworker PARENT_PID`): dies with its parent (even by kill
 -9, through PR_SET_PDEATHSIG), reads jobs from its stdin and answers on its stdout,
@@ -34,208 +27,13 @@ import os
 import signal
 import struct
 import sys
-from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dipeo_cli.processes import CAPTURE_LIMIT, die_with_parent, kill_job, mark_job
+from dipeo_cli.processes import CAPTURE_LIMIT, die_with_parent
 
-if TYPE_CHECKING:
-    import asyncio
-
-# The worker process imports this module too and must start fast, so asyncio (which the runner
-# has loaded anyway) is imported inside the parent-side methods only.
-
-_HEADER = struct.Struct(">I")
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parent side
-# ---------------------------------------------------------------------------------------------
-
-
-def _node_error(message: str) -> Exception:
-    from dipeo_cli.errors import NodeError
-
-    return NodeError(message)
-
-
-class PythonWorkerPool:
-    """Runs python jobs in at most `size` warm worker processes (default: one per CPU)."""
-
-    def __init__(self, size: int | None = None, *, python: str | None = None) -> None:
-        import asyncio
-
-        self.size = max(1, size if size is not None else (os.cpu_count() or 1))
-        self._python = python or sys.executable
-        self._idle: list[_Worker] = []
-        self._workers: set[_Worker] = set()
-        self._slots = asyncio.Semaphore(self.size)
-        self._reaping: set[asyncio.Task[None]] = set()
-        self._closed = False
-
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the live workers (for tests and diagnostics)."""
-        return sorted(w.process.pid for w in self._workers)
-
-    async def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Run one job and return the worker's reply; raises NodeError if the worker dies."""
-        if self._closed:
-            raise _node_error("the python worker pool is closed")
-        async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
-            try:
-                reply = await worker.request(job)
-            except BaseException:
-                # Cancelled (timeout, abort) or dead: its state is unknown, never reuse it.
-                self._discard(worker)
-                raise
-            if self._closed:
-                self._discard(worker)
-            else:
-                self._idle.append(worker)
-            return reply
-
-    async def _spawn(self) -> _Worker:
-        import asyncio
-
-        env, token = mark_job()  # its children carry the worker's mark, see dipeo_cli.processes
-        path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
-        process = await asyncio.create_subprocess_exec(
-            self._python,
-            "-m",
-            "dipeo_cli.pyworker",
-            # It dies with this process, see main(). (Linux ties PR_SET_PDEATHSIG to the thread
-            # that started it: the event loop's, which outlives the pool.)
-            str(os.getpid()),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            # Its own process group: a kill reaches the children the user's code started, and
-            # the terminal's Ctrl-C reaches only the runner, which then cancels the job.
-            start_new_session=True,
-        )
-        worker = _Worker(process, token)
-        self._workers.add(worker)
-        return worker
-
-    def _discard(self, worker: _Worker) -> None:
-        import asyncio
-
-        self._workers.discard(worker)
-        worker.kill_now()
-        task = asyncio.get_running_loop().create_task(worker.reap())
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
-
-    async def close(self, grace: float = 1.0) -> None:
-        """End every worker (EOF, then SIGKILL after `grace` seconds) and reap it."""
-        import asyncio
-
-        self._closed = True
-        workers = list(self._workers)
-        self._workers.clear()
-        self._idle.clear()
-        await asyncio.gather(
-            *(w.stop(grace) for w in workers), *list(self._reaping), return_exceptions=True
-        )
-
-
-class _Worker:
-    __slots__ = ("process", "token", "stderr_tail", "_drain")
-
-    def __init__(self, process: asyncio.subprocess.Process, token: str) -> None:
-        import asyncio
-
-        self.process = process
-        self.token = token
-        self.stderr_tail: deque[str] = deque(maxlen=20)
-        self._drain = asyncio.get_running_loop().create_task(self._drain_stderr())
-
-    async def _drain_stderr(self) -> None:
-        assert self.process.stderr is not None
-        while True:
-            line = await self.process.stderr.readline()
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self.stderr_tail.append(text[:500])
-
-    async def request(self, job: dict[str, Any]) -> dict[str, Any]:
-        import asyncio
-
-        assert self.process.stdin is not None and self.process.stdout is not None
-        payload = json.dumps(job, ensure_ascii=False, default=str).encode("utf-8")
-        self.stderr_tail.clear()  # a death message quotes only what this job wrote
-        try:
-            self.process.stdin.write(_HEADER.pack(len(payload)) + payload)
-            await self.process.stdin.drain()
-            header = await self.process.stdout.readexactly(_HEADER.size)
-            body = await self.process.stdout.readexactly(_HEADER.unpack(header)[0])
-        except (asyncio.IncompleteReadError, ConnectionError):
-            raise await self._death() from None
-        reply: dict[str, Any] = json.loads(body)
-        return reply
-
-    async def _death(self) -> Exception:
-        import asyncio
-
-        try:
-            code = await asyncio.wait_for(self.process.wait(), 2.0)
-        except TimeoutError:  # the pipe broke but the process lives on: end it
-            self.kill_now()
-            code = await self.process.wait()
-        await self._finish_drain(0.5)
-        message = f"python worker died (exit code {code}"
-        if code < 0:
-            try:
-                message += f", {signal.Signals(-code).name}"
-            except ValueError:
-                pass
-        message += ")"
-        last = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
-        if last:
-            message += f": {last}"
-        return _node_error(message)
-
-    def kill_now(self) -> None:
-        """SIGKILL the worker and every process the user's code started (also those that left
-        its process group), synchronously (safe inside a cancellation)."""
-        kill_job(self.token, self.process.pid if self.process.returncode is None else None)
-
-    async def reap(self) -> None:
-        await self.process.wait()
-        await self._finish_drain(1.0)
-
-    async def stop(self, grace: float) -> None:
-        import asyncio
-
-        if self.process.stdin is not None and not self.process.stdin.is_closing():
-            self.process.stdin.close()  # EOF: the worker's loop ends and it exits
-        try:
-            await asyncio.wait_for(self.process.wait(), grace)
-        except TimeoutError:
-            self.kill_now()
-            await self.process.wait()
-        await self._finish_drain(1.0)
-
-    async def _finish_drain(self, timeout: float) -> None:
-        import asyncio
-
-        # A grandchild the user's code left running may hold stderr open: do not wait forever.
-        try:
-            await asyncio.wait_for(asyncio.shield(self._drain), timeout)
-        except TimeoutError:
-            self._drain.cancel()
-            try:
-                await self._drain
-            except asyncio.CancelledError:
-                pass
+HEADER = struct.Struct(">I")  # each message: its length, then UTF-8 JSON
+_HEADER = HEADER
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +323,11 @@ def main() -> None:
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
+    serve(proto_in, proto_out)
+
+
+def serve(proto_in: int, proto_out: int) -> None:
+    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF."""
     while True:
         header = _read_exactly(proto_in, _HEADER.size)
         if header is None:

@@ -23,6 +23,7 @@ from dipeo_cli.documents import history_json, run_json, show_json  # noqa: F401 
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
+from dipeo_cli.heap import freeze_loaded
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.state import ExecutionState, apply_event, new_state
@@ -255,6 +256,7 @@ async def execute(
         http_replay=http_replay,
         shared=shared,
     )
+    freeze_loaded()  # the graph and modules live as long as the run: see dipeo_cli.heap
     run = Run(
         graph,
         store=store,

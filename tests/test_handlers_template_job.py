@@ -260,3 +260,25 @@ def _stack(frame: Any) -> list[Any]:
         stack.append(frame)
         frame = frame.f_back
     return stack
+
+
+def test_straight_line_templates_render_on_the_loop_and_loops_in_a_render_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+
+    submitted: list[object] = []
+    real_submit = sandbox._THREADS.submit
+
+    def submit(job: Any) -> None:
+        submitted.append(job)
+        real_submit(job)
+
+    monkeypatch.setattr(sandbox._THREADS, "submit", submit)
+    straight = "a {{ x }} {{ x | upper }}{% if x %}!{% endif %}"
+    assert asyncio.run(sandbox.render_template(straight, {"x": "b"})) == "a b B!"
+    assert submitted == []
+    looping = "{% for i in range(2) %}{{ i }}{% endfor %}"
+    assert asyncio.run(sandbox.render_template(looping, {})) == "01"
+    assert len(submitted) == 1
+    with pytest.raises(sandbox.RenderStoppedError):  # the size checks still hold on the loop
+        asyncio.run(sandbox.render_template("{{ 'x' * 10**9 }}", {}))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.pyworker import PythonWorkerPool
+from dipeo_cli.pypool import PythonWorkerPool
 
 
 def job(code: str, **extra: Any) -> dict[str, Any]:
@@ -244,7 +244,11 @@ def test_close_kills_a_worker_that_does_not_exit() -> None:
     async def body() -> int:
         pool = PythonWorkerPool(size=1)
         task = asyncio.ensure_future(pool.run(job("import time\ntime.sleep(30)")))
-        await asyncio.sleep(0.3)
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if pool.pids:
+                break
+        await asyncio.sleep(0.1)
         [pid] = pool.pids
         await pool.close(grace=0.1)
         with pytest.raises(NodeError, match="python worker died"):
@@ -252,3 +256,50 @@ def test_close_kills_a_worker_that_does_not_exit() -> None:
         return pid
 
     assert gone(asyncio.run(body()))
+
+
+def test_waiting_jobs_overlap_on_workers_forked_on_demand_and_the_pool_shrinks_back() -> None:
+    code = "import os, time\ntime.sleep(0.4)\nresult = os.getpid()"
+
+    async def body() -> None:
+        pool = PythonWorkerPool(size=1, limit=12, idle_seconds=0.2)
+        try:
+            await pool.run(job("result = 1"))  # the template is warm
+            started = time.perf_counter()
+            replies = await asyncio.gather(*(pool.run(job(code)) for _ in range(12)))
+            elapsed = time.perf_counter() - started
+            assert len({r["result"] for r in replies}) == 12  # twelve workers at once
+            assert elapsed < 12 * 0.4 / 2  # overlapped, not one after another
+            grown = pool.pids
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if len(pool.pids) == 1:
+                    break
+            assert len(pool.pids) == 1 and pool.pids[0] in grown
+            await asyncio.sleep(0.1)
+            assert all(gone(pid) for pid in grown if pid not in pool.pids)
+        finally:
+            await pool.close()
+
+    asyncio.run(body())
+
+
+def test_a_timeout_in_a_grown_pool_kills_only_that_job() -> None:
+    async def body() -> None:
+        pool = PythonWorkerPool(size=1, limit=4)
+        try:
+            slow = asyncio.ensure_future(pool.run(job("import time\ntime.sleep(30)")))
+            others = [
+                asyncio.ensure_future(pool.run(job("import time\ntime.sleep(0.5)\nresult = 7")))
+                for _ in range(3)
+            ]
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(slow, 0.3)
+            assert [(await o)["result"] for o in others] == [7, 7, 7]
+            with pytest.raises(NodeError, match=r"exit code 5"):
+                await pool.run(job("import os\nos._exit(5)"))
+            assert (await pool.run(job("result = 'ok'")))["result"] == "ok"
+        finally:
+            await pool.close()
+
+    asyncio.run(body())

@@ -29,6 +29,7 @@ from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person, 
 from dipeo_cli.diagram.native import parse_native
 from dipeo_cli.diagram.readable import parse_readable
 from dipeo_cli.errors import DiagramError, Problem
+from dipeo_cli.heap import collection_paused
 
 __all__ = [
     "FORMATS",
@@ -66,6 +67,7 @@ def load_diagram(path: str | Path, format: str | None = None, *, strict: bool = 
     return parse_diagram(read_text(path), file=str(path), format=format, strict=strict)
 
 
+@collection_paused
 def parse_diagram(
     text: str, file: str | None = None, format: str | None = None, *, strict: bool = True
 ) -> Diagram:

@@ -24,55 +24,92 @@ _MAX_DEPTH = 5000
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
+# The parsed file's shape, kept for line numbers and labels as written: yaml's own node tree
+# (a node and two marks per scalar) was 80% of a big diagram's parse memory.
+#   scalar:   (_SCALAR, line, text)
+#   mapping:  (_MAPPING, line, ((key text or None, key line, value), ...))
+#   sequence: (_SEQUENCE, line, (item, ...))
+_SCALAR, _MAPPING, _SEQUENCE = 0, 1, 2
+
+
+def _shape(node: yaml.Node, seen: dict[int, Any]) -> Any:
+    done = seen.get(id(node))  # an alias: shared, never copied (no alias bombs)
+    if done is not None:
+        return done
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        shape: Any = (
+            _MAPPING,
+            line,
+            tuple(
+                (
+                    str(key.value) if isinstance(key, yaml.ScalarNode) else None,
+                    key.start_mark.line + 1,
+                    _shape(value, seen),
+                )
+                for key, value in node.value
+            ),
+        )
+    elif isinstance(node, yaml.SequenceNode):
+        shape = (_SEQUENCE, line, tuple(_shape(item, seen) for item in node.value))
+    else:
+        shape = (_SCALAR, line, str(node.value))
+    seen[id(node)] = shape
+    return shape
+
+
 class Document:
     """Parsed file content. `line(*path)` is the 1-based line of the item at `path`
     (mapping keys and list indexes from the top), or None when unknown (JSON, missing item)."""
 
     __slots__ = ("_root", "data")
 
-    def __init__(self, data: Any, root: yaml.Node | None = None) -> None:
+    def __init__(self, data: Any, root: Any = None) -> None:
         self.data = data
-        self._root = root
+        self._root = root  # a shape (above), or None
 
     def line(self, *path: str | int) -> int | None:
         found = self._find(path)
-        return found[0].start_mark.line + 1 if found is not None else None
+        return found[0] if found is not None else None
 
     def text(self, *path: str | int) -> str | None:
         """The scalar at `path` exactly as written (YAML reads `label: Yes` as True and
         `label: 1.10` as 1.1; labels want the text)."""
         found = self._find(path)
-        if found is not None and isinstance(found[1], yaml.ScalarNode):
-            return str(found[1].value)
+        if found is not None and found[1][0] == _SCALAR:
+            return str(found[1][2])
         return None
 
     def key_texts(self, *path: str | int) -> list[str] | None:
         """The keys of the mapping at `path` exactly as written, in order (`- Yes: ...` is a
         node labelled "Yes", not True)."""
         found = self._find(path)
-        if found is None or not isinstance(found[1], yaml.MappingNode):
+        if found is None or found[1][0] != _MAPPING:
             return None
-        return [str(k.value) if isinstance(k, yaml.ScalarNode) else "" for k, _ in found[1].value]
+        return [key if key is not None else "" for key, _, _ in found[1][2]]
 
-    def _find(self, path: tuple[str | int, ...]) -> tuple[yaml.Node, yaml.Node] | None:
-        """(node to take the line from, value node) at `path`."""
+    def _find(self, path: tuple[str | int, ...]) -> tuple[int, Any] | None:
+        """(line, value shape) at `path`."""
         node = self._root
-        mark_node = node
+        if node is None:
+            return None
+        line = node[1]
         for step in path:
-            if isinstance(node, yaml.MappingNode) and isinstance(step, str):
-                for key_node, value_node in node.value:
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == step:
-                        mark_node, node = key_node, value_node
+            if node[0] == _MAPPING and isinstance(step, str):
+                for key, key_line, value in node[2]:
+                    if key == step:
+                        line, node = key_line, value
                         break
                 else:
                     return None
-            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-                if not 0 <= step < len(node.value):
+            elif node[0] == _SEQUENCE and isinstance(step, int):
+                if not 0 <= step < len(node[2]):
                     return None
-                mark_node = node = node.value[step]
+                node = node[2][step]
+                line = node[1]
             else:
                 return None
-        return (mark_node, node) if mark_node is not None and node is not None else None
+        return line, node
 
 
 def read_text(path: str | Path) -> str:
@@ -185,6 +222,8 @@ def _parse_yaml(text: str, file: str | None) -> Document:
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
+        shape = _shape(root, {}) if root is not None else None
+        del root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -200,9 +239,9 @@ def _parse_yaml(text: str, file: str | None) -> Document:
         raise DiagramError([Problem(f"invalid YAML: {exc}")], file) from None
     finally:
         loader.dispose()
-    if root is None:
+    if shape is None:
         raise DiagramError([Problem("the file is empty")], file)
-    return Document(data, root)
+    return Document(data, shape)
 
 
 def _flow_depth(text: str) -> int:

@@ -8,8 +8,10 @@ Python (`code` or `file_path`): each input is a variable named by its label (tex
 object or array is decoded first); `inputs` (all of them) and `variables` are there too. The
 output is `function_name(inputs)` when the code defines that function (default `main`), else the
 variable `result`. A file is imported as a module and its `function_name(inputs)` is called. The
-code runs in a separate process (dipeo_cli.pyworker), so a timeout kills it and a crash fails
-only this node. stdout/stderr are captured into the metadata.
+code runs in a separate process (dipeo_cli.pypool), so a timeout kills it and a crash fails
+only this node. stdout/stderr are captured into the metadata. Python jobs run in parallel up to
+`--max-parallel` worker processes (or $DIPEO_PYTHON_WORKERS, when set, a lower cap); the pool
+keeps one per CPU warm.
 
 bash / shell / sh: the script runs in the base directory as a job of dipeo_cli.processes (a
 timeout kills every process it started; background processes still holding its output when it
@@ -26,6 +28,7 @@ runtime is a validation error that says what to install.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import shutil
@@ -40,7 +43,7 @@ from dipeo_cli import jsrunner, paths
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path
 from dipeo_cli.processes import anonymous_file, clip, env_text, exit_message, run_process
-from dipeo_cli.pyworker import PythonWorkerPool
+from dipeo_cli.pypool import PythonWorkerPool
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
@@ -59,6 +62,8 @@ _LANGUAGES = {
     **jsrunner.LANGUAGES,
 }
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9]")
+WORKERS_VARIABLE = "DIPEO_PYTHON_WORKERS"  # most python workers at once (default --max-parallel)
+DEFAULT_MAX_PARALLEL = 256
 
 
 class CodeJobError(NodeError):
@@ -183,8 +188,16 @@ def _code_file(config: CodeJobProps, ctx: NodeContext) -> Path:
 # -- python ------------------------------------------------------------------------------------
 
 
-def _new_pool() -> PythonWorkerPool:
-    return PythonWorkerPool(size=max(1, os.cpu_count() or 1))
+def _pool_factory(ctx: Any) -> Any:
+    def new_pool() -> PythonWorkerPool:
+        options = ctx.resources.options
+        limit = getattr(options, "max_parallel", None) or DEFAULT_MAX_PARALLEL
+        cap = os.environ.get(WORKERS_VARIABLE, "").strip()
+        if cap.isdigit() and int(cap) > 0:
+            limit = min(limit, int(cap))
+        return PythonWorkerPool(size=max(1, os.cpu_count() or 1), limit=limit)
+
+    return new_pool
 
 
 async def _close_pool(pool: PythonWorkerPool) -> None:
@@ -206,7 +219,9 @@ async def _run_python(
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
-    pool: PythonWorkerPool = ctx.resources.process_service("python_pool", _new_pool, _close_pool)
+    pool: PythonWorkerPool = ctx.resources.process_service(
+        "python_pool", _pool_factory(ctx), _close_pool
+    )
     started = time.perf_counter()
     reply = await pool.run(job)
     metadata: dict[str, Any] = {
@@ -278,14 +293,18 @@ def _script_env(inputs: dict[str, Any], variables: dict[str, Any]) -> dict[str, 
 
 
 def _interpreter(language: str) -> str:
-    if language == "bash":
-        found = shutil.which("bash")
-        if found:
-            return found
-    found = shutil.which("sh")
+    found = _lookup(language, os.environ.get("PATH", ""))
     if not found:
         raise NodeError(f"no {language} interpreter found on PATH")
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup(language: str, path: str) -> str | None:
+    # Cached per PATH: a search of PATH per job cost more than the job's own start.
+    return (shutil.which("bash", path=path) if language == "bash" else None) or shutil.which(
+        "sh", path=path
+    )
 
 
 async def _run_script(config: CodeJobProps, ctx: NodeContext) -> NodeOutput:

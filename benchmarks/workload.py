@@ -1,0 +1,256 @@
+"""One benchmark workload, run in a fresh process by benchmarks/run.py:
+
+    python benchmarks/workload.py MODE N   ->  prints one JSON line {"seconds", "peak_mib", ...}
+
+`baseline-*` modes do the same work with bare asyncio (or plain Jinja2) and no history; the
+others run dipeo's executor with the history ON (a real SQLite file in $DIPEO_HOME).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import threading
+import time
+
+mode, n = sys.argv[1], int(sys.argv[2])
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(seconds: float, **extra: float) -> None:
+    print(json.dumps({"seconds": seconds, "peak_mib": peak_mib(), **extra}))
+    sys.exit(0)
+
+
+# -- baselines -----------------------------------------------------------------------------------
+
+if mode == "baseline-jinja":
+    # Plain Jinja2: compile and render one template, per template, N distinct templates.
+    import jinja2
+
+    env = jinja2.Environment()
+    t0 = time.perf_counter()
+    for i in range(n):
+        env.from_string(f"step {i} n={{{{ n }}}} got={{{{ default }}}}").render(n=1, default="x")
+    emit((time.perf_counter() - t0) / n)
+
+if mode.startswith("baseline"):
+
+    async def noop(x: int) -> int:
+        return x + 1
+
+    async def sleeper(x: int) -> int:
+        await asyncio.sleep(0.1)
+        return x
+
+    async def base() -> float:
+        t0 = time.perf_counter()
+        if mode == "baseline-chain":
+            x = 0
+            for _ in range(n):
+                x = await asyncio.ensure_future(noop(x))
+        elif mode == "baseline-fanout":
+            await asyncio.gather(*(asyncio.ensure_future(sleeper(i)) for i in range(n)))
+        elif mode == "baseline-loop":
+            x = 0
+            while x < n:  # body + condition: two awaited steps per iteration
+                x = await asyncio.ensure_future(noop(x))
+                await asyncio.ensure_future(noop(x))
+        return time.perf_counter() - t0
+
+    emit(asyncio.run(base()))
+
+# -- dipeo ---------------------------------------------------------------------------------------
+
+from dipeo_cli.diagram import parse_diagram  # noqa: E402
+from dipeo_cli.executor import RunOptions  # noqa: E402
+from dipeo_cli.graph import compile_graph  # noqa: E402
+from dipeo_cli.registry import load_builtin_handlers, node_handler  # noqa: E402
+from dipeo_cli.render import open_progress  # noqa: E402
+from dipeo_cli.runner import execute  # noqa: E402
+from dipeo_cli.state import create_node_output  # noqa: E402
+from dipeo_cli.store import open_store  # noqa: E402
+
+
+@node_handler("bench_step")
+async def step(node, ctx):  # type: ignore[no-untyped-def]
+    value = ctx.inputs.get("default")
+    return create_node_output({"default": (value if isinstance(value, int) else 0) + 1})
+
+
+@node_handler("bench_sleep")
+async def nap(node, ctx):  # type: ignore[no-untyped-def]
+    await asyncio.sleep(0.1)
+    return create_node_output({"default": 1})
+
+
+@node_handler("bench_check", outputs=("condtrue", "condfalse"))
+async def check(node, ctx):  # type: ignore[no-untyped-def]
+    value = ctx.inputs["default"]
+    return create_node_output({"condtrue" if value >= n else "condfalse": value})
+
+
+NODE_OF = {
+    "chain": "type: bench_step",
+    "pychain": "type: code_job, code: 'result = 1'",
+    "condchain": "type: condition, condition_type: custom, expression: 'true'",
+    "endchain": "type: endpoint",
+}
+
+
+def diagram_text(kind: str, size: int) -> str:
+    nodes = ["- {label: Start, type: start}"]
+    arrows: list[str] = []
+    if kind == "endchain":  # an endpoint has no outputs: N endpoints after Start
+        for i in range(size):
+            nodes.append(f"- {{label: N{i}, {NODE_OF[kind]}}}")
+            arrows.append(f"- {{from: Start, to: N{i}}}")
+    elif kind in NODE_OF:
+        for i in range(size):
+            nodes.append(f"- {{label: N{i}, {NODE_OF[kind]}}}")
+            source = "Start" if i == 0 else f"N{i - 1}"
+            if kind == "condchain" and i > 0:
+                source = f"'{source}[condtrue]'"
+            arrows.append(f"- {{from: {source}, to: N{i}}}")
+    elif kind in ("fanout", "pyfanout", "bashfanout"):
+        body = {
+            "fanout": "type: bench_sleep",
+            "pyfanout": "type: code_job, code: 'import time; time.sleep(0.1); result = 1'",
+            "bashfanout": "type: code_job, language: bash, code: 'sleep 0.1'",
+        }[kind]
+        nodes.append("- {label: End, type: endpoint}")
+        for i in range(size):
+            nodes.append(f"- {{label: W{i}, {body}}}")
+            arrows.append(f"- {{from: Start, to: W{i}}}")
+            arrows.append(f"- {{from: W{i}, to: End, label: w{i}}}")
+    elif kind == "loop":
+        nodes += [
+            "- {label: Step, type: bench_step}",
+            "- {label: Check, type: bench_check}",
+            "- {label: End, type: endpoint}",
+        ]
+        arrows += [
+            "- {from: Start, to: Step}",
+            "- {from: Step, to: Check}",
+            "- {from: 'Check[condfalse]', to: Step}",
+            "- {from: 'Check[condtrue]', to: End}",
+        ]
+    return (
+        "version: light\nnodes:\n"
+        + "\n".join(nodes)
+        + "\nconnections:\n"
+        + ("\n".join(arrows) or " []")
+    )
+
+
+def _pss_mib(pids: list[int]) -> float:
+    """Proportional set size: shared pages (a fork's, say) counted once over their sharers."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total / 1024
+
+
+class TreeMemory:
+    """Samples the summed RSS of this process's descendants (the python workers, the bash jobs)
+    every 10 ms and keeps the peak."""
+
+    def __init__(self) -> None:
+        self.peak_kib = 0
+        self.peak_pss_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.01):
+            parents: dict[int, int] = {}
+            rss: dict[int, int] = {}
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                parents[int(entry)] = int(fields[1])
+                rss[int(entry)] = int(fields[21]) * 4
+            total = 0
+            ours = []
+            for pid in rss:
+                p, hops = pid, 0
+                while p in parents and p != me and hops < 20:
+                    p, hops = parents[p], hops + 1
+                if p == me and pid != me:
+                    total += rss[pid]
+                    ours.append(pid)
+            if total > self.peak_kib:
+                self.peak_kib = total
+                self.peak_pss_mib = max(self.peak_pss_mib, _pss_mib(ours))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib / 1024
+
+
+async def run_graph(kind: str, size: int, store) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(load + compile seconds, execute seconds) of one diagram."""
+    t0 = time.perf_counter()
+    registry = load_builtin_handlers()
+    graph = compile_graph(parse_diagram(diagram_text(kind, size), "bench.light.yaml"), registry)
+    t1 = time.perf_counter()
+    outcome = await execute(
+        graph,
+        store=store,
+        progress=open_progress("quiet", sys.stderr),
+        variables={},
+        options=RunOptions(max_iterations=size + 10),
+    )
+    t2 = time.perf_counter()  # execute() returns only once the history is committed
+    assert outcome.state.status.value == "COMPLETED", outcome.state.error
+    return t1 - t0, t2 - t1
+
+
+async def main() -> None:
+    store = await open_store(None)
+    extra: dict[str, float] = {}
+    if mode in ("pychain", "condchain", "endchain", "chainper"):
+        # per node: (N nodes - 1 node) / (N - 1), both in this process after a warm-up run
+        # (first imports and the worker pool's start excluded)
+        kind = "chain" if mode == "chainper" else mode
+        await run_graph(kind, 1, store)
+        _, one = await run_graph(kind, 1, store)
+        _, many = await run_graph(kind, n, store)
+        seconds = (many - one) / (n - 1)
+    elif mode in ("pyfanout", "bashfanout"):
+        _, seconds = await run_graph(mode, n, store)
+    elif mode in ("pyfanout-memory", "bashfanout-memory"):
+        # apart from the timed run: the sampling thread competes for the GIL
+        memory = TreeMemory()
+        _, seconds = await run_graph(mode.split("-")[0], n, store)
+        extra["children_peak_mib"] = memory.stop()
+        extra["children_peak_pss_mib"] = memory.peak_pss_mib
+    else:
+        load, seconds = await run_graph(mode, n, store)
+        extra["load_seconds"] = load
+    await store.close()
+    emit(seconds, **extra)
+
+
+asyncio.run(main())

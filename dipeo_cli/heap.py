@@ -1,0 +1,40 @@
+"""How dipeo uses Python's garbage collector, a batch process's choices.
+
+Loading and compiling a diagram allocates many containers and frees none of them in cycles, yet
+each 700 allocations start a collection that rescans all of them: with 10,000 nodes that was
+half of the loading time. So the collector is paused while a diagram loads and compiles
+(`collection_paused`). What exists when a run starts (modules, the compiled graph, handlers)
+lives as long as the run, so `freeze_loaded` moves it out of the collector's sight: later
+collections scan only what the run itself allocates, and their cost stays flat as diagrams grow.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def collection_paused(function: F) -> F:
+    """Run `function` with the cyclic collector paused (as it was, afterwards)."""
+
+    @functools.wraps(function)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused  # type: ignore[return-value]
+
+
+def freeze_loaded() -> None:
+    """Exclude every object alive now from later collections (they are not freed, only no
+    longer rescanned)."""
+    gc.freeze()

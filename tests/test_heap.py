@@ -1,0 +1,48 @@
+"""The garbage collector's policy: paused while a diagram loads, what a run starts with frozen."""
+
+from __future__ import annotations
+
+import gc
+
+from dipeo_cli.diagram import parse_diagram
+from dipeo_cli.diagram.detect import parse_text
+from dipeo_cli.graph import compile_graph
+from dipeo_cli.registry import load_builtin_handlers
+
+
+def big_chain(n: int) -> str:
+    nodes = ["- {label: Start, type: start}"] + [
+        f"- {{label: N{i}, type: endpoint}}" for i in range(n)
+    ]
+    arrows = [f"- {{from: Start, to: N{i}}}" for i in range(n)]
+    return "version: light\nnodes:\n" + "\n".join(nodes) + "\nconnections:\n" + "\n".join(arrows)
+
+
+def test_no_collection_runs_while_a_diagram_loads_and_compiles_and_the_collector_is_restored() -> (
+    None
+):
+    collections: list[str] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(phase)
+
+    gc.callbacks.append(count)
+    try:
+        graph = compile_graph(
+            parse_diagram(big_chain(2000), "big.light.yaml"), load_builtin_handlers()
+        )
+    finally:
+        gc.callbacks.remove(count)
+    assert len(graph.nodes) == 2001
+    assert collections == []
+    assert gc.isenabled()
+
+
+def test_line_numbers_and_labels_as_written_survive_the_compact_shape() -> None:
+    doc = parse_text("a: 1\nlist:\n  - Yes: x\n  - &n {k: 1.10}\n  - *n\n", "f.yaml")
+    assert doc.line("list", 0) == 3 and doc.line("list", 1) == 4
+    assert doc.line("list", 2) == 4  # an alias is its anchor (shared, not copied)
+    assert doc.key_texts("list", 0) == ["Yes"]
+    assert doc.text("list", 1, "k") == "1.10"
+    assert doc.line("missing") is None and doc.text("a", "b") is None
