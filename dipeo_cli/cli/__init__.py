@@ -142,6 +142,7 @@ def main() -> None:
 # inside the commands, so `dipeo --help` stays fast).
 from dipeo_cli.cli import history as _history  # noqa: E402, F401
 from dipeo_cli.cli import run as _run  # noqa: E402, F401
+from dipeo_cli.cli import serve as _serve  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()
