@@ -15,6 +15,8 @@ OWNERS = {
     "aiosqlite": {"store/sqlite.py"},
     "openai": {"llm/openai_service.py"},
     "anthropic": {"llm/anthropic_service.py"},
+    "strawberry": {"server/"},
+    "uvicorn": {"server/"},
 }
 
 
@@ -44,7 +46,8 @@ def test_help_does_not_import_the_heavy_modules():
         "import sys\n"
         "from dipeo_cli import cli\n"
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
-        " 'openai', 'anthropic', 'httpx', 'jsonschema')"
+        " 'openai', 'anthropic', 'httpx', 'jsonschema',"
+        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -155,15 +154,22 @@ class Served:
         self.proc, self.url, self.db, self.root = proc, url, db, root
         self.ws_url = url.replace("http://", "ws://")
 
-    def post(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    def post(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> Any:
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.post(
-            self.url, json={"query": query, "variables": variables or {}}, headers=headers, timeout=10
+            self.url,
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
+            timeout=10,
         )
 
-    def call(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    def call(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> Any:
         response = self.post(query, variables, token)
         assert response.status_code == 200, response.text
         body = response.json()
@@ -264,7 +270,9 @@ async def collect(
     items: list[Any] = []
     async with Client(transport=transport) as session:
         async with asyncio.timeout(20):
-            async for item in session.subscribe(GraphQLRequest(document, variable_values=variables)):
+            async for item in session.subscribe(
+                GraphQLRequest(document, variable_values=variables)
+            ):
                 items.append(item)
                 if on_item is not None:
                     await on_item(item, items)
@@ -292,9 +300,26 @@ def test_schema_prints_dipeos_operations_in_snake_case():
     ):
         assert line in sdl
     status = re.search(r"enum ExecutionStatus \{([^}]*)\}", sdl).group(1).split()
-    assert set(status) == {"STARTED", "PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "ABORTED", "SKIPPED"}
+    assert set(status) == {
+        "STARTED",
+        "PENDING",
+        "RUNNING",
+        "PAUSED",
+        "COMPLETED",
+        "FAILED",
+        "ABORTED",
+        "SKIPPED",
+    }
     node_types = set(re.search(r"enum NodeType \{([^}]*)\}", sdl).group(1).split())
-    assert {"start", "code_job", "user_response", "template_job", "sub_diagram", "job", "notion"} <= node_types
+    assert {
+        "start",
+        "code_job",
+        "user_response",
+        "template_job",
+        "sub_diagram",
+        "job",
+        "notion",
+    } <= node_types
 
 
 def test_other_hosts_need_a_token(monkeypatch):
@@ -318,8 +343,9 @@ def test_execute_a_file_under_root_then_query_it(server):
     assert node(state, "Echo")["type"] == "code_job"
     assert state["variables"] == {"who": "me", "key": "***"}  # secrets masked in responses
     data = server.call(
-        "{ latest: execution(id: \"latest\") { id } prefix: execution(id: \"%s\") { id }"
-        " executions(limit: 5) { id status started_at } health }" % eid[:10]
+        'query ($p: ExecutionID!) { latest: execution(id: "latest") { id }'
+        " prefix: execution(id: $p) { id } executions(limit: 5) { id status started_at } health }",
+        {"p": eid[:10]},
     )
     assert data["latest"]["id"] == data["prefix"]["id"] == eid
     started = [e["started_at"] for e in data["executions"]]
@@ -333,7 +359,9 @@ def test_paths_outside_root_and_invalid_diagrams_are_refused(server):
     write(server.root.parent, "outside.light.yaml", chain(("X", "touch ran")))
     before = len(server.call("{ executions(limit: 1000) { id } }")["executions"])
     for diagram_id in (str(outside), "../outside.light.yaml"):
-        result = server.call(EXECUTE_DIAGRAM, {"data": {"diagram_id": diagram_id}})["execute_diagram"]
+        result = server.call(EXECUTE_DIAGRAM, {"data": {"diagram_id": diagram_id}})[
+            "execute_diagram"
+        ]
         assert result["success"] is False and "outside the server's root" in result["error"]
         assert result["execution"] is None
     bad = {"version": "light", "nodes": [{"label": "A", "type": "no_such_type"}]}
@@ -365,11 +393,12 @@ def test_pause_holds_new_nodes_and_resume_goes_on(server):
 
 @pytest.mark.e2e
 def test_skip_a_node_that_has_not_started_but_not_one_that_runs(server):
-    eid = execute(server, chain(("A", "sleep 0.6"), ("B", "echo b")))
+    eid = execute(server, chain(("A", "sleep 1"), ("B", "echo b")))
     wait_for(server, eid, lambda s: node(s, "A")["status"] == "RUNNING")
     running = control(server, eid, "skip_node", "A")
     assert running["success"] is False and "running" in running["error"]
-    assert control(server, eid, "skip_node", "B")["success"]
+    skipped = control(server, eid, "skip_node", "B")
+    assert skipped["success"], skipped
     state = wait_for(server, eid, lambda s: not s["is_active"])
     assert node(state, "B")["status"] == "SKIPPED"
     assert node(state, "B")["skip_reason"] == "skipped on request"
@@ -392,11 +421,19 @@ def test_abort_cancels_the_running_node(server):
 
 @pytest.mark.e2e
 def test_interactive_response_answers_a_waiting_user_response(server):
-    ask = {"label": "Ask", "type": "user_response", "props": {"prompt": "Your name?", "timeout": 20}}
+    ask = {
+        "label": "Ask",
+        "type": "user_response",
+        "props": {"prompt": "Your name?", "timeout": 20},
+    }
     eid = execute(server, chain(extra=[ask]))
 
     async def answer(item: Any, items: list[Any]) -> None:
-        data = {"execution_id": eid, "node_id": item["interactive_prompts"]["node_id"], "response": "Ada"}
+        data = {
+            "execution_id": eid,
+            "node_id": item["interactive_prompts"]["node_id"],
+            "response": "Ada",
+        }
         transport = AIOHTTPTransport(url=server.url)
         async with Client(transport=transport) as session:
             result = await session.execute(
@@ -407,14 +444,17 @@ def test_interactive_response_answers_a_waiting_user_response(server):
     prompts = asyncio.run(
         collect(server, INTERACTIVE_PROMPTS, {"execution_id": eid}, TRANSPORT_WS, on_item=answer)
     )
-    assert len(prompts) == 1 and prompts[0]["interactive_prompts"]["prompt"].startswith("Your name?")
+    assert len(prompts) == 1 and prompts[0]["interactive_prompts"]["prompt"].startswith(
+        "Your name?"
+    )
     assert prompts[0]["interactive_prompts"]["timeout_seconds"] == 20
     state = wait_for(server, eid, lambda s: not s["is_active"])
     assert state["status"] == "COMPLETED"
     ask_id = next(nid for nid, n in state["node_states"].items() if n["label"] == "Ask")
     assert state["node_outputs"][ask_id]["value"]["default"] == "Ada"
     late = server.call(
-        SUBMIT_INTERACTIVE_RESPONSE, {"data": {"execution_id": eid, "node_id": "Ask", "response": "x"}}
+        SUBMIT_INTERACTIVE_RESPONSE,
+        {"data": {"execution_id": eid, "node_id": "Ask", "response": "x"}},
     )["submit_interactive_response"]
     assert late["success"] is False and "finished" in late["error"]
 
@@ -438,17 +478,23 @@ def test_dipeo_client_operations_run_unchanged(server, protocol):
                 "max_iterations": 100,
                 "timeout_seconds": 60,
             }
-            started = await session.execute(GraphQLRequest(EXECUTE_DIAGRAM, variable_values={"data": data}))
+            started = await session.execute(
+                GraphQLRequest(EXECUTE_DIAGRAM, variable_values={"data": data})
+            )
         run = started["execute_diagram"]
         assert run["success"] and run["execution"]["status"] in ("STARTED", "RUNNING")
         eid = run["execution"]["id"]
         updates, nodes = await asyncio.gather(
             collect(server, EXECUTION_UPDATES, {"execution_id": eid}, protocol),
-            collect(server, NODE_UPDATES, {"execution_id": eid, "node_types": ["code_job"]}, protocol),
+            collect(
+                server, NODE_UPDATES, {"execution_id": eid, "node_types": ["code_job"]}, protocol
+            ),
         )
         async with Client(transport=AIOHTTPTransport(url=server.url)) as session:
             data["diagram_data"] = chain(("Long", "sleep 30"))
-            second = await session.execute(GraphQLRequest(EXECUTE_DIAGRAM, variable_values={"data": data}))
+            second = await session.execute(
+                GraphQLRequest(EXECUTE_DIAGRAM, variable_values={"data": data})
+            )
             sid = second["execute_diagram"]["execution"]["id"]
             await asyncio.sleep(0.3)
             aborted = await session.execute(
@@ -497,19 +543,22 @@ def test_execution_events_yield_each_status(server):
 
 @pytest.mark.e2e
 def test_follow_and_abort_a_dipeo_run_in_another_process(server):
-    path = write(server.root, "elsewhere.light.yaml", chain(("Tick", "sleep 0.3"), ("Long", "sleep 30")))
+    path = write(
+        server.root, "elsewhere.light.yaml", chain(("Tick", "sleep 0.3"), ("Long", "sleep 30"))
+    )
     proc = subprocess.Popen(
         ["dipeo", "run", str(path), "--db", str(server.db), "--quiet"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 15
         eid = None
         while eid is None:
             assert time.monotonic() < deadline, "the dipeo run never showed up in the history"
-            found = server.call('{ executions(filter: {diagram_id: "elsewhere", active_only: true}) { id } }')
+            found = server.call(
+                '{ executions(filter: {diagram_id: "elsewhere", active_only: true}) { id } }'
+            )
             eid = found["executions"][0]["id"] if found["executions"] else None
             time.sleep(0.05)
         seen_at: dict[str, float] = {}
@@ -528,7 +577,13 @@ def test_follow_and_abort_a_dipeo_run_in_another_process(server):
                 assert result["success"], result
 
         items = asyncio.run(
-            collect(server, EXECUTION_UPDATES, {"execution_id": eid}, TRANSPORT_WS, on_item=abort_when_long_runs)
+            collect(
+                server,
+                EXECUTION_UPDATES,
+                {"execution_id": eid},
+                TRANSPORT_WS,
+                on_item=abort_when_long_runs,
+            )
         )
         assert proc.wait(timeout=10) == 130
     finally:
@@ -553,18 +608,34 @@ def test_token_required_then_ctrl_c_aborts_and_records(tmp_path):
         assert served.call("{ health }", token=TOKEN)["health"]["status"] == "healthy"
         for protocol in (TRANSPORT_WS, GRAPHQL_WS):
             with pytest.raises(Exception):  # noqa: B017 - closed or rejected, as the protocol says
-                asyncio.run(collect(served, "subscription { execution_events(execution_id: \"latest\") }", {}, protocol, token="wrong"))
+                asyncio.run(
+                    collect(
+                        served,
+                        'subscription { execution_events(execution_id: "latest") }',
+                        {},
+                        protocol,
+                        token="wrong",
+                    )
+                )
         assert asyncio.run(_raw_ws_close(served.ws_url)) == 4403
         # inline diagrams are refused without --allow-inline
         inline = served.call(EXECUTE_DIAGRAM, {"data": {"diagram_data": chain()}}, token=TOKEN)
         assert inline["execute_diagram"]["success"] is False
         assert "--allow-inline" in inline["execute_diagram"]["error"]
         write(served.root, "long.light.yaml", chain(("Long", "sleep 30")))
-        started = served.call(EXECUTE_DIAGRAM, {"data": {"diagram_id": "long.light.yaml"}}, token=TOKEN)
+        started = served.call(
+            EXECUTE_DIAGRAM, {"data": {"diagram_id": "long.light.yaml"}}, token=TOKEN
+        )
         eid = started["execute_diagram"]["execution"]["id"]
         events = asyncio.run(
-            collect(served, "subscription ($id: ExecutionID!) { execution_events(execution_id: $id) }",
-                    {"id": eid}, TRANSPORT_WS, token=TOKEN, until=lambda items: True)
+            collect(
+                served,
+                "subscription ($id: ExecutionID!) { execution_events(execution_id: $id) }",
+                {"id": eid},
+                TRANSPORT_WS,
+                token=TOKEN,
+                until=lambda items: True,
+            )
         )
         assert events[0]["execution_events"] in ("STARTED", "RUNNING")
         time.sleep(0.3)
@@ -588,9 +659,3 @@ async def _raw_ws_close(ws_url: str) -> int:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     return closed.value.rcvd.code
-
-
-def test_serve_module_loads_nothing_for_help():
-    code = "import sys; import dipeo_cli.cli; print([m for m in ('strawberry', 'uvicorn') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -20,11 +20,15 @@ TOKEN_ENV = "DIPEO_SERVER_TOKEN"
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (loopback by default)."
+    ),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port)."),
     db: str | None = DbOption,
     root: str | None = typer.Option(
-        None, "--root", help="Only diagram files under this folder run (default: the working directory)."
+        None,
+        "--root",
+        help="Only diagram files under this folder run (default: the working directory).",
     ),
     token: str | None = typer.Option(
         None,
@@ -33,7 +37,9 @@ def serve(
         "needed for any --host but loopback.",
     ),
     allow_inline: bool = typer.Option(
-        False, "--allow-inline", help="Also run diagrams sent inline (execute_diagram diagram_data)."
+        False,
+        "--allow-inline",
+        help="Also run diagrams sent inline (execute_diagram diagram_data).",
     ),
     schema: bool = typer.Option(False, "--schema", help="Print the GraphQL schema (SDL) and exit."),
 ) -> None:

@@ -96,7 +96,9 @@ class Gate:
                 else:
                     await send({"type": "websocket.close", "code": 4404})
                     status[0] = "closed 4404"
-            elif kind == "http" and not token_accepted(self.token, _header(scope, b"authorization")):
+            elif kind == "http" and not token_accepted(
+                self.token, _header(scope, b"authorization")
+            ):
                 await _plain(send, 401, "unauthorized: send Authorization: Bearer <token>\n")
                 status[0] = 401
             else:
@@ -107,7 +109,9 @@ class Gate:
     def _log(self, scope: dict[str, Any], status: Any, seconds: float) -> None:
         client = scope.get("client") or ("-", 0)
         method = scope.get("method", "WS") if scope["type"] == "http" else "WS"
-        line = f"{client[0]} {method} {scope.get('path', '')} {status or '-'} {seconds * 1000:.1f}ms"
+        line = (
+            f"{client[0]} {method} {scope.get('path', '')} {status or '-'} {seconds * 1000:.1f}ms"
+        )
         try:
             print(redact(line), file=self.log, flush=True)
         except (OSError, ValueError):
@@ -127,7 +131,10 @@ async def _plain(send: Any, status: int, text: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

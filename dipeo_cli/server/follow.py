@@ -30,6 +30,8 @@ async def follow(
     state = await store.get_execution(execution_id)
     if state is None:
         return
+    if state.status.is_final:
+        events = await store.events_after(execution_id, 0)
     yield state, events if replay else []
     last_read = time.monotonic()
     while not state.status.is_final:
@@ -45,6 +47,8 @@ async def follow(
         state = fresh
         if events:
             seq = events[-1]["seq"]
-        elif state.status == previous:
+        if state.status.is_final:  # the events that ended it, committed after the read above
+            events += await store.events_after(execution_id, seq)
+        elif not events and state.status == previous:
             continue
         yield state, events

@@ -95,7 +95,11 @@ class ExecutionHost:
                     "or pass diagram_id (a file under the server's root)"
                 )
             text = diagram_data if isinstance(diagram_data, str) else json.dumps(diagram_data)
-            where, load, diagram_dir = "diagram_data", lambda: parse_diagram(text, strict=False), self.root
+            where, load, diagram_dir = (
+                "diagram_data",
+                lambda: parse_diagram(text, strict=False),
+                self.root,
+            )
         elif diagram_id:
             path = self.find_diagram(diagram_id)
             where, diagram_dir = diagram_id, path.parent
@@ -104,13 +108,19 @@ class ExecutionHost:
             raise HostError("execute_diagram needs diagram_id or diagram_data")
         try:
             diagram = load()
-            return compile_graph(diagram, load_plugins(()), CompileOptions(llm_mode=self.llm_mode)), diagram_dir
+            return compile_graph(
+                diagram, load_plugins(()), CompileOptions(llm_mode=self.llm_mode)
+            ), diagram_dir
         except DiagramError as exc:
-            raise HostError(f"{where} is not valid ({len(exc.problems)} problem(s)):\n{exc}") from None
+            raise HostError(
+                f"{where} is not valid ({len(exc.problems)} problem(s)):\n{exc}"
+            ) from None
         except DipeoError as exc:
             raise HostError(str(exc)) from None
         except Exception as exc:  # a loader bug: one line, never a traceback to the client
-            raise HostError(f"internal error while loading {where}: {type(exc).__name__}: {exc}") from None
+            raise HostError(
+                f"internal error while loading {where}: {type(exc).__name__}: {exc}"
+            ) from None
 
     def find_diagram(self, name: str) -> Path:
         """The file `name` names under the root; HostError outside the root or when none."""
@@ -167,13 +177,17 @@ class ExecutionHost:
         try:
             await run.run()
         except Exception as exc:  # the executor recorded FAILED; the server goes on
-            print(f"execution {run.execution_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(
+                f"execution {run.execution_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr
+            )
         finally:
             self.hosted.pop(run.execution_id, None)
 
     # -- steering ------------------------------------------------------------------------------
 
-    async def control(self, execution: str, action: str, node_id: str | None) -> tuple[str, ExecutionState]:
+    async def control(
+        self, execution: str, action: str, node_id: str | None
+    ) -> tuple[str, ExecutionState]:
         """Apply `action`; returns (what was done, the state after). HostError otherwise."""
         action = (action or "").strip().lower()
         if action == "skip":

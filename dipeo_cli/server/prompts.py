@@ -43,9 +43,7 @@ class PromptBoard:
             async with asyncio.timeout(timeout):
                 return await answered
         except TimeoutError:
-            raise NodeTimeoutError(
-                f"timed out after {timeout:g} s waiting for an answer"
-            ) from None
+            raise NodeTimeoutError(f"timed out after {timeout:g} s waiting for an answer") from None
         finally:
             if self._waiting.get(key, (None, None))[1] is answered:
                 del self._waiting[key]

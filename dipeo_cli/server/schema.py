@@ -207,7 +207,10 @@ def state_type(state: ExecutionState) -> ExecutionStateType:
         node_outputs=data["node_outputs"],
         variables=data["variables"],
         token_usage=TokenUsageType(
-            input=usage["input"], output=usage["output"], cached=usage["cached"], total=usage["total"]
+            input=usage["input"],
+            output=usage["output"],
+            cached=usage["cached"],
+            total=usage["total"],
         ),
         error=data["error"],
         duration_seconds=data["duration_seconds"],
@@ -239,7 +242,11 @@ def node_execution(state: ExecutionState, event: dict[str, Any]) -> NodeExecutio
     output = state.node_outputs.get(nid) if event["status"] == "COMPLETED" else None
     payload = event.get("payload") or {}
     error = payload.get("error") or payload.get("reason") if isinstance(payload, dict) else None
-    done = sum(1 for n in state.node_states.values() if n.status.value != "PENDING" and n.status.value != "RUNNING")
+    done = sum(
+        1
+        for n in state.node_states.values()
+        if n.status.value != "PENDING" and n.status.value != "RUNNING"
+    )
     return NodeExecution(
         execution_id=state.id,
         node_id=nid,
@@ -381,10 +388,14 @@ class Subscription:
         """Each status the execution takes, the current one first."""
         state = await _resolve(info, execution_id)
         last = None
-        async for current, _events in follow(_host(info).store, state.id):
-            if current.status != last:
-                last = current.status
-                yield ExecutionStatus[current.status.value]
+        async for current, events in follow(_host(info).store, state.id):
+            # the execution's own events carry every status, also those that came and went
+            # between two polls (a resume right before the end)
+            statuses = [e["status"] for e in events if not e["node_id"] and e["status"]]
+            for status in statuses or [current.status.value]:
+                if status != last and status in ExecutionStatus.__members__:
+                    last = status
+                    yield ExecutionStatus[status]
 
     @strawberry.subscription
     async def node_updates(
