@@ -11,7 +11,7 @@
 - `answer(...)`: the answer to a waiting user_response node of a hosted run;
 - `stop(...)`: abort every hosted run (Ctrl-C) and wait until each is recorded.
 
-Errors the caller should show come back as `HostError` (one line, already meant for the user).
+A request refused raises UsageError, its message meant for the client (nothing was done).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dipeo_cli.errors import ControlError, DiagramError, DipeoError
+from dipeo_cli.errors import ControlError, DiagramError, DipeoError, UsageError
 from dipeo_cli.server.prompts import PromptBoard
 from dipeo_cli.state import ExecutionState
 
@@ -33,10 +33,6 @@ ACTIONS = ("pause", "resume", "abort", "skip_node")
 # How DiPeO named diagrams: a path, or a name with one of its format suffixes, also under
 # files/diagrams/ (where DiPeO kept them).
 SUFFIXES = (".light.yaml", ".native.json", ".readable.yaml", ".yaml", ".yml", ".json")
-
-
-class HostError(Exception):
-    """A request the host refuses, with the reason for the client."""
 
 
 @dataclass
@@ -76,9 +72,9 @@ class ExecutionHost:
         from dipeo_cli.executor import RunOptions
 
         if max_iterations < 1:
-            raise HostError("max_iterations must be at least 1")
+            raise UsageError("max_iterations must be at least 1")
         if timeout_seconds is not None and timeout_seconds <= 0:
-            raise HostError("timeout_seconds must be greater than 0")
+            raise UsageError("timeout_seconds must be greater than 0")
         graph, diagram_dir = self._compile(diagram_id, diagram_data)
         options = RunOptions(max_iterations=max_iterations, timeout=timeout_seconds)
         return await self._launch(graph, diagram_dir, _variables(variables), options)
@@ -90,7 +86,7 @@ class ExecutionHost:
 
         if diagram_data is not None:
             if not self.allow_inline:
-                raise HostError(
+                raise UsageError(
                     "inline diagram_data is refused: start the server with --allow-inline, "
                     "or pass diagram_id (a file under the server's root)"
                 )
@@ -105,29 +101,29 @@ class ExecutionHost:
             where, diagram_dir = diagram_id, path.parent
             load = lambda: load_diagram(path, strict=False)  # noqa: E731
         else:
-            raise HostError("execute_diagram needs diagram_id or diagram_data")
+            raise UsageError("execute_diagram needs diagram_id or diagram_data")
         try:
             diagram = load()
             return compile_graph(
                 diagram, load_plugins(()), CompileOptions(llm_mode=self.llm_mode)
             ), diagram_dir
         except DiagramError as exc:
-            raise HostError(
+            raise UsageError(
                 f"{where} is not valid ({len(exc.problems)} problem(s)):\n{exc}"
             ) from None
         except DipeoError as exc:
-            raise HostError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         except Exception as exc:  # a loader bug: one line, never a traceback to the client
-            raise HostError(
+            raise UsageError(
                 f"internal error while loading {where}: {type(exc).__name__}: {exc}"
             ) from None
 
     def find_diagram(self, name: str) -> Path:
-        """The file `name` names under the root; HostError outside the root or when none."""
+        """The file `name` names under the root; UsageError outside the root or when none."""
         given = Path(name).expanduser()
         first = (given if given.is_absolute() else self.root / given).resolve()
         if not first.is_relative_to(self.root):
-            raise HostError(f"diagram_id {name!r} is outside the server's root {self.root}")
+            raise UsageError(f"diagram_id {name!r} is outside the server's root {self.root}")
         candidates = [first]
         if not given.is_absolute():
             for base in (self.root, self.root / "files" / "diagrams"):
@@ -136,7 +132,7 @@ class ExecutionHost:
         for path in candidates:
             if path.is_relative_to(self.root) and path.is_file():
                 return path
-        raise HostError(f"no diagram {name!r} under the server's root {self.root}")
+        raise UsageError(f"no diagram {name!r} under the server's root {self.root}")
 
     async def _launch(
         self, graph: Any, diagram_dir: Path, variables: dict[str, Any], options: Any
@@ -168,7 +164,7 @@ class ExecutionHost:
         await asyncio.wait({waiter, task}, timeout=START_WAIT, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if run.state is None:
-            raise HostError("the execution did not start")
+            raise UsageError("the execution did not start")
         return run.state.model_copy(deep=True)
 
     async def _host(self, run: Any) -> None:
@@ -188,23 +184,23 @@ class ExecutionHost:
     async def control(
         self, execution: str, action: str, node_id: str | None
     ) -> tuple[str, ExecutionState]:
-        """Apply `action`; returns (what was done, the state after). HostError otherwise."""
+        """Apply `action`; returns (what was done, the state after). UsageError otherwise."""
         action = (action or "").strip().lower()
         if action == "skip":
             action = "skip_node"
         if action not in ACTIONS:
-            raise HostError(f"unknown action {action!r} (pause, resume, abort, skip_node)")
+            raise UsageError(f"unknown action {action!r} (pause, resume, abort, skip_node)")
         if action == "skip_node" and not node_id:
-            raise HostError("skip_node needs node_id")
+            raise UsageError("skip_node needs node_id")
         state = await self.find(execution)
         if state.status.is_final:
-            raise HostError(f"execution {state.id} has already finished ({state.status.value})")
+            raise UsageError(f"execution {state.id} has already finished ({state.status.value})")
         hosted = self.hosted.get(state.id)
         if hosted is not None:
             try:
                 done = hosted.run.executor.control(action, node_id)
             except ControlError as exc:
-                raise HostError(str(exc)) from None
+                raise UsageError(str(exc)) from None
         else:
             done = await self._request(state.id, action, node_id)
         return done, await self.find(state.id)
@@ -216,10 +212,10 @@ class ExecutionHost:
             taken, outcome = await self.store.control_outcome(request)
             if outcome is not None:
                 if outcome.startswith("error: "):
-                    raise HostError(outcome.removeprefix("error: "))
+                    raise UsageError(outcome.removeprefix("error: "))
                 return outcome
             await asyncio.sleep(0.05)
-        raise HostError(
+        raise UsageError(
             f"no process running execution {execution_id} took the request within "
             f"{CONTROL_WAIT:g} s (it stays queued for it)"
         )
@@ -227,15 +223,15 @@ class ExecutionHost:
     async def answer(self, execution: str, node: str, response: str) -> tuple[str, ExecutionState]:
         state = await self.find(execution)
         if state.status.is_final:
-            raise HostError(f"execution {state.id} has already finished ({state.status.value})")
+            raise UsageError(f"execution {state.id} has already finished ({state.status.value})")
         if state.id not in self.hosted:
-            raise HostError(
+            raise UsageError(
                 f"execution {state.id} is not run by this server; only its runs take answers"
             )
         try:
             done = self.prompts.answer(state.id, node, response)
         except ControlError as exc:
-            raise HostError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         return done, await self.find(state.id)
 
     async def find(self, execution: str) -> ExecutionState:
@@ -244,7 +240,7 @@ class ExecutionHost:
         try:
             return await self.store.find_execution(execution)
         except HistoryError as exc:
-            raise HostError(str(exc)) from None
+            raise UsageError(str(exc)) from None
 
     async def stop(self, reason: str = "the server stopped") -> None:
         """Abort every hosted run and wait until each is recorded (ABORTED)."""
@@ -266,9 +262,9 @@ def _variables(value: Any) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except ValueError:
-            raise HostError("variables: not valid JSON") from None
+            raise UsageError("variables: not valid JSON") from None
     if not isinstance(value, dict):
-        raise HostError(f"variables must be an object, got {type(value).__name__}")
+        raise UsageError(f"variables must be an object, got {type(value).__name__}")
     return value
 
 

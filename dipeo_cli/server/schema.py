@@ -15,9 +15,9 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
+from dipeo_cli.errors import UsageError
 from dipeo_cli.redact import redact, redact_json
 from dipeo_cli.server.follow import follow
-from dipeo_cli.server.host import HostError
 from dipeo_cli.server.schema_types import (
     SCALARS,
     ExecuteDiagramInput,
@@ -46,7 +46,7 @@ def _host(info: Info) -> Any:
 async def _resolve(info: Info, execution_id: str) -> ExecutionState:
     try:
         return await _host(info).find(execution_id)
-    except HostError as exc:
+    except UsageError as exc:
         raise ValueError(redact(str(exc))) from None
 
 
@@ -59,7 +59,7 @@ class Query:
     async def execution(self, info: Info, id: ExecutionID) -> ExecutionStateType | None:  # type: ignore[valid-type]
         try:
             state = await _host(info).find(id)
-        except HostError:
+        except UsageError:
             return None
         return state_type(state)
 
@@ -121,7 +121,7 @@ class Mutation:
                 max_iterations=data.max_iterations,
                 timeout_seconds=data.timeout_seconds,
             )
-        except HostError as exc:
+        except UsageError as exc:
             return execution_result(False, error=str(exc))
         return execution_result(True, message=f"execution {state.id} started", state=state)
 
@@ -129,7 +129,7 @@ class Mutation:
     async def control_execution(self, info: Info, data: ExecutionControlInput) -> ExecutionResult:
         try:
             done, state = await _host(info).control(data.execution_id, data.action, data.node_id)
-        except HostError as exc:
+        except UsageError as exc:
             return execution_result(False, error=str(exc))
         return execution_result(True, message=done, state=state)
 
@@ -139,7 +139,7 @@ class Mutation:
     ) -> ExecutionResult:
         try:
             done, state = await _host(info).answer(data.execution_id, data.node_id, data.response)
-        except HostError as exc:
+        except UsageError as exc:
             return execution_result(False, error=str(exc))
         return execution_result(True, message=done, state=state)
 
