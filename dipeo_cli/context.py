@@ -21,11 +21,45 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from dipeo_cli.graph import ExecutableGraph, ExecutableNode
     from dipeo_cli.state import NodeExecutionStatus, NodeOutput
+
+T = TypeVar("T")
+
+
+class ProcessServices:
+    """Services that one process shares among all the executions it hosts (the python worker
+    pool: warm workers are worth keeping across runs), created on first use and closed by the
+    host (the CLI command, the server) when it is done: `await services.close()`. Per-run
+    services (LLM conversations, HTTP clients, person configs) stay in RunResources."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, Any] = {}
+        self._closers: list[Callable[[], Any]] = []
+
+    def get(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
+        if name not in self._services:
+            instance = factory()
+            self._services[name] = instance
+            self._closers.append(lambda: closer(instance))
+        return self._services[name]
+
+    async def close(self) -> None:
+        """Close every service (one failing closer does not skip the others)."""
+        errors: list[BaseException] = []
+        while self._closers:
+            try:
+                result = self._closers.pop()()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                errors.append(exc)
+        self._services.clear()
+        if errors:
+            raise errors[0]
 
 
 @dataclass
@@ -50,6 +84,8 @@ class RunResources:
     # terminal (`dipeo serve` sets it; None: the terminal, as on the command line). It has
     # `async ask(execution_id, node_id, label, question, timeout) -> str`.
     prompts: Any = None
+    # the host process's shared services (None: process-wide services live for this run only)
+    shared: ProcessServices | None = None
     _parent: RunResources | None = None
     _closers: list[Callable[[], Any]] = field(default_factory=list)
     _services: dict[str, Any] = field(default_factory=dict)
@@ -69,10 +105,11 @@ class RunResources:
             llm_replay=self.llm_replay,
             http_replay=self.http_replay,
             prompts=self.prompts,
+            shared=self.shared,
             _parent=self,
         )
 
-    def service(self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]) -> Any:
+    def service(self, name: str, factory: Callable[[], T], closer: Callable[[T], object]) -> T:
         """The run's one instance of a service, created by `factory` on first use."""
         if self._parent is not None:
             return self._parent.service(name, factory, closer)
@@ -80,7 +117,17 @@ class RunResources:
             instance = factory()
             self._services[name] = instance
             self._closers.append(lambda: closer(instance))
-        return self._services[name]
+        service: T = self._services[name]  # the name's factory made it
+        return service
+
+    def process_service(
+        self, name: str, factory: Callable[[], Any], closer: Callable[[Any], Any]
+    ) -> Any:
+        """The host process's one instance of a service (shared by every execution it runs),
+        or the run's own when the host shares none."""
+        if self.shared is not None:
+            return self.shared.get(name, factory, closer)
+        return self.service(name, factory, closer)
 
     async def close(self) -> None:
         while self._closers:

@@ -34,6 +34,7 @@ class ExecutionStarted:
     at: float
     parent_id: str | None = None  # the execution that ran this one as a sub-diagram
     diagram_source: str | None = None  # the diagram text that ran, kept with the execution
+    retry_of: str | None = None  # the execution this one retries
 
 
 @dataclass(frozen=True, slots=True)

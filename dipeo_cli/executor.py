@@ -18,7 +18,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +61,11 @@ class Executor(Steering):
         diagram_id: str | None = None,
         parent_id: str | None = None,
         replay: Replay | None = None,
+        retry_of: str | None = None,
     ) -> None:
         self.graph = graph
         self.replay = replay
+        self.retry_of = retry_of
         self.parent_id = parent_id
         self.execution_id = execution_id
         self.variables = dict(variables or {})
@@ -116,6 +118,7 @@ class Executor(Steering):
                 at=time.time(),
                 parent_id=self.parent_id,
                 diagram_source=graph.diagram.source,
+                retry_of=self.retry_of,
             )
         )
         reason: str | None = None
@@ -331,7 +334,7 @@ class Executor(Steering):
         nodes that may have become ready (or dead) and of the node itself."""
         self._recheck([*self._arrows.deliver(nid, value), nid])
 
-    def _recheck(self, nids: list[str]) -> None:
+    def _recheck(self, nids: Iterable[str]) -> None:
         work = list(nids)
         while work:
             nid = work.pop()

@@ -141,7 +141,7 @@ _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
     *_COMPARE,
 )
 
-_DESCRIBE: dict[type[ast.AST], str] = {
+_DESCRIBE: dict[type, str] = {  # looked up with any type (an absent `op` is None)
     ast.Lambda: "lambda",
     ast.NamedExpr: "assignment (:=)",
     ast.Await: "await",

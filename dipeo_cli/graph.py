@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
 from pydantic import BaseModel, ValidationError
+from typing_extensions import TypeVar  # TypeVar defaults (PEP 696) before Python 3.13
 
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import DiagramError, Problem
@@ -43,7 +44,13 @@ class CompileOptions:
     llm_mode: str | None = None
 
 
-class ExecutableNode:
+# The node's validated props model; a handler declared with `props=M` gets ExecutableNode[M].
+PropsT = TypeVar("PropsT", bound=BaseModel | None, default=BaseModel | None)
+
+NumberT = TypeVar("NumberT", int, float)
+
+
+class ExecutableNode(Generic[PropsT]):
     """A node as handlers see it: `id`, `label`, `type`, `props` (the raw properties as the file
     wrote them), `config` (the validated props model, if the handler declares one), and the two
     limits the executor enforces, `max_iteration` and `timeout`."""
@@ -66,7 +73,7 @@ class ExecutableNode:
         label: str,
         type: str,
         props: dict[str, Any],
-        config: BaseModel | None,
+        config: PropsT,
         spec: HandlerSpec,
         max_iteration: int | None,
         timeout: float | None,
@@ -280,7 +287,7 @@ def _compile_node(
         props=dnode.props,
         config=config,
         spec=spec,
-        max_iteration=max_iteration,  # type: ignore[arg-type]
+        max_iteration=max_iteration,
         timeout=timeout,
     )
 
@@ -296,7 +303,9 @@ def _check_node(
             return []
         if _takes_options(check):
             return list(check(node.config, diagram, registry, options))
-        return list(check(node.config, diagram, registry))  # a plugin written before options
+        # a plugin written before options: _takes_options found three parameters, which
+        # HandlerSpec.check's type (the current four) cannot say
+        return list(check(node.config, diagram, registry))  # type: ignore[call-arg]
     except DiagramError:
         raise
     except Exception as exc:
@@ -321,8 +330,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _positive_number(
-    dnode: DiagramNode, key: str, kind: type, problems: list[Problem]
-) -> int | float | None:
+    dnode: DiagramNode, key: str, kind: type[NumberT], problems: list[Problem]
+) -> NumberT | None:
     raw = dnode.props.get(key)
     if raw is None or raw == "":
         return None

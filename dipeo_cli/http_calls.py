@@ -48,11 +48,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dipeo_cli.errors import NodeError, NodeTimeoutError
-from dipeo_cli.redact import MASK, redact, redact_json, register_secret
+from dipeo_cli.redact import MASK, redact, redact_json, redact_record, register_secret
 from dipeo_cli.values import decode_json_text
 
 if TYPE_CHECKING:
     import httpx
+
+    from dipeo_cli.context import NodeContext
 
 DEFAULT_TIMEOUT = 30.0
 RETRY_BASE_DELAY = 0.2  # seconds; doubled after each attempt (0.2, 0.4, 0.8, ...)
@@ -97,13 +99,13 @@ async def _close_client(client: httpx.AsyncClient) -> None:
     await client.aclose()
 
 
-def http_client(ctx: Any) -> httpx.AsyncClient:
+def http_client(ctx: NodeContext) -> httpx.AsyncClient:
     """The run's one httpx.AsyncClient, closed when the run ends."""
     return ctx.resources.service("http_client", _new_client, _close_client)
 
 
 def retry_delay(attempt: int, response: httpx.Response | None = None) -> float:
-    delay = RETRY_BASE_DELAY * 2 ** (attempt - 1)
+    delay = RETRY_BASE_DELAY * 2.0 ** (attempt - 1)
     header = response.headers.get("retry-after") if response is not None else None
     if header:
         wait: float | None
@@ -182,16 +184,17 @@ def _ms(started: float) -> float:
 # -- the call point ---------------------------------------------------------------------------
 
 
-def http_calls(ctx: Any) -> list[dict[str, Any]]:
+def http_calls(ctx: NodeContext) -> list[dict[str, Any]]:
     """This node execution's HTTP call records, for its metadata."""
     calls = getattr(ctx, "calls", None)
     if not isinstance(calls, dict):
         return []
-    return calls.setdefault(RECORDS_KEY, [])
+    records: list[dict[str, Any]] = calls.setdefault(RECORDS_KEY, [])
+    return records
 
 
 async def call_http(
-    ctx: Any,
+    ctx: NodeContext,
     method: str,
     url: str,
     *,
@@ -259,7 +262,7 @@ def request_record(
         body = body.decode("utf-8", "replace")
     if isinstance(body, str) and len(body) > BODY_PREVIEW_CHARS:
         body = body[:BODY_PREVIEW_CHARS]
-    return redact_json(
+    return redact_record(
         {
             "method": method,
             "url": url,
@@ -276,7 +279,7 @@ def request_record(
 def response_record(response: httpx.Response, started: float) -> dict[str, Any]:
     text = response.text
     headers = {key: value for key, value in response.headers.items() if key != "set-cookie"}
-    return redact_json(
+    return redact_record(
         {
             "status": response.status_code,
             "reason": response.reason_phrase,
@@ -320,7 +323,7 @@ def response_metadata(
     }
 
 
-def status_error(response: httpx.Response, method: str, url: str, metadata: dict) -> HttpError:
+def status_error(response: httpx.Response, method: str, url: str, metadata: dict[str, Any]) -> HttpError:
     # masked before it is cut or its spaces squeezed: either could break a secret's form apart
     excerpt = " ".join(redact(response.text[: BODY_EXCERPT * 16])[:BODY_EXCERPT].split())
     message = f"HTTP {response.status_code} {response.reason_phrase} from {method} {redact(url)}"

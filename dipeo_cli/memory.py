@@ -174,7 +174,7 @@ class Conversation:
             elif (sender, text) in self._texts:
                 return None
             recipient = item.get("to") or item.get("to_person_id")
-            kind = item.get("kind") if item.get("kind") in ("prompt", "reply") else "input"
+            kind = item["kind"] if item.get("kind") in ("prompt", "reply") else "input"
             return Message(
                 id=str(given_id) if given_id is not None else self._new_id(),
                 kind=kind,

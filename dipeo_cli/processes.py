@@ -288,7 +288,13 @@ async def _started(start: asyncio.Future[Any], token: str, collector: _Collector
         raise cancelled
 
 
-class _Collector:
+if TYPE_CHECKING:
+    _SubprocessProtocol = asyncio.SubprocessProtocol
+else:
+    _SubprocessProtocol = object  # duck-typed at run time; see _Collector
+
+
+class _Collector(_SubprocessProtocol):
     """run_process's asyncio.SubprocessProtocol (duck-typed, so that importing this module does
     not import asyncio: the python worker imports it): keeps the output, and tells when the
     main process exited and when stdout and stderr closed."""

@@ -299,7 +299,7 @@ _module_cache: dict[str, tuple[int, int, Any]] = {}
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     out, err = _Capture(), _Capture()
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     filename = job.get("file_path") or job.get("filename") or "<code_job>"
     reply: dict[str, Any]
     try:

@@ -181,6 +181,12 @@ def redact_json(obj: Any) -> Any:
     return _walk(obj, _current(), True)
 
 
+def redact_record(record: dict[str, Any]) -> dict[str, Any]:
+    """`redact_json` of a record (a dict keyed by strings), typed as one."""
+    masked: dict[str, Any] = _walk(record, _current(), True)
+    return masked
+
+
 def dump_redacted(obj: Any) -> str:
     """Compact JSON text of `redact_json(obj)`; what the history database stores."""
     masker = _current()

@@ -3,7 +3,7 @@
 A handler is an async function `(node, ctx) -> NodeOutput` registered for one node type:
 
     @node_handler("shout", props=ShoutProps)
-    async def shout(node, ctx):
+    async def shout(node: ExecutableNode[ShoutProps], ctx: NodeContext) -> NodeOutput:
         return create_node_output(str(ctx.inputs.get("default", "")).upper())
 
 `props` (optional) is a pydantic model; `dipeo validate` checks every node of that type against
@@ -24,11 +24,29 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from dipeo_cli.errors import PluginError
 
-Handler = Callable[[Any, Any], Awaitable[Any]]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.diagram.model import Diagram
+    from dipeo_cli.graph import CompileOptions, ExecutableNode
+
+PropsT = TypeVar("PropsT", bound="BaseModel")
+
+PropsModel = type["BaseModel"]  # a pydantic model class (HandlerSpec's `type` field hides `type`)
+
+# A handler returns a NodeOutput, or any other value, which the executor wraps as
+# {"default": value} (plugins may return plain values). The registry holds handlers of every
+# props model, so the node's model is erased to Any here; `node_handler` checks it per handler.
+Handler = Callable[["ExecutableNode[Any]", "NodeContext"], Awaitable[object]]
+TypedHandler = Callable[["ExecutableNode[PropsT]", "NodeContext"], Awaitable[object]]
+# Extra compile-time checks beyond the props model: (config, diagram, registry, options) -> problems
+Check = Callable[[Any, "Diagram", "HandlerRegistry", "CompileOptions"], list[str]]
+TypedCheck = Callable[[PropsT, "Diagram", "HandlerRegistry", "CompileOptions"], list[str]]
 
 ENTRY_POINT_GROUP = "dipeo.handlers"
 
@@ -37,13 +55,11 @@ ENTRY_POINT_GROUP = "dipeo.handlers"
 class HandlerSpec:
     type: str
     fn: Handler
-    props: type | None = None  # a pydantic model class validating the node's properties
+    props: PropsModel | None = None  # a pydantic model class validating the node's properties
     inputs: tuple[str, ...] = ("default", "first")  # input handles arrows may target
     outputs: tuple[str, ...] = ("default",)  # output ports; "error" is always allowed too
     origin: str = "builtin"
-    # Extra compile-time checks beyond the props model:
-    # (config, diagram, registry, options: graph.CompileOptions) -> problems
-    check: Callable[[Any, Any, Any, Any], list[str]] | None = None
+    check: Check | None = None  # see Check; plugins written before options take three arguments
 
 
 # The built-in node types; each is handled by the module of the same name in dipeo_cli.handlers,
@@ -116,15 +132,38 @@ def _import_builtin(node_type: str) -> None:
         _target, _current_origin = previous
 
 
+@overload
 def node_handler(
     node_type: str,
     *,
-    props: type | None = None,
+    props: type[PropsT],
+    inputs: tuple[str, ...] = ...,
+    outputs: tuple[str, ...] = ...,
+    check: TypedCheck[PropsT] | None = ...,
+) -> Callable[[TypedHandler[PropsT]], TypedHandler[PropsT]]: ...
+
+
+@overload
+def node_handler(
+    node_type: str,
+    *,
+    props: None = None,
+    inputs: tuple[str, ...] = ...,
+    outputs: tuple[str, ...] = ...,
+    check: Check | None = ...,
+) -> Callable[[Handler], Handler]: ...
+
+
+def node_handler(
+    node_type: str,
+    *,
+    props: type[BaseModel] | None = None,
     inputs: tuple[str, ...] = ("default", "first"),
     outputs: tuple[str, ...] = ("default",),
-    check: Callable[[Any, Any, Any, Any], list[str]] | None = None,
+    check: Check | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Register the decorated async function as the handler of `node_type`."""
+    """Register the decorated async function as the handler of `node_type`. With `props`, the
+    handler's node is an `ExecutableNode[props]` (its `config` is a validated `props`)."""
 
     def register(fn: Handler) -> Handler:
         _target.register(

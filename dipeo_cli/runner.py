@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from dipeo_cli import events as ev
-from dipeo_cli.context import RunResources
+from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
@@ -147,6 +148,7 @@ class Run:
         execution_id: str | None = None,
         parent_id: str | None = None,
         replay: Any = None,
+        retry_of: str | None = None,
     ) -> None:
         self.store = store
         self.state: ExecutionState | None = None
@@ -162,6 +164,7 @@ class Run:
             diagram_id=graph.diagram.file,
             parent_id=parent_id,
             replay=replay,
+            retry_of=retry_of,
         )
 
     @property
@@ -169,6 +172,7 @@ class Run:
         return self.executor.execution_id
 
     def _emit(self, event: ev.Event) -> None:
+        state: ExecutionState | None  # an annotation only: no cost on this hot path
         if isinstance(event, ev.ExecutionStarted):
             self.state = state = new_state(event)
             if self.store is not None:
@@ -222,11 +226,18 @@ async def execute(
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
     on_start: Any = None,
+    replay: Any = None,
+    retry_of: str | None = None,
+    llm_replay: Any = None,
+    http_replay: Any = None,
+    shared: ProcessServices | None = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
     `on_start(run)` is called before it starts (the CLI wires Ctrl-C to
-    `run.executor.abort` there)."""
+    `run.executor.abort` there). `replay`/`retry_of` make it a retry (dipeo_cli/retry.py);
+    `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py).
+    `shared` holds the host process's services (the python worker pool), kept across runs."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
@@ -236,6 +247,9 @@ async def execute(
         store=store,
         options=options,
         llm_mode=llm_mode,
+        llm_replay=llm_replay,
+        http_replay=http_replay,
+        shared=shared,
     )
     run = Run(
         graph,
@@ -245,6 +259,8 @@ async def execute(
         options=options,
         progress=progress,
         execution_id=execution_id,
+        replay=replay,
+        retry_of=retry_of,
     )
     resources.pause_progress = getattr(run._progress, "paused", None)
     if on_start is not None:
@@ -298,10 +314,11 @@ def run_json(state: ExecutionState) -> dict[str, Any]:
 def history_json(state: ExecutionState) -> dict[str, Any]:
     data = run_json(state)
     data.pop("result")
+    data["retry_of"] = state.retry_of
     return data
 
 
-def show_json(state: ExecutionState, children: list[ExecutionState] = ()) -> dict[str, Any]:
+def show_json(state: ExecutionState, children: Sequence[ExecutionState] = ()) -> dict[str, Any]:
     """The whole state, plus the ids of the executions it ran as sub-diagrams (oldest first)."""
     data = state.model_dump(mode="json")
     data["children"] = [child.id for child in children]

@@ -36,7 +36,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.defaults import DEFAULT_FILTERS
+from jinja2.filters import FILTERS as DEFAULT_FILTERS  # what jinja2.defaults re-exports
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
@@ -385,8 +385,9 @@ class TemplateEnvironment(SandboxedEnvironment):
                     args = (_bounded_list(args[0]), *args[1:])
             _check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
         wrapped = getattr(__obj, "__wrapped__", None)  # str.format, as the sandbox wraps it
-        if isinstance(getattr(wrapped, "__self__", None), str):
-            _check_format(wrapped.__self__, [*args, *kwargs.values()], percent=False)
+        template = getattr(wrapped, "__self__", None)
+        if isinstance(template, str):
+            _check_format(template, [*args, *kwargs.values()], percent=False)
         return _checked(super().call(__context, __obj, *args, **kwargs))
 
     def guard_loop(self, iterable: Any) -> _GuardedIterable:

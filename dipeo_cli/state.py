@@ -123,6 +123,8 @@ class ExecutionState(BaseModel):
     result: Any = None
     # extension: the execution that ran this one as a sub-diagram
     parent_id: str | None = None
+    # extension: the execution this one retries (`dipeo retry`)
+    retry_of: str | None = None
 
 
 def iso(timestamp: float) -> str:
@@ -143,6 +145,7 @@ def new_state(event: ev.ExecutionStarted) -> ExecutionState:
         started_at=iso(event.at),
         variables=dict(event.variables),
         parent_id=event.parent_id,
+        retry_of=event.retry_of,
     )
     for node in event.nodes:
         state.node_states[node.id] = NodeState(label=node.label, type=node.type)

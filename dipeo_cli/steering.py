@@ -23,8 +23,10 @@ from dipeo_cli.errors import ControlError
 
 if TYPE_CHECKING:
     import asyncio
+    from collections import deque
     from collections.abc import Callable, Iterable
 
+    from dipeo_cli.arrows import ArrowState
     from dipeo_cli.graph import ExecutableGraph
 
 
@@ -41,8 +43,8 @@ class Steering:
     _status: dict[str, int]
     _counts: dict[str, int]
     _queued: set[str]
-    _ready: Any
-    _arrows: Any
+    _ready: deque[str]
+    _arrows: ArrowState
 
     if TYPE_CHECKING:  # defined by Executor
 

@@ -73,6 +73,18 @@ def run(
         "--llm",
         help="'mock': answer every LLM call offline and deterministically (marked in the history).",
     ),
+    replay: str | None = typer.Option(
+        None,
+        "--replay",
+        metavar="ID",
+        help="Answer LLM and HTTP calls from execution ID's recording (no network, no key); "
+        "a call whose request changed fails with a diff.",
+    ),
+    replay_loose: bool = typer.Option(
+        False,
+        "--replay-loose",
+        help="With --replay: use recorded answers even if the request changed.",
+    ),
 ) -> None:
     """Validate, run and record a diagram, showing every node's status live."""
     from dipeo_cli.errors import DiagramError, DipeoError
@@ -84,8 +96,13 @@ def run(
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
     fmt = _format_flag(light, native, readable)
+    if replay_loose and replay is None:
+        _fail("--replay-loose needs --replay ID")
+    if replay is not None and llm is not None:
+        _fail("use either --replay or --llm, not both")
     try:
-        llm_mode = choose_llm_mode(llm)  # --llm, else $DIPEO_LLM; a per-run value from here on
+        # --llm, else $DIPEO_LLM; a per-run value from here on. "replay": persons need no key.
+        llm_mode = "replay" if replay is not None else choose_llm_mode(llm)
         variables = parse_variables(input_data, inputs, var)
         graph = _guarded(
             prepare, diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode
@@ -103,7 +120,33 @@ def run(
     )
     import asyncio
 
-    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode))
+    extra = _replayers(replay, replay_loose) if replay is not None else None
+    outcome = asyncio.run(_run(graph, variables, options, db, quiet, answers, llm_mode, extra))
+    report(outcome, db, as_json)
+
+
+def _replayers(execution: str, loose: bool) -> Any:
+    """What answers calls from execution `execution`'s recording (read from the run's store)."""
+
+    async def load(store: Any) -> dict[str, Any]:
+        from dipeo_cli.errors import ExecutionNotFoundError
+        from dipeo_cli.recording import HttpReplay, LLMReplay, Recording
+
+        try:
+            original = await store.find_execution(execution)
+        except ExecutionNotFoundError as exc:
+            _fail(f"--replay: {exc}")
+        recording = Recording(original.id, await store.get_iterations(original.id))
+        return {
+            "llm_replay": LLMReplay(recording, loose=loose),
+            "http_replay": HttpReplay(recording, loose=loose),
+        }
+
+    return load
+
+
+def report(outcome: Any, db: str | None, as_json: bool) -> None:
+    """Print how a run ended (JSON or the summary), then exit with its code."""
     state = outcome.state
     if as_json:
         from dipeo_cli.runner import run_json
@@ -133,20 +176,31 @@ async def _run(
     quiet: bool,
     answers: dict[str, list[str]] | None = None,
     llm_mode: str | None = None,
+    extra: Any = None,
 ) -> Any:
+    """Open the history, run, close it. `extra(store)` gives more `execute` arguments (the
+    replayers of --replay, a retry's replay), read from the same store."""
     import asyncio
     import contextlib
     import dataclasses
     from pathlib import Path
 
+    from dipeo_cli.context import ProcessServices
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
     from dipeo_cli.store import open_store
 
     store = await _open_store(open_store, Path(db) if db else None)
+    try:
+        more = await extra(store) if extra is not None else {}
+    except BaseException:
+        with contextlib.suppress(HistoryError):
+            await store.close()
+        raise
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     handled: list[Any] = []
+    services = ProcessServices()  # this process hosts one execution; its pool closes with it
     try:
         outcome = await execute(
             graph,
@@ -157,6 +211,8 @@ async def _run(
             answers=answers,
             on_start=lambda run: handled.extend(_abort_on_signals(run)),
             llm_mode=llm_mode,
+            shared=services,
+            **more,
         )
     except BaseException:
         with contextlib.suppress(HistoryError):  # the error on its way out says more
@@ -166,6 +222,7 @@ async def _run(
         loop = asyncio.get_running_loop()
         for sig in handled:
             loop.remove_signal_handler(sig)
+        await services.close()
     try:
         await store.close()
     except HistoryError as exc:  # the same failure execute() reported, or a new one

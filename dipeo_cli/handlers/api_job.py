@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -59,6 +59,10 @@ from dipeo_cli.redact import register_secret
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, get_path, split_path, to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 AUTH_TYPES = ("none", "bearer", "basic", "api_key")
@@ -196,7 +200,7 @@ class ApiJobProps(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-def template_names(ctx: Any) -> dict[str, Any]:
+def template_names(ctx: NodeContext) -> dict[str, Any]:
     """The names `{{...}}` sees: inputs by label (a dict `default` also spread into the top
     level), then the execution variables, which win."""
     names: dict[str, Any] = {}
@@ -272,7 +276,7 @@ def check_url(url: str) -> str:
 
 
 @node_handler("api_job", props=ApiJobProps, outputs=("default",))
-async def api_job(node: Any, ctx: Any) -> NodeOutput:
+async def api_job(node: ExecutableNode[ApiJobProps], ctx: NodeContext) -> NodeOutput:
     config: ApiJobProps = node.config
     names = template_names(ctx)
     inputs = ctx.inputs

@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -44,6 +44,10 @@ from dipeo_cli.pyworker import PythonWorkerPool
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 _LANGUAGES = {
     "python": "python",
@@ -154,7 +158,7 @@ class CodeJobProps(BaseModel):
 
 
 @node_handler("code_job", props=CodeJobProps, outputs=("default",))
-async def code_job(node: Any, ctx: Any) -> NodeOutput:
+async def code_job(node: ExecutableNode[CodeJobProps], ctx: NodeContext) -> NodeOutput:
     config: CodeJobProps = node.config
     if config.language == "python":
         return await _run_python(node, config, ctx)
@@ -163,7 +167,7 @@ async def code_job(node: Any, ctx: Any) -> NodeOutput:
     return await _run_script(config, ctx)
 
 
-def _code_file(config: CodeJobProps, ctx: Any) -> Path:
+def _code_file(config: CodeJobProps, ctx: NodeContext) -> Path:
     assert config.file_path is not None
     path = resolve_path(ctx.base_dir, config.file_path)
     if not path.is_file():
@@ -187,7 +191,7 @@ async def _close_pool(pool: PythonWorkerPool) -> None:
     await pool.close()
 
 
-async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
+async def _run_python(node: ExecutableNode[CodeJobProps], config: CodeJobProps, ctx: NodeContext) -> NodeOutput:
     job: dict[str, Any] = {
         "function_name": config.function_name,
         "inputs": {label: decode_json_text(value) for label, value in ctx.inputs.items()},
@@ -200,7 +204,7 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
-    pool: PythonWorkerPool = ctx.resources.service("python_pool", _new_pool, _close_pool)
+    pool: PythonWorkerPool = ctx.resources.process_service("python_pool", _new_pool, _close_pool)
     started = time.perf_counter()
     reply = await pool.run(job)
     metadata: dict[str, Any] = {
@@ -222,7 +226,7 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
 # -- javascript / typescript -------------------------------------------------------------------
 
 
-async def _run_js(config: CodeJobProps, ctx: Any) -> NodeOutput:
+async def _run_js(config: CodeJobProps, ctx: NodeContext) -> NodeOutput:
     runtime = jsrunner.find_runtime(config.language, ctx.base_dir)
     if runtime is None:  # validated, but PATH may have changed since
         raise NodeError(jsrunner.missing_runtime_message(config.language, ctx.base_dir))
@@ -282,7 +286,7 @@ def _interpreter(language: str) -> str:
     return found
 
 
-async def _run_script(config: CodeJobProps, ctx: Any) -> NodeOutput:
+async def _run_script(config: CodeJobProps, ctx: NodeContext) -> NodeOutput:
     interpreter = _interpreter(config.language)
     script_fd: int | None = None
     if config.file_path is not None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -47,6 +47,10 @@ from dipeo_cli.prompt import check_prompt, render_prompt, template_names
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 ConditionType = Literal["custom", "detect_max_iterations", "check_nodes_executed", "llm_decision"]
 
@@ -172,7 +176,7 @@ def check_condition(
 @node_handler(
     "condition", props=ConditionProps, outputs=("condtrue", "condfalse"), check=check_condition
 )
-async def condition(node: Any, ctx: Any) -> NodeOutput:
+async def condition(node: ExecutableNode[ConditionProps], ctx: NodeContext) -> NodeOutput:
     config: ConditionProps = node.config
     metadata: dict[str, Any] = {"condition_type": config.condition_type}
     index: int | None = None
@@ -200,7 +204,7 @@ async def condition(node: Any, ctx: Any) -> NodeOutput:
     return create_node_output({port: passthrough}, metadata)
 
 
-def _evaluate_custom(config: ConditionProps, ctx: Any, index: int | None) -> bool:
+def _evaluate_custom(config: ConditionProps, ctx: NodeContext, index: int | None) -> bool:
     namespace: dict[str, Any] = dict(ctx.variables)
     # Text that holds a JSON object or array is decoded, as code jobs and templates do: DiPeO's
     # exporter puts `content_type: raw_text` on every arrow, which turns dicts into JSON text.
@@ -230,7 +234,7 @@ def _names(mapping: dict[str, Any]) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
 
 
-def _max_iterations_reached(node: Any, ctx: Any) -> bool:
+def _max_iterations_reached(node: ExecutableNode[ConditionProps], ctx: NodeContext) -> bool:
     graph = ctx.graph
     limited = [n for n in graph.nodes.values() if n.max_iteration is not None and n.id != node.id]
     own_loop = graph.loop_of.get(node.id)
@@ -241,10 +245,10 @@ def _max_iterations_reached(node: Any, ctx: Any) -> bool:
     ran = [n for n in candidates if ctx.execution_count(n.id) > 0]
     if not ran:
         return False
-    return all(ctx.execution_count(n.id) >= n.max_iteration for n in ran)
+    return all(ctx.execution_count(n.id) >= (n.max_iteration or 0) for n in ran)  # `limited`: set ones
 
 
-def _nodes_executed(names: list[str], ctx: Any) -> bool:
+def _nodes_executed(names: list[str], ctx: NodeContext) -> bool:
     graph = ctx.graph
     result = True
     for name in names:
@@ -304,7 +308,7 @@ def parse_decision(reply: str) -> tuple[bool, str]:
 
 
 async def _llm_decision(
-    node: Any, config: ConditionProps, ctx: Any, metadata: dict[str, Any]
+    node: ExecutableNode[ConditionProps], config: ConditionProps, ctx: NodeContext, metadata: dict[str, Any]
 ) -> bool:
     from dipeo_cli.llm.call import ask_person, call_metadata, llm_calls, preview
     from dipeo_cli.llm.inputs import merge_conversations, template_values

@@ -39,7 +39,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -58,6 +58,10 @@ from dipeo_cli.files import (
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, get_path, set_path, split_path
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 FORMAT_ALIASES = {"yml": "yaml", "txt": "text", "md": "text", "markdown": "text"}
 EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
@@ -217,7 +221,7 @@ def _listed(file: str | list[str]) -> list[str]:
 
 
 @node_handler("db", props=DbProps, outputs=("default",))
-async def db(node: Any, ctx: Any) -> NodeOutput:
+async def db(node: ExecutableNode[DbProps], ctx: NodeContext) -> NodeOutput:
     config: DbProps = node.config
     names = _placeholder_values(ctx)
     if config.operation == "read":
@@ -225,6 +229,7 @@ async def db(node: Any, ctx: Any) -> NodeOutput:
     path = _db_path(ctx.base_dir, _fill(config.files[0], names))
     shown = display_path(ctx.base_dir, path)
     value = _value_to_write(ctx.inputs)
+    fmt: str | None
     if config.operation == "write":
         fmt = format_for(path, config.format, None) or (
             "json" if isinstance(decode_json_text(value), (dict, list)) else "text"
@@ -392,7 +397,7 @@ def _value_to_write(inputs: dict[str, Any]) -> Any:
     raise NodeError("nothing to write: connect an input (unlabelled, or labelled content or value)")
 
 
-def _placeholder_values(ctx: Any) -> dict[str, Any]:
+def _placeholder_values(ctx: NodeContext) -> dict[str, Any]:
     names: dict[str, Any] = {}
     default = ctx.inputs.get("default")
     if isinstance(default, dict):

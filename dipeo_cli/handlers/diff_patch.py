@@ -39,7 +39,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -48,6 +48,10 @@ from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, replace_file, resolve_path
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 _HUNK_HEADER = re.compile(r"^@@+ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@+(.*)$")
 DEV_NULL = "/dev/null"
@@ -490,7 +494,7 @@ def _backup_path(config: DiffPatchProps, target: _Target, base_dir: Path) -> Pat
 
 
 @node_handler("diff_patch", props=DiffPatchProps, outputs=("default",))
-async def diff_patch(node: Any, ctx: Any) -> NodeOutput:
+async def diff_patch(node: ExecutableNode[DiffPatchProps], ctx: NodeContext) -> NodeOutput:
     config: DiffPatchProps = node.config
     base_dir = Path(ctx.base_dir)
     try:

@@ -18,7 +18,7 @@ txt. DiPeO ignored `file_format` and wrote `str()` of the data; we honour it.
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -27,6 +27,10 @@ from dipeo_cli.files import display_path, dump_data, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 _FORMAT_ALIASES = {"text": "txt", "yml": "yaml", "markdown": "md"}
 _EXTENSION_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".md": "md"}
@@ -82,7 +86,7 @@ class EndpointProps(BaseModel):
 
 
 @node_handler("endpoint", props=EndpointProps, outputs=())
-async def endpoint(node: Any, ctx: Any) -> NodeOutput:
+async def endpoint(node: ExecutableNode[EndpointProps], ctx: NodeContext) -> NodeOutput:
     config: EndpointProps = node.config
     inputs = {label: decode_json_text(value) for label, value in ctx.inputs.items()}
     data = next(iter(inputs.values())) if len(inputs) == 1 else inputs

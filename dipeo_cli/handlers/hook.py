@@ -31,7 +31,7 @@ import os
 import re
 import shlex
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -44,6 +44,10 @@ from dipeo_cli.processes import clip, env_text, exit_message, run_process
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_json_safe, to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 HOOK_TYPES = {"shell": "shell", "http": "http", "webhook": "http", "file": "file"}
 DEFAULT_TIMEOUT = 60.0
@@ -169,7 +173,7 @@ class HookProps(BaseModel):
 
 
 @node_handler("hook", props=HookProps, outputs=("default",))
-async def hook(node: Any, ctx: Any) -> NodeOutput:
+async def hook(node: ExecutableNode[HookProps], ctx: NodeContext) -> NodeOutput:
     config: HookProps = node.config
     run = {"shell": _run_shell, "http": _run_http, "file": _run_file}[config.hook_type]
     try:
@@ -182,7 +186,7 @@ async def hook(node: Any, ctx: Any) -> NodeOutput:
 
 
 def _backoff(attempt: int) -> float:
-    return http_calls.RETRY_BASE_DELAY * 2 ** (attempt - 1)
+    return http_calls.RETRY_BASE_DELAY * 2.0 ** (attempt - 1)
 
 
 # -- shell -------------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ def _argv(config: HookProps) -> list[str]:
     return ["/bin/sh", "-c", command]
 
 
-def hook_env(node: Any, ctx: Any) -> dict[str, str]:
+def hook_env(node: ExecutableNode[HookProps], ctx: NodeContext) -> dict[str, str]:
     """The environment of a shell hook: ours plus DIPEO_INPUT_<KEY> for every input."""
     env = dict(os.environ)
     values: dict[str, Any] = {}
@@ -214,7 +218,7 @@ def hook_env(node: Any, ctx: Any) -> dict[str, str]:
     return env
 
 
-async def _run_shell(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
+async def _run_shell(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
     argv = _argv(config)
     env = hook_env(node, ctx)
     started = time.perf_counter()
@@ -262,7 +266,7 @@ async def _spawn(argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, s
 # -- http --------------------------------------------------------------------------------------
 
 
-async def _run_http(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
+async def _run_http(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
     names = api.template_names(ctx)
     assert config.url is not None
     url = api.render(config.url, names, "url")
@@ -298,7 +302,7 @@ async def _run_http(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
 # -- file --------------------------------------------------------------------------------------
 
 
-async def _run_file(node: Any, config: HookProps, ctx: Any) -> NodeOutput:
+async def _run_file(node: ExecutableNode[HookProps], config: HookProps, ctx: NodeContext) -> NodeOutput:
     assert config.file_path is not None
     names = api.template_names(ctx)
     path = resolve_path(ctx.base_dir, api.render(config.file_path, names, "file_path"))

@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -40,6 +40,10 @@ from dipeo_cli.files import display_path, parse_text, read_text, resolve_path
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MESSAGE_CHARS = 300  # jsonschema messages quote the instance, which may be huge
@@ -216,7 +220,7 @@ def _data_from_inputs(inputs: dict[str, Any]) -> Any:
 
 
 @node_handler("json_schema_validator", props=JsonSchemaValidatorProps, outputs=("default",))
-async def json_schema_validator(node: Any, ctx: Any) -> NodeOutput:
+async def json_schema_validator(node: ExecutableNode[JsonSchemaValidatorProps], ctx: NodeContext) -> NodeOutput:
     config: JsonSchemaValidatorProps = node.config
     metadata: dict[str, Any] = {"strict_mode": config.strict_mode}
     if config.json_schema is not None:

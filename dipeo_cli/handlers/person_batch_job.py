@@ -18,7 +18,7 @@ usage is summed over the calls.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -32,6 +32,10 @@ from dipeo_cli.prompt import check_prompt, render_prompt
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, TokenUsage, create_node_output
 from dipeo_cli.values import to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 
 class PersonBatchJobProps(BaseModel):
@@ -82,7 +86,7 @@ def check_person_batch_job(
 
 
 @node_handler("person_batch_job", props=PersonBatchJobProps, check=check_person_batch_job)
-async def person_batch_job(node: Any, ctx: Any) -> NodeOutput:
+async def person_batch_job(node: ExecutableNode[PersonBatchJobProps], ctx: NodeContext) -> NodeOutput:
     config: PersonBatchJobProps = node.config
     persons = [find_person(ctx.graph.diagram.persons, ref) for ref in config.person_ids]
     conversation = conversation_of(ctx.resources)

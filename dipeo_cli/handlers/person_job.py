@@ -46,7 +46,7 @@ run time, with the run's `llm_mode` (dipeo_cli.llm.persons); calls go through
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     AliasChoices,
@@ -75,6 +75,10 @@ from dipeo_cli.prompt import check_prompt, render_prompt
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 __all__ = ["BatchError", "PersonJobProps", "check_person_job", "person_job"]
 
@@ -222,7 +226,7 @@ def _has_prompt_input(config: PersonJobProps, diagram: Any) -> bool:
 
 
 @node_handler("person_job", props=PersonJobProps, check=check_person_job)
-async def person_job(node: Any, ctx: Any) -> NodeOutput:
+async def person_job(node: ExecutableNode[PersonJobProps], ctx: NodeContext) -> NodeOutput:
     config: PersonJobProps = node.config
     diagram = ctx.graph.diagram
     person = find_person(diagram.persons, config.person)
@@ -301,7 +305,7 @@ def _memory_notes(config: PersonJobProps) -> dict[str, Any]:
     return notes
 
 
-def _prompt_source(config: PersonJobProps, ctx: Any) -> tuple[str, str]:
+def _prompt_source(config: PersonJobProps, ctx: NodeContext) -> tuple[str, str]:
     """(template, which property it came from) for this execution."""
     where = ctx.resources.diagram_dir
     if ctx.iteration == 1:
@@ -326,7 +330,7 @@ def _prompt_source(config: PersonJobProps, ctx: Any) -> tuple[str, str]:
     )
 
 
-def _schema(config: PersonJobProps, ctx: Any) -> dict[str, Any] | None:
+def _schema(config: PersonJobProps, ctx: NodeContext) -> dict[str, Any] | None:
     if config.text_format is not None:
         return config.text_format
     if config.text_format_file:

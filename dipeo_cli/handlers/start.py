@@ -8,13 +8,17 @@ on the command line should beat a default written in the file).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 
 class StartProps(BaseModel):
@@ -62,7 +66,7 @@ class StartProps(BaseModel):
 
 
 @node_handler("start", props=StartProps, inputs=(), outputs=("default",))
-async def start(node: Any, ctx: Any) -> NodeOutput:
+async def start(node: ExecutableNode[StartProps], ctx: NodeContext) -> NodeOutput:
     config: StartProps = node.config
     value = {**config.custom_data, **ctx.variables}
     return create_node_output({"default": value}, {"trigger_mode": config.trigger_mode})

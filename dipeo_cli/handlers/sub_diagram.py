@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -38,6 +38,10 @@ from dipeo_cli.state import (
     create_node_output,
 )
 from dipeo_cli.values import get_path
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 MAX_DEPTH = 10
 SUFFIXES = (".light.yaml", ".light.yml", ".native.json", ".readable.yaml", ".yaml", ".yml", ".json")
@@ -159,7 +163,7 @@ def check_sub_diagram(
 
 
 @node_handler("sub_diagram", props=SubDiagramProps, check=check_sub_diagram)
-async def run_sub_diagram(node: Any, ctx: Any) -> Any:
+async def run_sub_diagram(node: ExecutableNode[SubDiagramProps], ctx: NodeContext) -> Any:
     config: SubDiagramProps = node.config
     resources = ctx.resources
     if config.ignore_if_sub and resources.depth > 0:
@@ -228,7 +232,7 @@ async def run_sub_diagram(node: Any, ctx: Any) -> Any:
     )
 
 
-async def _run_child(graph: Any, variables: dict[str, Any], ctx: Any) -> ExecutionState:
+async def _run_child(graph: Any, variables: dict[str, Any], ctx: NodeContext) -> ExecutionState:
     """Run the child graph to the end, recorded in the parent's history store."""
     from dipeo_cli.executor import RunOptions
     from dipeo_cli.runner import Run
@@ -258,7 +262,9 @@ async def _run_child(graph: Any, variables: dict[str, Any], ctx: Any) -> Executi
 
 
 def _is_file(name: str | None) -> bool:
-    return bool(name) and "#" not in name and Path(name).is_file()  # type: ignore[arg-type]
+    if not name:
+        return False
+    return "#" not in name and Path(name).is_file()
 
 
 def _child_variables(inputs: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:

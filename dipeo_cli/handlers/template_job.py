@@ -17,10 +17,10 @@ text is written there, parent directories created. The output is the rendered te
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -30,6 +30,10 @@ from dipeo_cli.registry import node_handler
 from dipeo_cli.sandbox import RenderStoppedError, compile_template, render_template
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 
 class TemplateJobProps(BaseModel):
@@ -105,7 +109,7 @@ def _syntax_checked(source: str | None, name: str) -> str | None:
 
 
 @node_handler("template_job", props=TemplateJobProps, outputs=("default",))
-async def template_job(node: Any, ctx: Any) -> NodeOutput:
+async def template_job(node: ExecutableNode[TemplateJobProps], ctx: NodeContext) -> NodeOutput:
     config: TemplateJobProps = node.config
     names = _namespace(config, ctx)
     metadata: dict[str, Any] = {}
@@ -137,7 +141,7 @@ async def template_job(node: Any, ctx: Any) -> NodeOutput:
     return create_node_output({"default": text}, metadata)
 
 
-def _namespace(config: TemplateJobProps, ctx: Any) -> dict[str, Any]:
+def _namespace(config: TemplateJobProps, ctx: NodeContext) -> dict[str, Any]:
     names: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat()}
     names.update(config.variables)
     inputs = dict(ctx.inputs)

@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
@@ -37,6 +37,10 @@ from dipeo_cli.errors import NodeError, NodeTimeoutError, UsageError
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import to_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -107,7 +111,7 @@ def interactive() -> bool:
 
 
 @node_handler("user_response", props=UserResponseProps, outputs=("default",))
-async def user_response(node: Any, ctx: Any) -> NodeOutput:
+async def user_response(node: ExecutableNode[UserResponseProps], ctx: NodeContext) -> NodeOutput:
     config: UserResponseProps = node.config
     message = question(config.prompt, ctx.inputs)
     queue = getattr(ctx.resources, "answers", {}).get(node.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.llm.call import ask_person, llm_calls, preview, structured_value
@@ -15,6 +15,9 @@ from dipeo_cli.memory import Message, conversation_of
 from dipeo_cli.prompt import render_prompt
 from dipeo_cli.state import NodeOutput, TokenUsage, create_node_output
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
 
 
 class BatchError(NodeError):
@@ -74,7 +77,7 @@ def failure_summary(failures: list[tuple[str, BaseException]], total: int, what:
 
 
 async def ask_each_item(
-    ctx: Any,
+    ctx: NodeContext,
     person: Any,
     source: str,
     values: dict[str, Any],

@@ -41,13 +41,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.llm import persons
 from dipeo_cli.llm.base import LLMMessage, LLMReply, LLMRequest, PersonConfig
 from dipeo_cli.memory import Message, as_chat
-from dipeo_cli.redact import redact, redact_json
+from dipeo_cli.redact import redact, redact_record
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
 
 PREVIEW_CHARS = 200
 RECORDS_KEY = "llm_calls"
@@ -70,16 +73,17 @@ class LLMReplayer(Protocol):
     async def reply_for(self, call: CallIdentity, request: dict[str, Any]) -> LLMReply | None: ...
 
 
-def node_calls(ctx: Any, key: str) -> list[dict[str, Any]]:
+def node_calls(ctx: NodeContext, key: str) -> list[dict[str, Any]]:
     """The records of kind `key` ("llm_calls", "http_calls") of this node execution (a fresh
     list for a context that cannot keep them)."""
     calls = getattr(ctx, "calls", None)
     if not isinstance(calls, dict):
         return []
-    return calls.setdefault(key, [])
+    records: list[dict[str, Any]] = calls.setdefault(key, [])
+    return records
 
 
-def llm_calls(ctx: Any) -> list[dict[str, Any]]:
+def llm_calls(ctx: NodeContext) -> list[dict[str, Any]]:
     """This node execution's LLM call records, for its metadata."""
     return node_calls(ctx, RECORDS_KEY)
 
@@ -109,7 +113,7 @@ def build_request(
 
 
 async def ask_person(
-    ctx: Any,
+    ctx: NodeContext,
     person: Any,
     prompt: str,
     history: list[Message],
@@ -127,7 +131,7 @@ async def ask_person(
 
 
 async def call_person(
-    ctx: Any, config: PersonConfig, request: LLMRequest, *, batch_index: int | None = None
+    ctx: NodeContext, config: PersonConfig, request: LLMRequest, *, batch_index: int | None = None
 ) -> LLMReply:
     """Make one LLM call for the node `ctx` runs, recorded in its `llm_calls` (module
     docstring), answered by `ctx.resources.llm_replay` when that has a reply. Raises what the
@@ -171,7 +175,7 @@ async def call_person(
 def request_record(config: PersonConfig, request: LLMRequest) -> dict[str, Any]:
     """The request as recorded (and as a replayer sees it): everything sent but the key."""
     system = request.system if request.system is not None else config.system_prompt
-    return redact_json(
+    return redact_record(
         {
             "service": config.service,
             "provider": config.provider,
@@ -189,7 +193,7 @@ def request_record(config: PersonConfig, request: LLMRequest) -> dict[str, Any]:
 
 
 def reply_record(reply: LLMReply) -> dict[str, Any]:
-    return redact_json(
+    return redact_record(
         {
             "text": reply.text,
             "structured": reply.structured,

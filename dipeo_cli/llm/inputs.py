@@ -8,10 +8,13 @@ execution variables.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dipeo_cli.memory import Conversation, is_conversation, last_text
 from dipeo_cli.values import decode_json_text
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
 
 
 def unwrap_default(value: Any) -> Any:
@@ -42,7 +45,7 @@ def template_values(inputs: dict[str, Any], variables: dict[str, Any]) -> dict[s
     return values
 
 
-def merge_conversations(conversation: Conversation, ctx: Any) -> int:
+def merge_conversations(conversation: Conversation, ctx: NodeContext) -> int:
     """Add the messages of the node's conversation-state inputs to the conversation."""
     sources = {e.variable: ctx.graph.nodes[e.source].label for e in ctx.graph.incoming[ctx.node_id]}
     added = 0

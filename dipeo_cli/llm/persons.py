@@ -13,9 +13,12 @@ here reads or writes the environment for it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dipeo_cli.errors import DipeoError, NodeError
+
+if TYPE_CHECKING:
+    from dipeo_cli.context import NodeContext
 
 
 def split_names(value: Any) -> Any:
@@ -80,7 +83,7 @@ def check_person(
     return []
 
 
-def person_config(ctx: Any, person: Any) -> Any:
+def person_config(ctx: NodeContext, person: Any) -> Any:
     """The person's PersonConfig, resolved once per run (with the run's `llm_mode`)."""
     resources = ctx.resources
     cache: dict[str, Any] = resources.service("person_configs", dict, lambda _: None)

@@ -32,7 +32,8 @@ The key file is `$API_KEY_STORE_FILE` (relative paths from the base directory), 
 Every key found is registered with `dipeo_cli.redact`, so no output shows it. A person that
 needs a key and has none raises LLMConfigError naming the variables to set.
 
-`llm_override="mock"` (the run's `llm_mode`: `--llm mock`, or `$DIPEO_LLM` as the CLI's default,
+`llm_override="replay"` (`dipeo run --replay ID`) resolves persons as usual but needs no key:
+their answers come from a recorded execution. `llm_override="mock"` (the run's `llm_mode`: `--llm mock`, or `$DIPEO_LLM` as the CLI's default,
 see `choose_llm_mode`) turns every person into a mock person: no key, no network. The package
 never reads nor writes `$DIPEO_LLM` itself: the mode is a per-run value, so two runs in one
 process can differ.
@@ -144,11 +145,11 @@ def resolve_person(
     """
     label = getattr(person, "label", None) or person.id
     where = f"person '{label}'"
-    override = llm_override
-    if override:
-        if override.strip().lower() != "mock":
-            raise LLMConfigError(f"the LLM override accepts only 'mock', got {override!r}")
+    override = (llm_override or "").strip().lower()
+    if override == "mock":
         return _config(person, label, PROVIDERS["mock"], None, None)
+    if override not in ("", "replay"):
+        raise LLMConfigError(f"the LLM override accepts only 'mock', got {llm_override!r}")
     try:
         provider = PROVIDERS[normalize_service(person.service)]
     except LLMConfigError as exc:
@@ -162,7 +163,8 @@ def resolve_person(
         base_dir = default_base_dir()
     store = _key_file_path(base_dir, key_file)
     key = _find_key(person, provider, store, where)
-    if key is None and provider.needs_key:
+    # "replay": answers come from a recorded execution, so no key is needed (none is sent)
+    if key is None and provider.needs_key and override != "replay":
         raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))

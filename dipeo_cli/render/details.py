@@ -29,6 +29,7 @@ from dipeo_cli.render.text import (
 )
 from dipeo_cli.state import (
     ExecutionState,
+    ExecutionStatus,
     NodeOutput,
     NodeState,
 )
@@ -78,6 +79,16 @@ def _event_line(event: dict[str, Any]) -> str:
     return " ".join(part for part in (moment, f"{kind:<16}", detail) if part).rstrip()
 
 
+def _status_text(state: ExecutionState) -> Text:
+    from rich.text import Text
+
+    status = state.status.value
+    text = Text(status, style="bold " + STATUS_STYLES.get(status, ""))
+    if state.status is ExecutionStatus.PAUSED:
+        text.append(f" (no node starts until `dipeo resume {state.id}`)", style="dim")
+    return text
+
+
 def print_execution(
     state: ExecutionState,
     stream: TextIO,
@@ -102,11 +113,10 @@ def print_execution(
     selected = _find_nodes(state, node) if node is not None else None
     console = _report_console(stream, color, width)
     glyphs = _glyphs(stream)
-    status = state.status.value
 
     fields: list[tuple[str, str | Text]] = [
         ("execution", state.id),
-        ("status", Text(status, style="bold " + STATUS_STYLES.get(status, ""))),
+        ("status", _status_text(state)),
         ("diagram", state.diagram_id or ""),
         ("started", _local_time(state.started_at)),
     ]

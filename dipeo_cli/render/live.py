@@ -22,6 +22,7 @@ from dipeo_cli.render.text import (
 )
 from dipeo_cli.state import (
     ExecutionState,
+    ExecutionStatus,
     NodeOutput,
     NodeState,
     parse_iso,
@@ -213,4 +214,6 @@ class LiveProgress:
         )
         if not state.token_usage.is_empty:
             header.append(f"  {state.token_usage.total:,} tokens")
+        if state.status is ExecutionStatus.PAUSED:
+            header.append("  no node starts until resumed", style=STATUS_STYLES["PAUSED"])
         return header

@@ -80,6 +80,7 @@ class PlainProgress:
     12:00:01.244 COMPLETED Check (condition) 0.004s → condtrue: {"n": 2}
     12:00:01.250 FAILED    Boom (code_job) 0.010s: RuntimeError: kaboom
     12:00:01.251 SKIPPED   End (endpoint): branch not taken
+    12:00:01.251 execution 3f2a... PAUSED            (and RESUMED: `dipeo pause`/`resume`)
     12:00:01.252 execution 3f2a... FAILED in 0.018s: ...
     """
 
@@ -133,6 +134,12 @@ class PlainProgress:
         elif isinstance(event, ev.NodeCapped):
             name = _name(event.node_id, state.node_states[event.node_id])
             text = f"MAXITER_REACHED {name}: max_iteration {event.max_iteration} reached"
+        elif isinstance(event, ev.ExecutionPaused):
+            text = f"execution {state.id} PAUSED"
+            if event.reason:
+                text += f": {_one_line(event.reason, 300, more)}"
+        elif isinstance(event, ev.ExecutionResumed):
+            text = f"execution {state.id} RESUMED"
         elif isinstance(event, ev.ExecutionFinished):
             self._finished = True
             text = self._final_line(state)

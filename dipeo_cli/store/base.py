@@ -22,7 +22,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from dipeo_cli.events import Event
@@ -99,7 +99,7 @@ class StateStore(Protocol):
         substring of the diagram id or of the stored diagram path."""
         ...
 
-    async def get_events(self, execution_id: str) -> list[dict]:
+    async def get_events(self, execution_id: str) -> list[dict[str, Any]]:
         """The event log of one execution in order: dicts with `execution_id`, `seq`, `at`,
         `type`, `node_id`, `status` and `payload` (a dict or None)."""
         ...
@@ -291,7 +291,8 @@ def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - exercised on Win
     kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
-        return ctypes.get_last_error() == 5  # access denied: it exists
+        # typeshed declares get_last_error for win32 only, and mypy checks for this platform
+        return ctypes.get_last_error() == 5  # type: ignore[attr-defined,no-any-return]
     try:
         code = ctypes.c_ulong()
         if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):

@@ -9,7 +9,7 @@ Row shapes (column order of the SQL statements in the dialect modules):
 
     execution  id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds,
                error, variables, token_usage, result, pid, process_start, host, parent_id,
-               diagram_source, node_fingerprints, secret_variables, heartbeat_at
+               diagram_source, node_fingerprints, secret_variables, heartbeat_at, retry_of
     node       execution_id, node_id, label, type, status, started_at, ended_at, error,
                skip_reason, token_usage, iterations, position
     iteration  execution_id, node_id, iteration, label, status, started_at, ended_at, error,
@@ -46,6 +46,8 @@ INLINE_LIMIT = 4096  # characters of JSON text kept in a row; longer values beco
 REF_KEY = "$dipeo_value"
 
 Row = tuple[Any, ...]
+# an event's (at, node_id, iteration, status, payload), before the payload is encoded
+EventRow = tuple[str | None, str | None, int | None, str | None, dict[str, Any] | None]
 ExecKey = str
 NodeKey = tuple[str, str]
 IterKey = tuple[str, str, int]
@@ -208,31 +210,33 @@ class Encoder:
     def record(self, batch: Batch, state: ExecutionState, event: ev.Event) -> None:
         eid = state.id
         seq = self.next_seq(eid)
-        kind = type(event)
-        if kind is ev.NodeStarted:
-            row = self._node_started(batch, state, event)  # type: ignore[arg-type]
-        elif kind is ev.NodeCompleted or kind is ev.NodeFailed:
-            row = self._node_ended(batch, state, event)  # type: ignore[arg-type]
-        elif kind is ev.NodeSkipped or kind is ev.NodeCapped or kind is ev.NodeStatusChanged:
-            node = state.node_states[event.node_id]  # type: ignore[union-attr]
-            batch.put_node(self._node_row(eid, event.node_id, node))  # type: ignore[union-attr]
-            if kind is ev.NodeSkipped:
-                payload: dict[str, Any] = {"reason": event.reason}  # type: ignore[union-attr]
-            elif kind is ev.NodeCapped:
-                payload = {"max_iteration": event.max_iteration}  # type: ignore[union-attr]
+        # isinstance, which mypy narrows (events are final dataclasses, never subclassed)
+        row: EventRow
+        if isinstance(event, ev.NodeStarted):
+            row = self._node_started(batch, state, event)
+        elif isinstance(event, (ev.NodeCompleted, ev.NodeFailed)):
+            row = self._node_ended(batch, state, event)
+        elif isinstance(event, (ev.NodeSkipped, ev.NodeCapped, ev.NodeStatusChanged)):
+            node = state.node_states[event.node_id]
+            batch.put_node(self._node_row(eid, event.node_id, node))
+            payload: dict[str, Any]
+            if isinstance(event, ev.NodeSkipped):
+                payload = {"reason": event.reason}
+            elif isinstance(event, ev.NodeCapped):
+                payload = {"max_iteration": event.max_iteration}
             else:
-                payload = {"error": event.error}  # type: ignore[union-attr]
-            row = (iso(event.at), event.node_id, None, node.status.value, payload)  # type: ignore[union-attr]
-        elif kind is ev.ExecutionStarted:
-            row = self._execution_started(batch, state, event)  # type: ignore[arg-type]
-        elif kind in _EXECUTION_EVENTS:
+                payload = {"error": event.error}
+            row = (iso(event.at), event.node_id, None, node.status.value, payload)
+        elif isinstance(event, ev.ExecutionStarted):
+            row = self._execution_started(batch, state, event)
+        elif isinstance(event, _EXECUTION_EVENTS):
             batch.put_execution(execution_row(state, batch.blobs))
-            if kind is ev.ExecutionFinished:
+            if isinstance(event, ev.ExecutionFinished):
                 self._positions.pop(eid, None)
                 at = state.ended_at
-                payload = {"error": event.error, "reason": event.reason}  # type: ignore[union-attr]
+                payload = {"error": event.error, "reason": event.reason}
             else:
-                at = iso(event.at)  # type: ignore[union-attr]
+                at = iso(event.at)
                 payload = {"reason": getattr(event, "reason", None)}
                 payload["error"] = getattr(event, "error", None)
             row = (at, None, None, state.status.value, payload)
@@ -242,17 +246,18 @@ class Encoder:
             nid = getattr(event, "node_id", None)
             node_state = state.node_states.get(nid) if nid is not None else None
             if node_state is not None:
-                batch.put_node(self._node_row(eid, nid, node_state))  # type: ignore[arg-type]
+                batch.put_node(self._node_row(eid, nid, node_state))
             at_value = getattr(event, "at", None)
             status = node_state.status.value if node_state is not None else None
             row = (iso(at_value) if at_value else None, nid, None, status, None)
-        at_text, nid, iteration, status, payload = row
-        if payload:
-            payload = {k: v for k, v in payload.items() if v is not None}
-        text = dump_redacted(payload) if payload else None
-        batch.events.append((eid, seq, at_text, kind.__name__, nid, iteration, status, text))
+        at_text, nid, iteration, status, values = row
+        if values:
+            values = {k: v for k, v in values.items() if v is not None}
+        text = dump_redacted(values) if values else None
+        kind = type(event).__name__
+        batch.events.append((eid, seq, at_text, kind, nid, iteration, status, text))
 
-    def _node_started(self, batch: Batch, state: ExecutionState, event: ev.NodeStarted) -> tuple:
+    def _node_started(self, batch: Batch, state: ExecutionState, event: ev.NodeStarted) -> EventRow:
         eid, nid = state.id, event.node_id
         node = state.node_states[nid]
         batch.put_node(self._node_row(eid, nid, node))
@@ -277,13 +282,15 @@ class Encoder:
 
     def _node_ended(
         self, batch: Batch, state: ExecutionState, event: ev.NodeCompleted | ev.NodeFailed
-    ) -> tuple:
+    ) -> EventRow:
         eid, nid = state.id, event.node_id
         node = state.node_states[nid]
         batch.put_node(self._node_row(eid, nid, node))
         usage = event.token_usage
         has_usage = usage is not None and not usage.is_empty
-        payload: dict[str, Any] = {"token_usage": usage.model_dump()} if has_usage else {}  # type: ignore[union-attr]
+        payload: dict[str, Any] = {}
+        if usage is not None and has_usage:
+            payload["token_usage"] = usage.model_dump()
         error = None
         if isinstance(event, ev.NodeFailed):
             payload["error"] = error = redact(event.error)
@@ -305,14 +312,14 @@ class Encoder:
                 error=error,
                 value=value,
                 metadata=metadata,
-                token_usage=usage.model_dump_json() if has_usage else None,
-            )  # type: ignore[union-attr]  # fmt: skip
+                token_usage=usage.model_dump_json() if usage is not None and has_usage else None,
+            )  # fmt: skip
         )
         return (node.ended_at, nid, it, node.status.value, payload)
 
     def _execution_started(
         self, batch: Batch, state: ExecutionState, event: ev.ExecutionStarted
-    ) -> tuple:
+    ) -> EventRow:
         eid = state.id
         batch.new_run = True
         self._positions[eid] = {info.id: i for i, info in enumerate(event.nodes)}
@@ -326,7 +333,7 @@ class Encoder:
         positions = self._positions.get(eid)
         return node_row(eid, nid, node, positions.get(nid) if positions else None)
 
-    def _start_row(self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict) -> Row:
+    def _start_row(self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict[str, Any]) -> Row:
         row = list(execution_row(state, blobs))
         if event.diagram_source is not None:
             row[15] = encode_value(event.diagram_source, blobs)
@@ -410,4 +417,5 @@ def execution_row(
         None,
         None,
         None,
+        state.retry_of,
     )

@@ -19,12 +19,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from dipeo_cli import events as ev
-from dipeo_cli.errors import ExecutionNotFoundError, HistoryError
+from dipeo_cli.errors import ControlError, ExecutionNotFoundError, HistoryError
 from dipeo_cli.redact import refresh_secrets
 from dipeo_cli.state import (
+    ACTIVE_STATUSES,
     ExecutionState,
     ExecutionStatus,
     NodeExecutionStatus,
@@ -40,6 +41,7 @@ from dipeo_cli.store.watch import Watcher
 from dipeo_cli.store.writer import BATCH_DELAY, BatchWriter
 
 CONTROL_ACTIONS = ("pause", "resume", "abort", "skip_node")
+_ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
 
 
 class SqlHistory(Queries):
@@ -81,7 +83,7 @@ class SqlHistory(Queries):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> Any:
+    async def open(self) -> Self:
         """Connect (migrating the schema as needed) and start the writer."""
         refresh_secrets()
         await self._connect()
@@ -269,57 +271,110 @@ class SqlHistory(Queries):
     ) -> int:
         """Ask the process running `execution_id` to pause, resume, abort or skip a node;
         returns the request's id (see `control_outcome`). Any process may ask; the executor
-        running the execution picks it up within a poll interval."""
+        running the execution picks it up within a poll interval.
+
+        The request is stored only while the execution is active (checked in the same
+        transaction), so none waits for a run that has ended: raises ExecutionNotFoundError
+        when there is no such execution, ControlError when it has finished."""
         action = action.lower()
         if action not in CONTROL_ACTIONS:
             raise ValueError(f"unknown control action {action!r}")
         await self.flush()
+        stamp = iso(time.time())
         async with self.write_lock():
             await self.transaction(
                 [
                     (
                         "INSERT INTO controls (execution_id, action, node_id, reason, "
-                        "requested_at) VALUES (?,?,?,?,?)",
-                        [(execution_id, action, node_id, reason, iso(time.time()))],
+                        "requested_at) SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM executions "
+                        f"WHERE id = ? AND status IN ({_ACTIVE_MARKS}))",
+                        [
+                            (
+                                execution_id,
+                                action,
+                                node_id,
+                                reason,
+                                stamp,
+                                execution_id,
+                                *ACTIVE_STATUSES,
+                            )
+                        ],
                     )
                 ]
             )
             rows = await self.fetch(
-                "SELECT MAX(id) FROM controls WHERE execution_id = ? AND action = ?",
-                (execution_id, action),
+                "SELECT MAX(id) FROM controls WHERE execution_id = ? AND action = ? "
+                "AND requested_at = ?",
+                (execution_id, action, stamp),
             )
-        return int(rows[0][0])
+        if rows and rows[0][0] is not None:
+            return int(rows[0][0])
+        found = await self.fetch("SELECT status FROM executions WHERE id = ?", (execution_id,))
+        if not found:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in {self.where}")
+        raise ControlError(f"execution {execution_id} has already finished ({found[0][0]})")
 
     async def control_outcome(self, control_id: int) -> tuple[str | None, str | None]:
-        """(taken_at, outcome) of a control request; None while not taken / not settled."""
+        """(taken_at, outcome) of a control request; None while not taken / not settled.
+        A withdrawn request has no taken_at and an outcome starting with "withdrawn"."""
         rows = await self.fetch(
             "SELECT taken_at, outcome FROM controls WHERE id = ?", (int(control_id),)
         )
         return (rows[0][0], rows[0][1]) if rows else (None, None)
 
+    async def withdraw_control(self, control_id: int, why: str = "nobody took it") -> bool:
+        """Withdraw a request nobody has taken yet, so that it is never applied later; returns
+        False when a running executor took it first (its outcome then comes as usual)."""
+        outcome = f"withdrawn: {why}"
+        async with self.write_lock():
+            await self.transaction(
+                [
+                    (
+                        "UPDATE controls SET outcome = ? "
+                        "WHERE id = ? AND taken_at IS NULL AND outcome IS NULL",
+                        [(outcome, int(control_id))],
+                    )
+                ]
+            )
+        taken_at, found = await self.control_outcome(control_id)
+        return taken_at is None and found == outcome
+
     async def take_controls(self, execution_ids: list[str]) -> list[Control]:
-        """The pending requests for these executions, marked taken (the watch task's poll)."""
+        """The pending requests for these executions, marked taken (the watch task's poll).
+        Marking is conditional, so a request withdrawn meanwhile (or taken elsewhere) is not
+        returned."""
         marks = ",".join("?" * len(execution_ids))
         rows = await self.fetch(
             "SELECT id, execution_id, action, node_id, reason, requested_at FROM controls "
-            f"WHERE taken_at IS NULL AND execution_id IN ({marks}) ORDER BY id",
+            f"WHERE taken_at IS NULL AND outcome IS NULL AND execution_id IN ({marks}) "
+            "ORDER BY id",
             execution_ids,
         )
         if not rows:
             return []
+        stamp = iso(time.time())
         ids = [row[0] for row in rows]
         async with self.write_lock():
             await self.transaction(
                 [
                     (
-                        "UPDATE controls SET taken_at = ? WHERE id = ?",
-                        [(iso(time.time()), cid) for cid in ids],
+                        "UPDATE controls SET taken_at = ? "
+                        "WHERE id = ? AND taken_at IS NULL AND outcome IS NULL",
+                        [(stamp, cid) for cid in ids],
                     )
                 ]
             )
-        return [Control(*row) for row in rows]
+            taken = {
+                row[0]
+                for row in await self.fetch(
+                    f"SELECT id FROM controls WHERE id IN ({','.join('?' * len(ids))}) "
+                    "AND taken_at = ?",
+                    [*ids, stamp],
+                )
+            }
+        return [Control(*row) for row in rows if row[0] in taken]
 
-    def watch(self, execution_id: str, on_control: Callable[[Control], str | None]) -> Callable:
+    def watch(self, execution_id: str, on_control: Callable[[Control], str | None]) -> Callable[[], None]:
         """Deliver control requests for `execution_id` to `on_control` (whose return value is
         recorded as the request's outcome) and keep its heartbeat; returns the unwatch call."""
         return self._watcher.watch(execution_id, on_control)

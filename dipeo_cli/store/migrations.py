@@ -255,3 +255,9 @@ def m003_iterations_and_controls(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE renumbered")
     db.execute("DROP INDEX idx_events_execution_seq")
     db.execute("CREATE UNIQUE INDEX idx_events_execution_seq ON events (execution_id, seq)")
+
+
+@migration
+def m004_retry_of(db: sqlite3.Connection) -> None:
+    """An execution started by `dipeo retry` points at the one it retries."""
+    db.execute("ALTER TABLE executions ADD COLUMN retry_of TEXT")

@@ -185,7 +185,28 @@ class Queries:
         )
         if not rows or rows[0][0] is None:
             return None
-        return decode_value(rows[0][0], await self._blobs([rows[0][0]], None))
+        source: str = decode_value(rows[0][0], await self._blobs([rows[0][0]], None))
+        return source
+
+    async def run_record(self, execution_id: str) -> dict[str, Any]:
+        """What an execution recorded about how it ran: `diagram_path`, `diagram_source`,
+        `node_fingerprints` ([node id, label, fingerprint] in diagram order) and
+        `secret_variables` (names of the variables stored masked)."""
+        rows = await self.fetch(
+            "SELECT diagram_path, diagram_source, node_fingerprints, secret_variables "
+            "FROM executions WHERE id = ?",
+            (execution_id,),
+        )
+        if not rows:
+            return {}
+        path, source, fingerprints, secrets = rows[0]
+        blobs = await self._blobs([source], None) if source else {}
+        return {
+            "diagram_path": path,
+            "diagram_source": decode_value(source, blobs) if source else None,
+            "node_fingerprints": json.loads(fingerprints) if fingerprints else [],
+            "secret_variables": json.loads(secrets) if secrets else [],
+        }
 
     async def get_iterations(
         self, execution_id: str, node_id: str | None = None, *, clip: int | None = None
@@ -360,6 +381,11 @@ class Queries:
                         "UPDATE executions SET status = 'FAILED', error = ?, ended_at = ?, "
                         f"duration_seconds = ? WHERE id = ? AND {active}",
                         [(error, ended_at, duration, eid, *ACTIVE_STATUSES)],
+                    ),
+                    (  # nothing will take them now
+                        "UPDATE controls SET outcome = ? "
+                        "WHERE execution_id = ? AND taken_at IS NULL AND outcome IS NULL",
+                        [("error: the execution was interrupted before taking this request", eid)],
                     ),
                 ]
             )

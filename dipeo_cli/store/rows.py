@@ -27,7 +27,7 @@ Row = tuple[Any, ...]
 EXECUTION_COLUMNS = (
     "id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds, error, "
     "variables, token_usage, result, pid, process_start, host, parent_id, diagram_source, "
-    "node_fingerprints, secret_variables, heartbeat_at"
+    "node_fingerprints, secret_variables, heartbeat_at, retry_of"
 )
 NODE_COLUMNS = (
     "execution_id, node_id, label, type, status, started_at, ended_at, error, skip_reason, "
@@ -57,6 +57,7 @@ def state_from_row(row: Row, blobs: dict[str, Any] | None = None) -> ExecutionSt
         is_active=status.is_active,
         result=decode_value(row[10], blobs),
         parent_id=row[14],
+        retry_of=row[19],
     )
 
 
@@ -89,53 +90,62 @@ def decode_events(
     """An execution's stored events as typed events (what `apply_event` folds). `execution`
     (from its row) supplies the variables and result, `outputs` the output of each
     (node id, iteration)."""
-    found: list[ev.Event] = []
-    for _eid, _seq, at_text, kind, nid, iteration, status, payload_text in rows:
-        payload = _loads(payload_text) or {}
-        at = parse_iso(at_text) if at_text else 0.0
-        usage = payload.get("token_usage")
-        tokens = TokenUsage.model_validate(usage) if usage else None
-        event: ev.Event
-        if kind == "ExecutionStarted":
-            event = ev.ExecutionStarted(
-                execution_id=execution.id,
-                diagram_id=execution.diagram_id,
-                variables=execution.variables,
-                nodes=tuple(ev.NodeInfo(i, label, t) for i, label, t in payload.get("nodes", [])),
-                at=at,
-                parent_id=execution.parent_id,
-            )
-        elif kind == "NodeStarted":
-            event = ev.NodeStarted(nid, iteration or 0, at)
-        elif kind == "NodeCompleted":
-            output = outputs.get((nid, iteration)) or NodeOutput()
-            event = ev.NodeCompleted(nid, output, at, tokens, iteration or 0)
-        elif kind == "NodeFailed":
-            event = ev.NodeFailed(
-                nid, payload.get("error", ""), at, outputs.get((nid, iteration)), tokens,
-                iteration or 0,
-            )  # fmt: skip
-        elif kind == "NodeSkipped":
-            event = ev.NodeSkipped(nid, payload.get("reason", ""), at)
-        elif kind == "NodeCapped":
-            event = ev.NodeCapped(nid, payload.get("max_iteration", 0), at)
-        elif kind == "NodeStatusChanged":
-            event = ev.NodeStatusChanged(nid, status, at, payload.get("error"))
-        elif kind == "ExecutionPaused":
-            event = ev.ExecutionPaused(at, payload.get("reason"))
-        elif kind == "ExecutionResumed":
-            event = ev.ExecutionResumed(at)
-        elif kind == "ExecutionStatusChanged":
-            event = ev.ExecutionStatusChanged(ExecutionStatus(status), at, payload.get("error"))
-        elif kind == "ExecutionFinished":
-            event = ev.ExecutionFinished(
-                ExecutionStatus(status), payload.get("error"), at, execution.result,
-                payload.get("reason"),
-            )  # fmt: skip
-        else:
-            continue  # written by a newer dipeo: not ours to fold
-        found.append(event)
-    return found
+    found = (decode_event(event_dict(row), execution, outputs) for row in rows)
+    return [event for event in found if event is not None]
+
+
+def decode_event(
+    stored: dict[str, Any],
+    execution: ExecutionState,
+    outputs: dict[tuple[str, int], NodeOutput],
+) -> ev.Event | None:
+    """One event as `get_events`/`events_after` report it, typed again (None for a kind a newer
+    dipeo wrote). A follower passes the state it read as `execution` and the outputs it has."""
+    kind, nid, iteration, status = (
+        stored["type"], stored["node_id"], stored["iteration"], stored["status"],
+    )  # fmt: skip
+    payload = stored["payload"] or {}
+    at = parse_iso(stored["at"]) if stored["at"] else 0.0
+    usage = payload.get("token_usage")
+    tokens = TokenUsage.model_validate(usage) if usage else None
+    if kind == "ExecutionStarted":
+        return ev.ExecutionStarted(
+            execution_id=execution.id,
+            diagram_id=execution.diagram_id,
+            variables=execution.variables,
+            nodes=tuple(ev.NodeInfo(i, label, t) for i, label, t in payload.get("nodes", [])),
+            at=at,
+            parent_id=execution.parent_id,
+            retry_of=execution.retry_of,
+        )
+    if kind == "NodeStarted":
+        return ev.NodeStarted(nid, iteration or 0, at)
+    if kind == "NodeCompleted":
+        output = outputs.get((nid, iteration)) or NodeOutput()
+        return ev.NodeCompleted(nid, output, at, tokens, iteration or 0)
+    if kind == "NodeFailed":
+        return ev.NodeFailed(
+            nid, payload.get("error", ""), at, outputs.get((nid, iteration)), tokens,
+            iteration or 0,
+        )  # fmt: skip
+    if kind == "NodeSkipped":
+        return ev.NodeSkipped(nid, payload.get("reason", ""), at)
+    if kind == "NodeCapped":
+        return ev.NodeCapped(nid, payload.get("max_iteration", 0), at)
+    if kind == "NodeStatusChanged":
+        return ev.NodeStatusChanged(nid, status, at, payload.get("error"))
+    if kind == "ExecutionPaused":
+        return ev.ExecutionPaused(at, payload.get("reason"))
+    if kind == "ExecutionResumed":
+        return ev.ExecutionResumed(at)
+    if kind == "ExecutionStatusChanged":
+        return ev.ExecutionStatusChanged(ExecutionStatus(status), at, payload.get("error"))
+    if kind == "ExecutionFinished":
+        return ev.ExecutionFinished(
+            ExecutionStatus(status), payload.get("error"), at, execution.result,
+            payload.get("reason"),
+        )  # fmt: skip
+    return None  # written by a newer dipeo: not ours to fold
 
 
 def event_dict(row: Row) -> dict[str, Any]:

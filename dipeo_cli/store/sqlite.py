@@ -71,6 +71,14 @@ INSERT_BLOB = "INSERT INTO blobs (hash, size, data) VALUES (?,?,?) ON CONFLICT(h
 INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 HEARTBEAT = "UPDATE executions SET heartbeat_at = ? WHERE id = ?"
 CONTROL_OUTCOME = "UPDATE controls SET outcome = ? WHERE id = ?"
+# A request still pending when its execution ends is settled in the same transaction, so no
+# process can take it later (request_control stores none for an execution that has ended).
+SETTLE_CONTROLS = (
+    "UPDATE controls SET outcome = ? "
+    "WHERE execution_id = ? AND taken_at IS NULL AND outcome IS NULL"
+)
+FINISHED_BEFORE_TAKEN = "error: the execution finished before taking this request"
+_FINAL = ("COMPLETED", "FAILED", "ABORTED")
 
 
 def _bulk_form(sql: str) -> str:
@@ -103,6 +111,14 @@ def batch_statements(batch: Batch) -> Statements:
         (INSERT_EVENT, batch.events),
         (HEARTBEAT, [(at, eid) for eid, at in batch.heartbeats.items()]),
         (CONTROL_OUTCOME, [(outcome, cid) for cid, outcome in batch.outcomes.items()]),
+        (
+            SETTLE_CONTROLS,
+            [
+                (FINISHED_BEFORE_TAKEN, row[0])
+                for row in batch.executions.values()
+                if row[1] in _FINAL
+            ],
+        ),
     ]
 
 
@@ -244,7 +260,8 @@ class SqliteStore(SqlHistory):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         db = self._require_db()
         try:
-            return list(await db.execute_fetchall(sql, params))
+            # tuples (no row_factory is set), though aiosqlite's stub says sqlite3.Row
+            return list(await db.execute_fetchall(sql, params))  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise HistoryError(
                 f"cannot read the history database {self.where}: {self.explain(exc)}"
