@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import uvicorn
@@ -37,7 +38,7 @@ def token_accepted(token: str | None, offered: Any) -> bool:
     return hmac.compare_digest(offered.encode(), token.encode())
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[dict[str, Any], None]):
     """Strawberry's ASGI view, with the host in the context, the token checked on WebSocket
     connections, and secrets masked in HTTP results (errors included)."""
 
@@ -78,7 +79,7 @@ class Gate:
         started = time.monotonic()
         status: list[Any] = [None]
 
-        async def watched_send(message: dict[str, Any]) -> None:
+        async def watched_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             elif message["type"] == "websocket.close":
@@ -121,7 +122,7 @@ class Gate:
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 

@@ -84,6 +84,8 @@ class ExecutionHost:
         from dipeo_cli.graph import CompileOptions, compile_graph
         from dipeo_cli.registry import load_plugins
 
+        text: str | None = None
+        path: Path | None = None
         if diagram_data is not None:
             if not self.allow_inline:
                 raise UsageError(
@@ -91,19 +93,18 @@ class ExecutionHost:
                     "or pass diagram_id (a file under the server's root)"
                 )
             text = diagram_data if isinstance(diagram_data, str) else json.dumps(diagram_data)
-            where, load, diagram_dir = (
-                "diagram_data",
-                lambda: parse_diagram(text, strict=False),
-                self.root,
-            )
+            where, diagram_dir = "diagram_data", self.root
         elif diagram_id:
             path = self.find_diagram(diagram_id)
             where, diagram_dir = diagram_id, path.parent
-            load = lambda: load_diagram(path, strict=False)  # noqa: E731
         else:
             raise UsageError("execute_diagram needs diagram_id or diagram_data")
         try:
-            diagram = load()
+            if text is not None:
+                diagram = parse_diagram(text, strict=False)
+            else:
+                assert path is not None
+                diagram = load_diagram(path, strict=False)
             return compile_graph(
                 diagram, load_plugins(()), CompileOptions(llm_mode=self.llm_mode)
             ), diagram_dir
@@ -213,7 +214,7 @@ class ExecutionHost:
             if outcome is not None:
                 if outcome.startswith("error: "):
                     raise UsageError(outcome.removeprefix("error: "))
-                return outcome
+                return str(outcome)
             await asyncio.sleep(0.05)
         raise UsageError(
             f"no process running execution {execution_id} took the request within "
@@ -238,9 +239,10 @@ class ExecutionHost:
         from dipeo_cli.errors import HistoryError
 
         try:
-            return await self.store.find_execution(execution)
+            state: ExecutionState = await self.store.find_execution(execution)
         except HistoryError as exc:
             raise UsageError(str(exc)) from None
+        return state
 
     async def stop(self, reason: str = "the server stopped") -> None:
         """Abort every hosted run and wait until each is recorded (ABORTED)."""

@@ -8,6 +8,7 @@ converters are in schema_types.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -20,6 +21,7 @@ from dipeo_cli.redact import redact, redact_json
 from dipeo_cli.server.follow import follow
 from dipeo_cli.server.schema_types import (
     SCALARS,
+    DateTime,
     ExecuteDiagramInput,
     ExecutionControlInput,
     ExecutionFilterInput,
@@ -31,6 +33,7 @@ from dipeo_cli.server.schema_types import (
     InteractiveResponseInput,
     JSONScalar,
     NodeExecution,
+    NodeID,
     NodeType,
     execution_result,
     node_execution,
@@ -45,9 +48,10 @@ def _host(info: Info) -> Any:
 
 async def _resolve(info: Info, execution_id: str) -> ExecutionState:
     try:
-        return await _host(info).find(execution_id)
+        state: ExecutionState = await _host(info).find(execution_id)
     except UsageError as exc:
         raise ValueError(redact(str(exc))) from None
+    return state
 
 
 # -- operations --------------------------------------------------------------------------------
@@ -56,7 +60,7 @@ async def _resolve(info: Info, execution_id: str) -> ExecutionState:
 @strawberry.type
 class Query:
     @strawberry.field
-    async def execution(self, info: Info, id: ExecutionID) -> ExecutionStateType | None:  # type: ignore[valid-type]
+    async def execution(self, info: Info, id: ExecutionID) -> ExecutionStateType | None:
         try:
             state = await _host(info).find(id)
         except UsageError:
@@ -94,18 +98,20 @@ class Query:
         return [state_type(s) for s in states[offset : offset + limit]]
 
     @strawberry.field
-    async def health(self, info: Info) -> JSONScalar:  # type: ignore[valid-type]
+    async def health(self, info: Info) -> JSONScalar:
         from dipeo_cli import __version__
 
         host = _host(info)
-        return redact_json(
-            {
-                "status": "healthy",
-                "version": __version__,
-                "timestamp": iso(__import__("time").time()),
-                "database": str(host.store.where),
-                "running_here": len(host.hosted),
-            }
+        return JSONScalar(
+            redact_json(
+                {
+                    "status": "healthy",
+                    "version": __version__,
+                    "timestamp": iso(time.time()),
+                    "database": str(host.store.where),
+                    "running_here": len(host.hosted),
+                }
+            )
         )
 
 
@@ -150,7 +156,7 @@ class Subscription:
     async def execution_updates(
         self,
         info: Info,
-        execution_id: ExecutionID,  # type: ignore[valid-type]
+        execution_id: ExecutionID,
     ) -> AsyncGenerator[ExecutionStateType, None]:
         """The current state at once, then the state after every change; ends after the
         final state."""
@@ -162,8 +168,8 @@ class Subscription:
     async def execution_events(
         self,
         info: Info,
-        execution_id: ExecutionID,  # type: ignore[valid-type]
-    ) -> AsyncGenerator[ExecutionStatus, None]:  # type: ignore[valid-type]
+        execution_id: ExecutionID,
+    ) -> AsyncGenerator[ExecutionStatus, None]:
         """Each status the execution takes, the current one first."""
         state = await _resolve(info, execution_id)
         last = None
@@ -180,12 +186,12 @@ class Subscription:
     async def node_updates(
         self,
         info: Info,
-        execution_id: ExecutionID,  # type: ignore[valid-type]
-        node_types: list[NodeType] | None = None,  # type: ignore[valid-type]
+        execution_id: ExecutionID,
+        node_types: list[NodeType] | None = None,
     ) -> AsyncGenerator[NodeExecution, None]:
         """One NodeExecution per node status change, from the execution's start on."""
         state = await _resolve(info, execution_id)
-        wanted = {t.value for t in node_types} if node_types else None
+        wanted = {str(t.value) for t in node_types} if node_types else None
         async for current, events in follow(_host(info).store, state.id, replay=True):
             for event in events:
                 if not event["node_id"] or not event["status"]:
@@ -198,7 +204,7 @@ class Subscription:
     async def interactive_prompts(
         self,
         info: Info,
-        execution_id: ExecutionID,  # type: ignore[valid-type]
+        execution_id: ExecutionID,
     ) -> AsyncGenerator[InteractivePrompt | None, None]:
         """The question of each user_response node that starts waiting (runs hosted by
         this server); ends when the execution ends."""
@@ -217,11 +223,11 @@ class Subscription:
                     break
                 prompt = getter.result()
                 yield InteractivePrompt(
-                    execution_id=prompt.execution_id,
-                    node_id=prompt.node_id,
+                    execution_id=ExecutionID(prompt.execution_id),
+                    node_id=NodeID(prompt.node_id),
                     prompt=redact(prompt.prompt),
                     timeout_seconds=round(prompt.timeout_seconds),
-                    timestamp=iso(prompt.at),
+                    timestamp=DateTime(iso(prompt.at)),
                 )
         finally:
             host.prompts.unlisten(state.id, queue)

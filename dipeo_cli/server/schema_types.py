@@ -6,9 +6,10 @@ DiPeO's snake_case names, and the converters that build them: every value leaves
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, NewType
+from typing import Any, NewType, cast
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 from dipeo_cli.redact import redact, redact_json
 from dipeo_cli.state import ExecutionState
@@ -27,7 +28,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     JSONScalar: strawberry.scalar(
         name="JSONScalar", description="Any JSON value.", serialize=_identity, parse_value=_identity
     ),
@@ -39,25 +40,20 @@ SCALARS = {
     ),
 }
 
-ExecutionStatus = strawberry.enum(
-    Enum(
-        "ExecutionStatus",
-        {
-            name: name
-            for name in (
-                "STARTED",
-                "PENDING",
-                "RUNNING",
-                "PAUSED",
-                "COMPLETED",
-                "FAILED",
-                "ABORTED",
-                "SKIPPED",
-            )
-        },
-    ),
-    name="ExecutionStatus",
-)
+
+@strawberry.enum(name="ExecutionStatus")
+class ExecutionStatus(Enum):
+    """DiPeO's statuses, and the state model's STARTED."""
+
+    STARTED = "STARTED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+    SKIPPED = "SKIPPED"
+
 
 # DiPeO's list, and every type this dipeo can run (built-in handlers and installed plugins).
 DIPEO_NODE_TYPES = (
@@ -85,7 +81,10 @@ def _node_types() -> list[str]:
     return sorted(n for n in names if re.fullmatch(r"[_a-z][_a-z0-9]*", n))
 
 
-NodeType = strawberry.enum(Enum("NodeType", {t: t for t in _node_types()}), name="NodeType")
+# Built from the registry when the server starts, so a checker sees it as Any.
+NodeType: Any = strawberry.enum(
+    cast(Any, Enum("NodeType", {t: t for t in _node_types()})), name="NodeType"
+)
 
 
 # -- types -------------------------------------------------------------------------------------
@@ -102,13 +101,13 @@ class TokenUsageType:
 @strawberry.type
 class ExecutionStateType:
     id: str
-    status: ExecutionStatus  # type: ignore[valid-type]
+    status: ExecutionStatus
     diagram_id: str | None
     started_at: str
     ended_at: str | None
-    node_states: JSONScalar  # type: ignore[valid-type]
-    node_outputs: JSONScalar  # type: ignore[valid-type]
-    variables: JSONScalar  # type: ignore[valid-type]
+    node_states: JSONScalar
+    node_outputs: JSONScalar
+    variables: JSONScalar
     token_usage: TokenUsageType
     error: str | None
     duration_seconds: float | None
@@ -126,24 +125,24 @@ class ExecutionResult:
 
 @strawberry.type
 class NodeExecution:
-    execution_id: ExecutionID  # type: ignore[valid-type]
-    node_id: NodeID  # type: ignore[valid-type]
-    node_type: NodeType  # type: ignore[valid-type]
+    execution_id: ExecutionID
+    node_id: NodeID
+    node_type: NodeType
     status: str
     progress: str | None
-    output: JSONScalar | None  # type: ignore[valid-type]
+    output: JSONScalar | None
     error: str | None
     tokens_used: int | None
-    timestamp: DateTime  # type: ignore[valid-type]
+    timestamp: DateTime
 
 
 @strawberry.type
 class InteractivePrompt:
-    execution_id: ExecutionID  # type: ignore[valid-type]
-    node_id: NodeID  # type: ignore[valid-type]
+    execution_id: ExecutionID
+    node_id: NodeID
     prompt: str
     timeout_seconds: int | None
-    timestamp: DateTime  # type: ignore[valid-type]
+    timestamp: DateTime
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -151,9 +150,9 @@ class InteractivePrompt:
 
 @strawberry.input
 class ExecuteDiagramInput:
-    diagram_id: DiagramID | None = None  # type: ignore[valid-type]
-    diagram_data: JSONScalar | None = None  # type: ignore[valid-type]
-    variables: JSONScalar | None = None  # type: ignore[valid-type]
+    diagram_id: DiagramID | None = None
+    diagram_data: JSONScalar | None = None
+    variables: JSONScalar | None = None
     debug_mode: bool = False
     max_iterations: int = 100
     timeout_seconds: int | None = None
@@ -161,24 +160,24 @@ class ExecuteDiagramInput:
 
 @strawberry.input
 class ExecutionControlInput:
-    execution_id: ExecutionID  # type: ignore[valid-type]
+    execution_id: ExecutionID
     action: str
-    node_id: NodeID | None = None  # type: ignore[valid-type]
+    node_id: NodeID | None = None
 
 
 @strawberry.input
 class InteractiveResponseInput:
-    execution_id: ExecutionID  # type: ignore[valid-type]
-    node_id: NodeID  # type: ignore[valid-type]
+    execution_id: ExecutionID
+    node_id: NodeID
     response: str
 
 
 @strawberry.input
 class ExecutionFilterInput:
-    diagram_id: DiagramID | None = None  # type: ignore[valid-type]
-    status: ExecutionStatus | None = None  # type: ignore[valid-type]
-    started_after: DateTime | None = None  # type: ignore[valid-type]
-    started_before: DateTime | None = None  # type: ignore[valid-type]
+    diagram_id: DiagramID | None = None
+    status: ExecutionStatus | None = None
+    started_after: DateTime | None = None
+    started_before: DateTime | None = None
     active_only: bool = False
 
 
@@ -239,13 +238,13 @@ def node_execution(state: ExecutionState, event: dict[str, Any]) -> NodeExecutio
         if n.status.value != "PENDING" and n.status.value != "RUNNING"
     )
     return NodeExecution(
-        execution_id=state.id,
-        node_id=nid,
+        execution_id=ExecutionID(state.id),
+        node_id=NodeID(nid),
         node_type=NodeType[node.type],
         status=event["status"],
         progress=f"{done}/{len(state.node_states)} nodes done",
         output=redact_json(output.model_dump(mode="json")) if output is not None else None,
         error=redact(error) if error else None,
         tokens_used=node.token_usage.total if node.token_usage else None,
-        timestamp=event["at"],
+        timestamp=DateTime(event["at"]),
     )
