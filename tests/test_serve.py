@@ -375,7 +375,12 @@ def test_paths_outside_root_and_invalid_diagrams_are_refused(server):
 
 @pytest.mark.e2e
 def test_pause_holds_new_nodes_and_resume_goes_on(server):
-    eid = execute(server, chain(("A", "sleep 0.4"), ("B", "echo b")))
+    python_b = {
+        "label": "B",
+        "type": "code_job",
+        "props": {"language": "python", "code": "result = 'b'"},
+    }
+    eid = execute(server, chain(("A", "sleep 0.4"), extra=[python_b]))
     wait_for(server, eid, lambda s: node(s, "A")["status"] == "RUNNING")
     paused = control(server, eid, "PAUSE")
     assert paused["success"], paused
@@ -386,7 +391,7 @@ def test_pause_holds_new_nodes_and_resume_goes_on(server):
     assert node(state, "B")["status"] == "PENDING"
     assert control(server, eid, "resume")["success"]
     state = wait_for(server, eid, lambda s: not s["is_active"])
-    assert state["status"] == "COMPLETED" and node(state, "B")["status"] == "COMPLETED"
+    assert state["status"] == "COMPLETED" and node(state, "B")["status"] == "COMPLETED", state
     again = control(server, eid, "pause")
     assert again["success"] is False and "already finished" in again["error"]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.errors import ControlError, DiagramError, DipeoError, UsageError
 from dipeo_cli.server.prompts import PromptBoard
 from dipeo_cli.state import ExecutionState
@@ -56,6 +57,8 @@ class ExecutionHost:
         self.llm_mode = llm_mode
         self.prompts = PromptBoard()
         self.hosted: dict[str, Hosted] = {}
+        # what the runs share (the warm python worker pool), closed by `stop`
+        self.services = ProcessServices()
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -138,7 +141,6 @@ class ExecutionHost:
     async def _launch(
         self, graph: Any, diagram_dir: Path, variables: dict[str, Any], options: Any
     ) -> ExecutionState:
-        from dipeo_cli.context import RunResources
         from dipeo_cli.paths import base_dir
         from dipeo_cli.runner import Run
 
@@ -149,6 +151,7 @@ class ExecutionHost:
             options=options,
             llm_mode=self.llm_mode,
             prompts=self.prompts,
+            shared=self.services,
         )
         started = asyncio.Event()
         run = Run(
@@ -255,6 +258,7 @@ class ExecutionHost:
             tasks.append(hosted.task)
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        await self.services.close()
 
 
 def _variables(value: Any) -> dict[str, Any]:
