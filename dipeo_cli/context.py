@@ -80,6 +80,10 @@ class RunResources:
     # replay seams (None: calls go out): see dipeo_cli.llm.call and dipeo_cli.http_calls
     llm_replay: Any = None
     http_replay: Any = None
+    # where user_response nodes wait for an answer given through an API instead of the
+    # terminal (`dipeo serve` sets it; None: the terminal, as on the command line). It has
+    # `async ask(execution_id, node_id, label, question, timeout) -> str`.
+    prompts: Any = None
     # the host process's shared services (None: process-wide services live for this run only)
     shared: ProcessServices | None = None
     _parent: RunResources | None = None
@@ -100,6 +104,7 @@ class RunResources:
             llm_mode=self.llm_mode,
             llm_replay=self.llm_replay,
             http_replay=self.http_replay,
+            prompts=self.prompts,
             shared=self.shared,
             _parent=self,
         )

@@ -16,6 +16,8 @@ OWNERS = {
     "asyncpg": {"store/postgres.py"},
     "openai": {"llm/openai_service.py"},
     "anthropic": {"llm/anthropic_service.py"},
+    "strawberry": {"server/"},
+    "uvicorn": {"server/"},
 }
 
 
@@ -46,7 +48,8 @@ def test_help_does_not_import_the_heavy_modules():
         "from dipeo_cli import cli\n"
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
         " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg', 'dipeo_cli.render.graph',"
-        " 'dipeo_cli.diagram.write', 'dipeo_cli.documents', 'dipeo_cli.testing')"
+        " 'dipeo_cli.diagram.write', 'dipeo_cli.documents', 'dipeo_cli.testing',"
+        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -225,16 +225,20 @@ def main() -> None:
 
 
 # The command families register themselves on `app` (one module each; heavy imports stay
-# inside the commands, so `dipeo --help` stays fast).
-from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
-from dipeo_cli.cli import history as _history  # noqa: E402, F401
-from dipeo_cli.cli import retention as _retention  # noqa: E402, F401
-from dipeo_cli.cli import retry as _retry  # noqa: E402, F401
-from dipeo_cli.cli import run as _run  # noqa: E402, F401, I001  (run first in --help)
+# inside the commands, so `dipeo --help` stays fast), in the order `dipeo --help` lists them.
+from dipeo_cli.cli import run as _run  # noqa: E402, F401
 
 # isort: split
-# (after run and history, so that `dipeo --help` lists those first)
+from dipeo_cli.cli import history as _history  # noqa: E402, F401
+
+# isort: split
+from dipeo_cli.cli import retention as _retention  # noqa: E402, F401
+from dipeo_cli.cli import retry as _retry  # noqa: E402, F401
+
+# isort: split
 from dipeo_cli.cli import control as _control  # noqa: E402, F401
+from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
+from dipeo_cli.cli import serve as _serve  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,10 @@ its text; several: the dict keyed by label, as JSON). The answer comes from, in 
    nodes keep running; two questions never interleave). No answer within `timeout` seconds
    (default 60) fails the node with "timed out after N s waiting for an answer" (DiPeO went on
    with ""); end of input (Ctrl-D) fails it too.
-3. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
+3. A run hosted by `dipeo serve` (its resources have `prompts`): the question is published to
+   the API's `interactive_prompts` subscribers and the node waits up to `timeout` seconds for
+   `submit_interactive_response` (metadata `source`: "api").
+4. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
    terminal)". stdin is never read when it is not a terminal.
 
 Output `default`: the answer text (without its line ending). metadata: `source` ("--answer" or
@@ -116,6 +119,10 @@ async def user_response(node: ExecutableNode[UserResponseProps], ctx: NodeContex
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
         return create_node_output({"default": answer}, {"source": "--answer"})
     label = node.label or node.id
+    prompts = getattr(ctx.resources, "prompts", None)
+    if prompts is not None:
+        answer = await prompts.ask(ctx.execution_id, node.id, label, message, config.timeout)
+        return create_node_output({"default": answer}, {"source": "api"})
     if not interactive():
         raise NodeError(
             f"node '{label}' needs an answer: pass --answer '{label}=...' (stdin is not a terminal)"
