@@ -342,11 +342,17 @@ def test_person_found_by_id_or_label(llm: FakeLLM) -> None:
     assert [person for person, _ in llm.calls] == ["person_7", "person_7"]
 
 
-def test_missing_key_fails_validation_and_mock_needs_none(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_is_a_warning_that_blocks_a_run_and_mock_needs_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    message = problems(one_node("default_prompt: hi"))
-    assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in message
-    compile_yaml(one_node("default_prompt: hi"), llm_mode="mock")
+    graph = compile_yaml(one_node("default_prompt: hi"))
+    (warned,) = graph.warnings
+    assert warned.is_warning and warned.blocks_run
+    rendered = warned.render(None)
+    assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in rendered
+    assert [p.message for p in graph.run_blockers()] == [warned.message]
+    assert compile_yaml(one_node("default_prompt: hi"), llm_mode="mock").warnings == []
 
 
 def test_mock_llm_answers_offline_and_is_marked() -> None:

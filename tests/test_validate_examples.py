@@ -52,9 +52,18 @@ def test_offline_example_simple_iter_code_validates():
     assert result.exit_code == 0, result.output
 
 
-def test_llm_example_without_a_key_is_rejected_naming_the_variable(monkeypatch):
+def test_llm_example_without_a_key_validates_with_a_warning_and_run_refuses(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     path = DIPEO_EXAMPLES / "examples" / "simple_diagrams" / "simple_iter.light.yaml"
     result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 2
+    assert result.exit_code == 0, result.output
     assert "person 'person 1'" in result.stderr and "set OPENAI_API_KEY" in result.stderr
+    data = json.loads(CliRunner().invoke(app, ["validate", str(path), "--json"]).stdout)
+    assert data["valid"] is True and data["problems"] == []
+    assert any("OPENAI_API_KEY" in w["message"] for w in data["warnings"])
+    refused = CliRunner().invoke(app, ["run", str(path), "--db", ":memory:"])
+    assert refused.exit_code == 2
+    assert "set OPENAI_API_KEY" in refused.stderr
+    assert "RUNNING" not in refused.output  # nothing ran
+    mocked = CliRunner().invoke(app, ["validate", str(path), "--llm", "mock", "--json"])
+    assert json.loads(mocked.stdout)["warnings"] == []

@@ -76,6 +76,11 @@ class LLMConfigError(DipeoError):
         return Problem(self.reason, where=self.where)
 
 
+class MissingKeyError(LLMConfigError):
+    """A person needs an API key and none is found. A matter of the machine, not of the
+    diagram: `validate` warns, `run` refuses (llm/persons.py `check_person`)."""
+
+
 @dataclass(frozen=True)
 class Provider:
     name: str  # canonical provider name
@@ -163,7 +168,7 @@ def resolve_person(
     store = _key_file_path(base_dir, key_file)
     key = _find_key(person, provider, store, where)
     if key is None and provider.needs_key:
-        raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
+        raise MissingKeyError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))
 
