@@ -320,11 +320,13 @@ def test_missing_prompt_file_or_template_error_is_a_validation_error(isolated: P
     assert "is never closed" in problems(one_node('default_prompt: "{{#if x}} open"'))
 
 
-def test_unknown_person_and_tools_are_validation_errors() -> None:
+def test_unknown_person_is_a_validation_error_and_tools_a_warning() -> None:
     message = problems(one_node("default_prompt: hi").replace("person: Writer", "person: Nobody"))
     assert "node 'Ask': person 'Nobody' is not defined (persons: Critic, Writer)" in message
-    assert "tools are not supported yet" in problems(
-        one_node("default_prompt: hi, tools: [websearch]")
+    graph = compile_yaml(one_node("default_prompt: hi, tools: [websearch]"), llm_mode="mock")
+    assert [w.where for w in graph.warnings] == ["node 'Ask'"]
+    assert (
+        "tools (web search, image generation, ...) are not supported" in graph.warnings[0].message
     )
     assert "ignore_person: person 'Ghost' is not defined" in problems(
         one_node("default_prompt: hi, ignore_person: 'Critic, Ghost'")

@@ -169,14 +169,14 @@ def test_validate_reports_every_problem_of_a_node_not_only_the_bad_property():
         """
         nodes:
           - {label: Start, type: start}
-          - {label: Ask, type: person_job, tools: websearch}
+          - {label: Ask, type: person_job, at_most: 0}
         connections:
           - {from: Start, to: Ask}
         """,
     )
     result = CliRunner().invoke(app, ["validate", path])
     assert result.exit_code == 2
-    assert "tools are not supported" in result.stderr
+    assert "property 'at_most'" in result.stderr
     assert "no person given" in result.stderr and "no prompt" in result.stderr
 
 

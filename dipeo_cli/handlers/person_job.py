@@ -59,7 +59,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dipeo_cli.errors import NodeError
+from dipeo_cli.errors import NodeError, warning
 from dipeo_cli.llm.batch import BatchError, ask_each_item, batch_items
 from dipeo_cli.llm.call import ask_person, call_metadata, llm_calls, structured_value
 from dipeo_cli.llm.inputs import merge_conversations, template_values
@@ -145,11 +145,8 @@ class PersonJobProps(BaseModel):
     @field_validator("tools")
     @classmethod
     def _no_tools(cls, value: Any) -> Any:
-        if value not in (None, "", [], {}, "none"):
-            raise PydanticCustomError(
-                "tools", "tools are not supported yet (remove 'tools' from this node)"
-            )
-        return None
+        # not supported: check_person_job warns, and the node runs without them
+        return None if value in (None, "", [], {}, "none") else value
 
     @field_validator("text_format", mode="before")
     @classmethod
@@ -208,6 +205,13 @@ def check_person_job(
             find_person(diagram.persons, name)
         except NodeError as exc:
             problems.append(f"ignore_person: {exc}")
+    if config.tools is not None:
+        problems.append(
+            warning(
+                "tools (web search, image generation, ...) are not supported: the node runs "
+                "without them (remove 'tools' to silence this)"
+            )
+        )
     return problems
 
 
