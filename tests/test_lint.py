@@ -190,3 +190,31 @@ def test_the_shipped_debate_example_has_no_warning_and_renders_the_topic():
     texts = json.dumps(shown["node_outputs"])
     assert "Argue against: Should offices have plants?" in texts
     assert "{{topic}}" not in texts
+
+
+def test_person_prompts_see_dipeos_conversation_variables():
+    path = write(
+        "count.light.yaml",
+        """
+        persons:
+          W: {service: mock, model: any}
+        nodes:
+          - {label: Start, type: start}
+          - label: Talk
+            type: person_job
+            person: W
+            default_prompt: "Turn {{global_message_count}}, seen {{global_conversation.length}}"
+            max_iteration: 2
+          - {label: Check, type: condition, condition_type: detect_max_iterations}
+          - {label: End, type: endpoint}
+        connections:
+          - {from: Start, to: Talk}
+          - {from: Talk, to: Check}
+          - {from: "Check[condfalse]", to: Talk}
+          - {from: "Check[condtrue]", to: End}
+        """,
+    )
+    result = CliRunner().invoke(app, ["run", path, "--llm", "mock", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "global_message_count" not in result.stderr  # no unfillable-placeholder warning
+    assert json.loads(result.stdout)["result"].startswith("mock reply #2 to: Turn 2")

@@ -234,6 +234,9 @@ async def person_job(node: Any, ctx: Any) -> NodeOutput:
     conversation = conversation_of(ctx.resources)
     merge_conversations(conversation, ctx)
     values = template_values(ctx.inputs, ctx.variables)
+    # DiPeO's conversation variables; an input or variable of the same name wins
+    values.setdefault("global_conversation", [m.as_dict() for m in conversation.messages])
+    values.setdefault("global_message_count", len(conversation))
     source, which = _prompt_source(config, ctx)
     schema = _schema(config, ctx)
     history = conversation.select(
