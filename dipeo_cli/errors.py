@@ -11,6 +11,10 @@
     ├── ControlError                pause/resume/abort/skip cannot apply (finished run, a node
     │                               that already ran, an unknown node)
     ├── LLMConfigError              llm: a person cannot be called (service, API key, key file)
+    │   └── UnavailableServiceError  this machine cannot call the person yet: a warning
+    │       │                        at validation, refused by `run`
+    │       ├── MissingKeyError      no API key found for the person
+    │       └── MissingProgramError  its service's program (`claude`) is not on PATH
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`
         ├── IterationLimitError     a node would run more often than `--max-iterations`

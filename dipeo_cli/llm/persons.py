@@ -69,7 +69,7 @@ def check_person(
     Error strings, and a warning Problem that blocks a run when the key (or the program a
     service runs) is missing on this machine: the diagram is fine, the machine is not ready."""
     from dipeo_cli.errors import warning
-    from dipeo_cli.llm.services import MissingKeyError
+    from dipeo_cli.llm.services import UnavailableServiceError
     from dipeo_cli.paths import base_dir
 
     try:
@@ -80,7 +80,7 @@ def check_person(
         resolve_config(person, base_dir(), llm_mode)
     except ImportError:  # pragma: no cover - a build without the LLM services
         return []
-    except MissingKeyError as exc:
+    except UnavailableServiceError as exc:
         return [warning(str(exc), blocks_run=True)]
     except DipeoError as exc:
         return [str(exc)]
