@@ -464,9 +464,9 @@ def test_text_format_as_yaml_text_and_file(llm: FakeLLM, isolated: Path) -> None
     }
 
 
-def test_text_format_rejects_python_source_and_non_schemas(isolated: Path) -> None:
-    pydantic = '"class Person(BaseModel):\\n    name: str\\n"'
-    assert "holds Python source (a Pydantic model" in problems(
+def test_text_format_checks_python_syntax_and_rejects_non_schemas(isolated: Path) -> None:
+    pydantic = '"class Person(BaseModel):\\n    name: str =\\n"'
+    assert "text_format: SyntaxError: invalid syntax (line 2: name: str =)" in problems(
         one_node(f"default_prompt: x, text_format: {pydantic}")
     )
     assert "must be a JSON schema with 'type' and 'properties' (got keys: name, age)" in problems(
@@ -475,8 +475,8 @@ def test_text_format_rejects_python_source_and_non_schemas(isolated: Path) -> No
     assert "is not a valid JSON schema" in problems(
         one_node("default_prompt: x, text_format: {type: 5}")
     )
-    (isolated / "models.py").write_text("class M(BaseModel):\n    x: int\n", encoding="utf-8")
-    assert "text_format_file models.py holds Python source" in problems(
+    (isolated / "models.py").write_text("class M(BaseModel):\n    x: int(\n", encoding="utf-8")
+    assert "text_format_file models.py: SyntaxError" in problems(
         one_node("default_prompt: x, text_format_file: models.py")
     )
     assert "text_format_file 'gone.json' not found" in problems(

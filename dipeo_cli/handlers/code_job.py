@@ -187,6 +187,12 @@ async def _close_pool(pool: PythonWorkerPool) -> None:
     await pool.close()
 
 
+def python_pool(ctx: Any) -> PythonWorkerPool:
+    """The run's python worker pool (started on first use, closed when the run ends)."""
+    pool: PythonWorkerPool = ctx.resources.service("python_pool", _new_pool, _close_pool)
+    return pool
+
+
 async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
     job: dict[str, Any] = {
         "function_name": config.function_name,
@@ -200,7 +206,7 @@ async def _run_python(node: Any, config: CodeJobProps, ctx: Any) -> NodeOutput:
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
-    pool: PythonWorkerPool = ctx.resources.service("python_pool", _new_pool, _close_pool)
+    pool = python_pool(ctx)
     started = time.perf_counter()
     reply = await pool.run(job)
     metadata: dict[str, Any] = {

@@ -70,6 +70,7 @@ from dipeo_cli.llm.prompt_files import (
     parse_schema,
     read_prompt_file,
 )
+from dipeo_cli.llm.pydantic_schema import check_model_source, derive_schema, is_model_source
 from dipeo_cli.memory import conversation_of, is_free_text, memory_keyword
 from dipeo_cli.prompt import check_prompt, render_prompt
 from dipeo_cli.registry import node_handler
@@ -99,7 +100,7 @@ class PersonJobProps(BaseModel):
     at_most: int | None = Field(default=None, ge=1)
     ignore_person: list[str] = []
     tools: Any = None
-    text_format: dict[str, Any] | None = None
+    text_format: dict[str, Any] | str | None = None  # a schema, or Pydantic model source
     text_format_file: str | None = None
     batch: bool = False
     batch_input_key: str = "items"
@@ -153,6 +154,11 @@ class PersonJobProps(BaseModel):
     def _text_format(cls, value: Any) -> Any:
         if value is None or value == "" or value == {}:
             return None
+        if is_model_source(value):  # DiPeO's Pydantic models: the schema is derived at run time
+            problem = check_model_source(value, "text_format")
+            if problem:
+                raise PydanticCustomError("text_format", "{message}", {"message": problem})
+            return value
         try:
             return parse_schema(value, "text_format")
         except ValueError as exc:
@@ -238,7 +244,7 @@ async def person_job(node: Any, ctx: Any) -> NodeOutput:
     values.setdefault("global_conversation", [m.as_dict() for m in conversation.messages])
     values.setdefault("global_message_count", len(conversation))
     source, which = _prompt_source(config, ctx)
-    schema = _schema(config, ctx)
+    schema = await _schema(config, ctx)
     history = conversation.select(
         person.id, config.memorize_to, at_most=config.at_most, ignore=ignore
     )
@@ -333,14 +339,17 @@ def _prompt_source(config: PersonJobProps, ctx: Any) -> tuple[str, str]:
     )
 
 
-def _schema(config: PersonJobProps, ctx: Any) -> dict[str, Any] | None:
-    if config.text_format is not None:
-        return config.text_format
-    if config.text_format_file:
+async def _schema(config: PersonJobProps, ctx: Any) -> dict[str, Any] | None:
+    found: dict[str, Any] | str | None = config.text_format
+    what = "text_format"
+    if found is None and config.text_format_file:
+        what = f"text_format_file {config.text_format_file}"
         try:
-            return load_schema_file(
+            found = load_schema_file(
                 config.text_format_file, ctx.resources.diagram_dir, ctx.base_dir
             )
         except ValueError as exc:
             raise NodeError(str(exc)) from None
-    return None
+    if isinstance(found, str):
+        return await derive_schema(found, ctx, what)
+    return found
