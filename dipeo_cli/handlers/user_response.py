@@ -11,11 +11,13 @@ its text; several: the dict keyed by label, as JSON). The answer comes from, in 
    nodes keep running; two questions never interleave). No answer within `timeout` seconds
    (default 60) fails the node with "timed out after N s waiting for an answer" (DiPeO went on
    with ""); end of input (Ctrl-D) fails it too.
-3. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
-   terminal)". stdin is never read when it is not a terminal.
+3. Standard input, when it is a pipe or a file (`echo Ada | dipeo run ask.yaml`): one line per
+   answer, in the order the questions are asked (one at a time); end of input fails the node.
+4. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
+   terminal)". Any other stdin (/dev/null, a socket) is never read.
 
-Output `default`: the answer text (without its line ending). metadata: `source` ("--answer" or
-"terminal").
+Output `default`: the answer text (without its line ending). metadata: `source` ("--answer",
+"terminal" or "stdin").
 """
 
 from __future__ import annotations
@@ -112,6 +114,13 @@ async def user_response(node: Any, ctx: Any) -> NodeOutput:
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
         return create_node_output({"default": answer}, {"source": "--answer"})
     label = node.label or node.id
+    if not interactive() and piped():
+        lock = ctx.resources.service("user_response.lock", asyncio.Lock, lambda _: None)
+        async with lock:  # answers are taken in the order the questions are asked
+            line = await read_piped_line()
+        if line is None:
+            raise NodeError(f"node '{label}' needs an answer: stdin reached end of input")
+        return create_node_output({"default": line}, {"source": "stdin"})
     if not interactive():
         raise NodeError(
             f"node '{label}' needs an answer: pass --answer '{label}=...' (stdin is not a terminal)"
@@ -122,6 +131,37 @@ async def user_response(node: Any, ctx: Any) -> NodeOutput:
         with pause() if pause is not None else nullcontext():
             answer = await ask_terminal(label, message, config.timeout)
     return create_node_output({"default": answer}, {"source": "terminal"})
+
+
+def piped() -> bool:
+    """stdin is a pipe or a regular file: answers written ahead of time."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (ValueError, OSError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+async def read_piped_line() -> str | None:
+    """The next line of stdin (None at end of input), read by a daemon thread so that a pipe
+    that stays open never keeps the process alive, nor blocks the event loop."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[str] = loop.create_future()
+
+    def read_line() -> None:
+        try:
+            line = sys.stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+        loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(line))
+
+    threading.Thread(target=read_line, name="read answer", daemon=True).start()
+    line = await answered
+    if not line:
+        return None
+    return line.rstrip("\n").rstrip("\r")
 
 
 async def ask_terminal(label: str, message: str, timeout: float) -> str:
