@@ -184,11 +184,16 @@ def _placeholders(node: Any) -> set[str]:
             return set()
         try:
             import jinja2
-            from jinja2 import meta
+            from jinja2 import nodes
 
-            names = set(meta.find_undeclared_variables(jinja2.Environment().parse(text)))
+            tree = jinja2.Environment().parse(text)
         except Exception:  # a syntax error is the handler's check's to report
             return set()
+        # Walk the names, never jinja2.meta: its code generator folds constants, and
+        # `{{ 'x' * 10**10 }}` would be built here, outside the sandbox's budget.
+        loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+        stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+        names = loaded - stored - {"loop", "range", "dict", "lipsum", "cycler", "joiner"}
         own = getattr(config, "variables", None) or {}
         return names - {"generated_at"} - set(own)
     return set()
