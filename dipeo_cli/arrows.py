@@ -40,7 +40,7 @@ def convert(value: Any, content_type: str | None) -> Any:
             try:
                 return json.loads(value)
             except ValueError:
-                return value
+                return {"text": value}  # DiPeO's rule: an object arrow always carries an object
         return value
     if content_type == "conversation_state":
         if isinstance(value, dict) and "messages" in value:

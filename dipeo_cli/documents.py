@@ -107,6 +107,7 @@ def validate_json(
     *,
     problems: Sequence[Any] = (),
     graph: Any = None,
+    warnings: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """The `validate --json` object: the same keys whether the diagram is valid or not
     (`format`, `node_count`, `arrow_count` are null when it did not compile)."""
@@ -118,4 +119,5 @@ def validate_json(
         "node_count": len(graph.nodes) if graph is not None else None,
         "arrow_count": len(graph.edges) if graph is not None else None,
         "problems": [{"message": p.message, "where": p.where, "line": p.line} for p in problems],
+        "warnings": [{"message": w.message, "where": w.where, "line": w.line} for w in warnings],
     }

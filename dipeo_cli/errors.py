@@ -12,6 +12,10 @@
     ├── ControlError                pause/resume/abort/skip cannot apply (finished run, a node
     │                               that already ran, an unknown node)
     ├── LLMConfigError              llm: a person cannot be called (service, API key, key file)
+    │   └── UnavailableServiceError  this machine cannot call the person yet: a warning
+    │       │                        at validation, refused by `run`
+    │       ├── MissingKeyError      no API key found for the person
+    │       └── MissingProgramError  its service's program (`claude`) is not on PATH
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`
         ├── IterationLimitError     a node would run more often than `--max-iterations`
@@ -48,8 +52,9 @@ tests/test_errors_tree.py fails when a class is missing here or drawn under the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 class DipeoError(Exception):
@@ -62,11 +67,23 @@ class Problem:
 
     `where` names the node label, connection or person ("node 'Check'",
     "connection 'A' -> 'B'"); `line` is a 1-based line number for syntax errors.
+
+    `severity` is "error" (the diagram cannot run: DiagramError) or "warning" (legal, but
+    almost certainly a mistake, or a matter of this machine rather than of the diagram: a
+    missing API key). `blocks_run` marks a warning that `dipeo run` still refuses, before
+    anything runs (a person without a key, a service program that is not installed):
+    `validate` checks the diagram, `run` needs the machine too.
     """
 
     message: str
     where: str | None = None
     line: int | None = None
+    severity: Literal["error", "warning"] = "error"
+    blocks_run: bool = False
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == "warning"
 
     def render(self, file: str | None) -> str:
         location = file or "<diagram>"
@@ -76,13 +93,32 @@ class Problem:
             return f"{location}: {self.where}: {self.message}"
         return f"{location}: {self.message}"
 
+    def as_error(self) -> Problem:
+        """This problem as an error (`--strict`, or a run that needs what is missing)."""
+        return Problem(self.message, self.where, self.line)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message, "where": self.where, "line": self.line}
+
+
+def warning(message: str, where: str | None = None, *, blocks_run: bool = False) -> Problem:
+    """A Problem of severity "warning" (a handler's check may return these beside its error
+    strings)."""
+    return Problem(message, where, severity="warning", blocks_run=blocks_run)
+
 
 class DiagramError(DipeoError):
     """A diagram that cannot run. Holds every problem found, not only the first."""
 
-    def __init__(self, problems: list[Problem], file: str | None = None) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        file: str | None = None,
+        warnings: Sequence[Problem] = (),
+    ) -> None:
         self.problems = list(problems)
         self.file = file
+        self.warnings = list(warnings)  # found beside the errors; shown by `validate`
         super().__init__("\n".join(p.render(file) for p in self.problems))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ from typing_extensions import TypeVar  # TypeVar defaults (PEP 696) before Pytho
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import DiagramError, Problem
 from dipeo_cli.heap import collection_paused
+from dipeo_cli.lint import shared_default_inputs, unfilled_placeholders, unknown_properties
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 
 # DiPeO node types this version cannot run yet, and why: rejected at validation, never at run time.
@@ -139,6 +140,12 @@ class ExecutableGraph:
     diagram: Diagram
     order: list[str] = field(default_factory=list)  # node ids in diagram order
     registry: HandlerRegistry | None = None  # what compiled it (sub-diagrams compile with it)
+    # legal but almost certainly a mistake, or needing the machine (a key): see lint.py
+    warnings: list[Problem] = field(default_factory=list)
+
+    def run_blockers(self) -> list[Problem]:
+        """The warnings `dipeo run` refuses (a missing key, a missing program), as errors."""
+        return [w.as_error() for w in self.warnings if w.blocks_run]
 
     def node_by_label(self, label: str) -> ExecutableNode | None:
         for node in self.nodes.values():
@@ -154,7 +161,8 @@ def compile_graph(
     """Validate `diagram` against the registry and build the graph; raise DiagramError with every
     problem found. Handlers' checks are called as `check(config, diagram, registry, options)`."""
     options = options or CompileOptions()
-    problems: list[Problem] = list(diagram.problems)
+    problems: list[Problem] = [p for p in diagram.problems if not p.is_warning]
+    warnings: list[Problem] = [p for p in diagram.problems if p.is_warning]
     nodes: dict[str, ExecutableNode] = {}
 
     seen_ids: set[str] = set()
@@ -163,13 +171,20 @@ def compile_graph(
             problems.append(Problem(f"duplicate node id '{dnode.id}'", dnode.where, dnode.line))
             continue
         seen_ids.add(dnode.id)
-        node = _compile_node(dnode, registry, problems)
+        node = _compile_node(dnode, registry, problems, diagram, options)
+        spec = registry.get(dnode.type)
+        if spec is not None:
+            warnings.extend(unknown_properties(dnode, spec))
         if node is not None:
             nodes[dnode.id] = node
-            for message in _check_node(node, diagram, registry, options):
-                problems.append(Problem(message, dnode.where, dnode.line))
+            _collect(
+                _check_node(node.spec, node.config, diagram, registry, options),
+                dnode,
+                problems,
+                warnings,
+            )
 
-    if diagram.problems:
+    if any(not p.is_warning for p in diagram.problems):
         pass  # a node the loader could not read may be the start node: don't guess
     elif not diagram.nodes:
         problems.append(Problem("the diagram has no nodes"))
@@ -184,7 +199,7 @@ def compile_graph(
             raw_edges.append(arrow)
 
     if problems:
-        raise DiagramError(problems, diagram.file)
+        raise DiagramError(problems, diagram.file, warnings)
 
     order = [n.id for n in diagram.nodes]
     successors: dict[str, list[str]] = {nid: [] for nid in order}
@@ -221,7 +236,7 @@ def compile_graph(
         incoming[edge.target].append(edge)
         outgoing[edge.source].append(edge)
 
-    return ExecutableGraph(
+    graph = ExecutableGraph(
         nodes=nodes,
         edges=edges,
         incoming=incoming,
@@ -234,10 +249,31 @@ def compile_graph(
         order=order,
         registry=registry,
     )
+    graph.warnings = [*warnings, *shared_default_inputs(graph), *unfilled_placeholders(graph)]
+    return graph
+
+
+def _collect(
+    found: list[Any],
+    dnode: DiagramNode,
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> None:
+    """A check's findings: strings are errors; Problems keep their severity, located here."""
+    for item in found:
+        if isinstance(item, Problem):
+            located = replace(item, where=item.where or dnode.where, line=item.line or dnode.line)
+            (warnings if located.is_warning else problems).append(located)
+        else:
+            problems.append(Problem(str(item), dnode.where, dnode.line))
 
 
 def _compile_node(
-    dnode: DiagramNode, registry: HandlerRegistry, problems: list[Problem]
+    dnode: DiagramNode,
+    registry: HandlerRegistry,
+    problems: list[Problem],
+    diagram: Diagram,
+    options: CompileOptions,
 ) -> ExecutableNode | None:
     spec = registry.get(dnode.type)
     if spec is None:
@@ -275,6 +311,16 @@ def _compile_node(
                 problems.append(
                     Problem(f"property '{field_path}': {message}", dnode.where, dnode.line)
                 )
+            # the node's other problems too, not only the first property's (a bad `tools`
+            # must not hide "no person"): check what validates without the failing fields
+            partial = _without_failing_fields(spec.props, dnode.props, exc)
+            if partial is not None:
+                _collect(
+                    _check_node(spec, partial, diagram, registry, options),
+                    dnode,
+                    problems,
+                    [],  # warnings come once the errors above are fixed
+                )
             return None
         except Exception as exc:  # a validator that raised something else (TypeError, ...)
             problems.append(Problem(f"invalid properties: {_describe(exc)}", dnode.where))
@@ -294,20 +340,41 @@ def _compile_node(
     )
 
 
+def _without_failing_fields(
+    model: type, props: dict[str, Any], exc: ValidationError
+) -> BaseModel | None:
+    """The props model validated without the top-level fields that failed, or None."""
+    failing = {err["loc"][0] for err in exc.errors() if err["loc"]}
+    if not failing:
+        return None
+    kept = {k: v for k, v in props.items() if k not in failing}
+    try:
+        partial = model.model_validate(kept)  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    if hasattr(partial, "_source"):  # checks that find their node by its properties
+        partial._source = props
+    return partial  # type: ignore[no-any-return]
+
+
 def _check_node(
-    node: ExecutableNode, diagram: Diagram, registry: HandlerRegistry, options: CompileOptions
-) -> list[str]:
+    spec: HandlerSpec,
+    config: BaseModel | None,
+    diagram: Diagram,
+    registry: HandlerRegistry,
+    options: CompileOptions,
+) -> list[Any]:
     """The handler's compile-time check; anything else it raises (a file-system error while
     looking for a file, ...) is a problem with this node, never an escaping exception."""
-    check = node.spec.check
+    check = spec.check
     try:
         if check is None:
             return []
         if _takes_options(check):
-            return list(check(node.config, diagram, registry, options))
+            return list(check(config, diagram, registry, options))
         # a plugin written before options: _takes_options found three parameters, which
         # HandlerSpec.check's type (the current four) cannot say
-        return list(check(node.config, diagram, registry))  # type: ignore[call-arg]
+        return list(check(config, diagram, registry))  # type: ignore[call-arg]
     except DiagramError:
         raise
     except Exception as exc:

@@ -469,7 +469,7 @@ def test_content_type_converts_the_value_on_the_arrow(content_type, expected):
 
     assert convert({"a": 1}, content_type) == expected
     assert convert('{"a": 1}', "object") == {"a": 1}
-    assert convert("plain", "object") == "plain"
+    assert convert("plain", "object") == {"text": "plain"}
     assert convert("hi", "conversation_state") == {
         "messages": [{"role": "assistant", "content": "hi"}]
     }

@@ -22,10 +22,16 @@ def test_saves_json_indented_with_parents_created(tmp_path: Path) -> None:
     props = {"save_to_file": True, "file_path": "files/results/out.json"}
     output = run_one("endpoint", props, inputs={"payload": {"name": "é"}}, base_dir=tmp_path)
     text = (tmp_path / "files/results/out.json").read_text(encoding="utf-8")
-    assert json.loads(text) == {"name": "é"}  # one input: its value, whatever its label
-    assert text == '{\n  "name": "é"\n}\n'
+    assert json.loads(text) == {"payload": {"name": "é"}}  # one labelled input keeps its label
+    assert text == '{\n  "payload": {\n    "name": "é"\n  }\n}\n'
     assert output.metadata["saved_to"] == "files/results/out.json"
     assert [p.name for p in (tmp_path / "files/results").iterdir()] == ["out.json"]  # no temp files
+
+
+def test_only_a_single_unlabelled_input_is_unwrapped(tmp_path: Path) -> None:
+    assert run_one("endpoint", {}, inputs={"default": {"a": 1}}).value["default"] == {"a": 1}
+    labelled = run_one("endpoint", {}, inputs={"payload": 5}).value["default"]
+    assert labelled == {"payload": 5}
 
 
 def test_file_format_beats_the_extension(tmp_path: Path) -> None:

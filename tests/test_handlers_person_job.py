@@ -320,11 +320,13 @@ def test_missing_prompt_file_or_template_error_is_a_validation_error(isolated: P
     assert "is never closed" in problems(one_node('default_prompt: "{{#if x}} open"'))
 
 
-def test_unknown_person_and_tools_are_validation_errors() -> None:
+def test_unknown_person_is_a_validation_error_and_tools_a_warning() -> None:
     message = problems(one_node("default_prompt: hi").replace("person: Writer", "person: Nobody"))
     assert "node 'Ask': person 'Nobody' is not defined (persons: Critic, Writer)" in message
-    assert "tools are not supported yet" in problems(
-        one_node("default_prompt: hi, tools: [websearch]")
+    graph = compile_yaml(one_node("default_prompt: hi, tools: [websearch]"), llm_mode="mock")
+    assert [w.where for w in graph.warnings] == ["node 'Ask'"]
+    assert (
+        "tools (web search, image generation, ...) are not supported" in graph.warnings[0].message
     )
     assert "ignore_person: person 'Ghost' is not defined" in problems(
         one_node("default_prompt: hi, ignore_person: 'Critic, Ghost'")
@@ -342,11 +344,17 @@ def test_person_found_by_id_or_label(llm: FakeLLM) -> None:
     assert [person for person, _ in llm.calls] == ["person_7", "person_7"]
 
 
-def test_missing_key_fails_validation_and_mock_needs_none(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_is_a_warning_that_blocks_a_run_and_mock_needs_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    message = problems(one_node("default_prompt: hi"))
-    assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in message
-    compile_yaml(one_node("default_prompt: hi"), llm_mode="mock")
+    graph = compile_yaml(one_node("default_prompt: hi"))
+    (warned,) = graph.warnings
+    assert warned.is_warning and warned.blocks_run
+    rendered = warned.render(None)
+    assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in rendered
+    assert [p.message for p in graph.run_blockers()] == [warned.message]
+    assert compile_yaml(one_node("default_prompt: hi"), llm_mode="mock").warnings == []
 
 
 def test_mock_llm_answers_offline_and_is_marked() -> None:
@@ -456,9 +464,9 @@ def test_text_format_as_yaml_text_and_file(llm: FakeLLM, isolated: Path) -> None
     }
 
 
-def test_text_format_rejects_python_source_and_non_schemas(isolated: Path) -> None:
-    pydantic = '"class Person(BaseModel):\\n    name: str\\n"'
-    assert "holds Python source (a Pydantic model" in problems(
+def test_text_format_checks_python_syntax_and_rejects_non_schemas(isolated: Path) -> None:
+    pydantic = '"class Person(BaseModel):\\n    name: str =\\n"'
+    assert "text_format: SyntaxError: invalid syntax (line 2: name: str =)" in problems(
         one_node(f"default_prompt: x, text_format: {pydantic}")
     )
     assert "must be a JSON schema with 'type' and 'properties' (got keys: name, age)" in problems(
@@ -467,8 +475,8 @@ def test_text_format_rejects_python_source_and_non_schemas(isolated: Path) -> No
     assert "is not a valid JSON schema" in problems(
         one_node("default_prompt: x, text_format: {type: 5}")
     )
-    (isolated / "models.py").write_text("class M(BaseModel):\n    x: int\n", encoding="utf-8")
-    assert "text_format_file models.py holds Python source" in problems(
+    (isolated / "models.py").write_text("class M(BaseModel):\n    x: int(\n", encoding="utf-8")
+    assert "text_format_file models.py: SyntaxError" in problems(
         one_node("default_prompt: x, text_format_file: models.py")
     )
     assert "text_format_file 'gone.json' not found" in problems(

@@ -71,9 +71,12 @@ def test_service_names_and_aliases_are_normalised(name, canonical):
     assert normalize_service(name) == canonical
 
 
-@pytest.mark.parametrize(
-    "name", ["bedrock", "vertex", "claude-code", "Claude_Code", "claude-code-custom"]
-)
+@pytest.mark.parametrize("name", ["claude-code", "Claude_Code", "claude-code-custom"])
+def test_claude_code_names_are_one_service(name):
+    assert normalize_service(name) == "claude-code"
+
+
+@pytest.mark.parametrize("name", ["bedrock", "vertex"])
 def test_dipeo_services_we_do_not_support_say_so(name):
     with pytest.raises(LLMConfigError, match="is not supported by this runner"):
         normalize_service(name)

@@ -17,11 +17,6 @@ _DIAGRAM_KEY = re.compile(r'^\s*"?(nodes|flow|workflow)"?\s*:', re.MULTILINE)
 REJECTED = {
     # arrows point at nodes deleted from the file
     "examples/native_diagrams/youtube_webhook.native.json": "node 'node_2', which does not exist",
-    # untyped nodes (DiPeO turns them into "job", which has no handler)
-    "examples/readable_diagrams/debate.readable.yaml": "node 'End': node has no type",
-    "examples/readable_diagrams/debatev1.readable.yaml": "node 'End': node has no type",
-    "examples/readable_diagrams/image_example.readable.yaml": "node 'result': node has no type",
-    "examples/readable_diagrams/simple_iter_code.readable.yaml": "'Code Job': node has no type",
     # `api_key_id:` at the level of the persons map, not under a person
     "examples/simple_diagrams/simple_iter_shorthand.light.yaml": "person 'api_key_id': must be",
 }

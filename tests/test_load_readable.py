@@ -141,18 +141,36 @@ def test_persons_are_a_list_of_single_key_mappings() -> None:
     )
 
 
-def test_untyped_nodes_after_the_first_are_rejected_clearly() -> None:
+def test_an_untyped_node_nothing_identifies_is_rejected_naming_it() -> None:
     with pytest.raises(DiagramError) as info:
         readable(
             "flow: []\n",
             nodes="nodes:\n  - Begin: {}\n  - Work:\n      code: x\n  - Done: {}\n",
         )
     assert str(info.value).splitlines() == [
-        "r.yaml:3: node 'Work': node has no type "
-        "(add `type: ...`, or write the key as 'Work [type]')",
         "r.yaml:5: node 'Done': node has no type "
         "(add `type: ...`, or write the key as 'Done [type]')",
     ]
+
+
+@pytest.mark.parametrize(
+    ("label", "fields", "expected"),
+    [
+        ("Ask", "{person: P, default_prompt: hi}", "person_job"),
+        ("Check", "{condition_type: detect_max_iterations}", "condition"),
+        ("Judge", "{condition_type: llm_decision, person: P}", "condition"),
+        ("Load", "{operation: read, sub_type: file, file: a.txt}", "db"),
+        ("Out", "{file_format: txt, save_to_file: true}", "endpoint"),
+        ("Calc", "{code: 'result = 1', language: python}", "code_job"),
+        ("Start", "{}", "start"),
+        ("Finish line", "{}", "endpoint"),
+        ("If big", "{}", "condition"),
+    ],
+)
+def test_untyped_nodes_get_the_type_mid_2025_dipeo_inferred(label, fields, expected) -> None:
+    text = f"version: readable\nnodes:\n  - Other [start]: {{}}\n  - {label}: {fields}\n"
+    diagram = parse_diagram(text, file="r.yaml", strict=False)
+    assert diagram.nodes[1].type == expected
 
 
 def test_flow_problems_are_all_reported_with_lines() -> None:

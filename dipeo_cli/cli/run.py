@@ -137,10 +137,16 @@ def run(
             prepare, diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode
         )
         answers = parse_answers(answer, graph)
+        blockers = graph.run_blockers()  # validate warns about these; a run cannot start
+        if blockers:
+            raise DiagramError(blockers, graph.diagram.file)
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
+    from dipeo_cli.lint import for_run
+
+    _print_warnings(diagram, [w for w in for_run(graph, variables) if not w.blocks_run])
     options = RunOptions(
         max_iterations=max_iterations,
         timeout=timeout,
@@ -306,6 +312,13 @@ def _abort_quietly(executor: Any, reason: str) -> None:
         pass  # already finished: nothing to stop
 
 
+def _print_warnings(diagram: str, warnings: list[Any]) -> None:
+    from dipeo_cli.redact import redact
+
+    for item in warnings:
+        print(f"warning: {redact(item.render(diagram))}", file=sys.stderr)
+
+
 @app.command()
 def validate(
     diagram: str = typer.Argument(
@@ -320,9 +333,18 @@ def validate(
     readable: bool = typer.Option(False, "--readable", help="Read the file as readable YAML."),
     as_json: bool = JsonOption,
     picture: str | None = GraphOption,
+    strict: bool = typer.Option(
+        False, "--strict", help="Warnings (a missing API key, an unknown property) are errors."
+    ),
+    llm: str | None = typer.Option(
+        None, "--llm", help="'mock': check persons as mock ones (no key needed), as `run` does."
+    ),
 ) -> None:
     """Check a diagram without running it; report every problem at once (exit 2 if any).
-    With --graph, print the valid diagram as a Mermaid flowchart or a Graphviz DOT graph."""
+    With --graph, print the valid diagram as a Mermaid flowchart or a Graphviz DOT graph.
+
+    Warnings (a missing API key, an unknown property, an input that is lost) are printed on
+    stderr and do not fail unless --strict."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.llm import choose_llm_mode
     from dipeo_cli.runner import prepare
@@ -335,26 +357,34 @@ def validate(
             diagram,
             format=fmt,
             plugins=tuple(plugin or ()),
-            llm_mode=choose_llm_mode(None),  # $DIPEO_LLM=mock: persons checked as mock ones
+            llm_mode=choose_llm_mode(llm),  # --llm, else $DIPEO_LLM
         )
+        if strict and graph.warnings:
+            raise DiagramError([w.as_error() for w in graph.warnings], graph.diagram.file)
     except DiagramError as exc:
         if as_json:
             from dipeo_cli.documents import validate_json
 
-            _print_json(validate_json(diagram, problems=exc.problems))
+            _print_json(validate_json(diagram, problems=exc.problems, warnings=exc.warnings))
             raise typer.Exit(EXIT_USAGE) from None
+        _print_warnings(diagram, exc.warnings)
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
         _fail(str(exc))
     if kind is not None:
         from dipeo_cli.render.graph import picture_of_graph, render_picture
 
+        _print_warnings(diagram, graph.warnings)
         _out().write(render_picture(picture_of_graph(graph), kind))
-    elif as_json:
+        return
+    if as_json:
         from dipeo_cli.documents import validate_json
 
-        _print_json(validate_json(diagram, graph=graph))
-    else:
-        print(
-            f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, {len(graph.edges)} arrows"
-        )
+        _print_json(validate_json(diagram, graph=graph, warnings=graph.warnings))
+        return
+    _print_warnings(diagram, graph.warnings)
+    print(
+        f"{diagram}: valid {graph.diagram.format} diagram, {len(graph.nodes)} nodes, "
+        f"{len(graph.edges)} arrows"
+        + (f", {len(graph.warnings)} warning(s)" if graph.warnings else "")
+    )

@@ -15,9 +15,12 @@ flow:
   - Check: {from: condtrue, to: End}  # mapping form
 ```
 
-A node without a type is a start node when it comes first, and an error otherwise (DiPeO turned
-it into "job", which cannot run). The mid-2025 form (`workflow:` + `flow: ["A -> B"]`) is read
-too, guessing untyped node types from their fields as DiPeO did.
+A node without a type gets the one mid-2025 DiPeO inferred from its fields (`person` ->
+person_job, `condition_type` -> condition, `operation`/`sub_type` -> db, `file_format`/
+`save_to_file` -> endpoint, `code`/`language` -> code_job, ...), else from its name (Start,
+If.../Condition..., End.../Finish...); the first node with neither is a start node, any other is
+an error naming it (HEAD DiPeO turned it into "job", which cannot run). The mid-2025 form
+(`workflow:` + `flow: ["A -> B"]`) is read too.
 """
 
 from __future__ import annotations
@@ -147,20 +150,38 @@ def _nodes(doc: Document, section: str, problems: list[Problem]) -> list[Diagram
     return nodes
 
 
+# Untyped nodes, as DiPeO's readable files of mid-2025 wrote them: the type follows from the
+# fields (first match wins; a condition may name a person, so conditions come first).
+_INFERRED_BY_FIELD: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("condition", ("condition_type", "condition", "expression")),
+    ("person_job", ("person", "prompt", "default_prompt", "first_only_prompt", "llm")),
+    ("db", ("operation", "sub_type")),
+    ("endpoint", ("file_format", "save_to_file")),
+    ("code_job", ("code", "code_type", "language")),
+    ("template_job", ("template_content", "template_path")),
+    ("sub_diagram", ("diagram_name", "diagram_data")),
+    ("api_job", ("url",)),
+    ("start", ("custom_data", "trigger_mode")),
+)
+_INFERRED_BY_NAME: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("start", ("start",)),
+    ("condition", ("if", "condition")),
+    ("endpoint", ("end", "finish")),
+)
+
+
 def _guess_type(label: str, cfg: dict[str, Any], index: int, mid_2025: bool) -> str | None:
+    """The type of an untyped node from its fields, then its name; the first node with neither
+    is a start node; None when nothing tells (an error naming the node)."""
+    for node_type, fields in _INFERRED_BY_FIELD:
+        if any(name in cfg for name in fields):
+            return node_type
+    name = label.strip().lower()
+    for node_type, prefixes in _INFERRED_BY_NAME:
+        if name.startswith(prefixes):
+            return node_type
     if index == 0:
         return "start"
-    if not mid_2025:
-        return None
-    name = label.strip().lower()
-    if "condition" in cfg or name.startswith(("if", "condition")):
-        return "condition"
-    if "person" in cfg or "prompt" in cfg:
-        return "person_job"
-    if "code" in cfg:
-        return "code_job"
-    if name.startswith(("end", "finish")):
-        return "endpoint"
     return None
 
 

@@ -204,6 +204,15 @@ async def _close_pool(pool: PythonWorkerPool) -> None:
     await pool.close()
 
 
+def python_pool(ctx: NodeContext) -> PythonWorkerPool:
+    """The python worker pool: the host process's (shared by its executions), started on
+    first use."""
+    pool: PythonWorkerPool = ctx.resources.process_service(
+        "python_pool", _pool_factory(ctx), _close_pool
+    )
+    return pool
+
+
 async def _run_python(
     node: ExecutableNode[CodeJobProps], config: CodeJobProps, ctx: NodeContext
 ) -> NodeOutput:
@@ -219,9 +228,7 @@ async def _run_python(
     else:
         job["code"] = config.code
         job["filename"] = f"<code_job {node.label or node.id}>"
-    pool: PythonWorkerPool = ctx.resources.process_service(
-        "python_pool", _pool_factory(ctx), _close_pool
-    )
+    pool = python_pool(ctx)
     started = time.perf_counter()
     reply = await pool.run(job)
     metadata: dict[str, Any] = {

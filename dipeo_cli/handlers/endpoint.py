@@ -1,6 +1,7 @@
 """endpoint: the execution's result, optionally saved to a file.
 
-One input: that value; several: the dict keyed by label. Text holding a JSON object or array is
+One unlabelled input (`default`): that value; one labelled input or several: the dict keyed by
+label (DiPeO keeps a single arrow's label: `{"payload": value}`). Text holding a JSON object or array is
 decoded first (DiPeO's exporter puts `content_type: raw_text` on every arrow, which turns data
 into JSON text on the way), as code, templates and conditions do. It is the node's `default`
 output, which the executor reports as the execution's result. With `save_to_file`, it is written (atomically,
@@ -89,7 +90,8 @@ class EndpointProps(BaseModel):
 async def endpoint(node: ExecutableNode[EndpointProps], ctx: NodeContext) -> NodeOutput:
     config: EndpointProps = node.config
     inputs = {label: decode_json_text(value) for label, value in ctx.inputs.items()}
-    data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+    only = next(iter(inputs)) if len(inputs) == 1 else None
+    data = inputs[only] if only in ("default", "first") else inputs
     metadata: dict[str, Any] = {}
     if config.save_to_file and config.file_path:
         fmt = config.resolved_format()

@@ -59,7 +59,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dipeo_cli.errors import NodeError
+from dipeo_cli.errors import NodeError, warning
 from dipeo_cli.llm.batch import BatchError, ask_each_item, batch_items
 from dipeo_cli.llm.call import ask_person, call_metadata, llm_calls, structured_value
 from dipeo_cli.llm.inputs import merge_conversations, template_values
@@ -70,6 +70,7 @@ from dipeo_cli.llm.prompt_files import (
     parse_schema,
     read_prompt_file,
 )
+from dipeo_cli.llm.pydantic_schema import check_model_source, derive_schema, is_model_source
 from dipeo_cli.memory import conversation_of, is_free_text, memory_keyword
 from dipeo_cli.prompt import check_prompt, render_prompt
 from dipeo_cli.registry import node_handler
@@ -103,7 +104,7 @@ class PersonJobProps(BaseModel):
     at_most: int | None = Field(default=None, ge=1)
     ignore_person: list[str] = []
     tools: Any = None
-    text_format: dict[str, Any] | None = None
+    text_format: dict[str, Any] | str | None = None  # a schema, or Pydantic model source
     text_format_file: str | None = None
     batch: bool = False
     batch_input_key: str = "items"
@@ -149,17 +150,19 @@ class PersonJobProps(BaseModel):
     @field_validator("tools")
     @classmethod
     def _no_tools(cls, value: Any) -> Any:
-        if value not in (None, "", [], {}, "none"):
-            raise PydanticCustomError(
-                "tools", "tools are not supported yet (remove 'tools' from this node)"
-            )
-        return None
+        # not supported: check_person_job warns, and the node runs without them
+        return None if value in (None, "", [], {}, "none") else value
 
     @field_validator("text_format", mode="before")
     @classmethod
     def _text_format(cls, value: Any) -> Any:
         if value is None or value == "" or value == {}:
             return None
+        if is_model_source(value):  # DiPeO's Pydantic models: the schema is derived at run time
+            problem = check_model_source(value, "text_format")
+            if problem:
+                raise PydanticCustomError("text_format", "{message}", {"message": problem})
+            return value
         try:
             return parse_schema(value, "text_format")
         except ValueError as exc:
@@ -212,6 +215,13 @@ def check_person_job(
             find_person(diagram.persons, name)
         except NodeError as exc:
             problems.append(f"ignore_person: {exc}")
+    if config.tools is not None:
+        problems.append(
+            warning(
+                "tools (web search, image generation, ...) are not supported: the node runs "
+                "without them (remove 'tools' to silence this)"
+            )
+        )
     return problems
 
 
@@ -234,8 +244,11 @@ async def person_job(node: ExecutableNode[PersonJobProps], ctx: NodeContext) -> 
     conversation = conversation_of(ctx.resources)
     merge_conversations(conversation, ctx)
     values = template_values(ctx.inputs, ctx.variables)
+    # DiPeO's conversation variables; an input or variable of the same name wins
+    values.setdefault("global_conversation", [m.as_dict() for m in conversation.messages])
+    values.setdefault("global_message_count", len(conversation))
     source, which = _prompt_source(config, ctx)
-    schema = _schema(config, ctx)
+    schema = await _schema(config, ctx)
     history = conversation.select(
         person.id, config.memorize_to, at_most=config.at_most, ignore=ignore
     )
@@ -330,14 +343,17 @@ def _prompt_source(config: PersonJobProps, ctx: NodeContext) -> tuple[str, str]:
     )
 
 
-def _schema(config: PersonJobProps, ctx: NodeContext) -> dict[str, Any] | None:
-    if config.text_format is not None:
-        return config.text_format
-    if config.text_format_file:
+async def _schema(config: PersonJobProps, ctx: NodeContext) -> dict[str, Any] | None:
+    found: dict[str, Any] | str | None = config.text_format
+    what = "text_format"
+    if found is None and config.text_format_file:
+        what = f"text_format_file {config.text_format_file}"
         try:
-            return load_schema_file(
+            found = load_schema_file(
                 config.text_format_file, ctx.resources.diagram_dir, ctx.base_dir
             )
         except ValueError as exc:
             raise NodeError(str(exc)) from None
-    return None
+    if isinstance(found, str):
+        return await derive_schema(found, ctx, what)
+    return found

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from dipeo_cli.errors import DiagramError, NodeError
+from dipeo_cli.errors import DiagramError, NodeError, warning
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import (
     ExecutionState,
@@ -135,7 +135,7 @@ _checking: set[str] = set()  # child files being checked right now: a diagram ma
 
 def check_sub_diagram(
     config: SubDiagramProps, diagram: Any, registry: Any, options: Any = None
-) -> list[str]:
+) -> list[Any]:
     """Compile-time check: the child exists and compiles (problems prefixed with its name)."""
     from dipeo_cli.paths import base_dir
 
@@ -148,7 +148,9 @@ def check_sub_diagram(
                 return []
         _checking.add(key)
         try:
-            load_child(config, diagram_dir, base_dir(), registry, f"{diagram.file}#inline", options)
+            child = load_child(
+                config, diagram_dir, base_dir(), registry, f"{diagram.file}#inline", options
+            )
         finally:
             _checking.discard(key)
     except NodeError as exc:
@@ -159,7 +161,13 @@ def check_sub_diagram(
             f"sub-diagram {name} is not valid: "
             + "; ".join(p.render(exc.file) for p in exc.problems)
         ]
-    return []
+    name = config.diagram_name or "inline diagram_data"
+    # what the child's run would refuse (a missing key), so that the parent's run refuses too
+    return [
+        warning(f"sub-diagram {name}: {w.render(None)}", blocks_run=True)
+        for w in child.warnings
+        if w.blocks_run
+    ]
 
 
 @node_handler("sub_diagram", props=SubDiagramProps, check=check_sub_diagram)

@@ -14,11 +14,13 @@ its text; several: the dict keyed by label, as JSON). The answer comes from, in 
 3. A run hosted by `dipeo serve` (its resources have `prompts`): the question is published to
    the API's `interactive_prompts` subscribers and the node waits up to `timeout` seconds for
    `submit_interactive_response` (metadata `source`: "api").
-4. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
-   terminal)". stdin is never read when it is not a terminal.
+4. Standard input, when it is a pipe or a file (`echo Ada | dipeo run ask.yaml`): one line per
+   answer, in the order the questions are asked (one at a time); end of input fails the node.
+5. Otherwise the node fails with "node 'X' needs an answer: pass --answer 'X=...' (stdin is not a
+   terminal)". Any other stdin (/dev/null, a socket) is never read.
 
-Output `default`: the answer text (without its line ending). metadata: `source` ("--answer" or
-"terminal").
+Output `default`: the answer text (without its line ending). metadata: `source` ("--answer",
+"terminal" or "stdin").
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ async def user_response(node: ExecutableNode[UserResponseProps], ctx: NodeContex
     if prompts is not None:
         answer = await prompts.ask(ctx.execution_id, node.id, label, message, config.timeout)
         return create_node_output({"default": answer}, {"source": "api"})
+    if not interactive() and piped():
+        lock = ctx.resources.service("user_response.lock", asyncio.Lock, lambda _: None)
+        async with lock:  # answers are taken in the order the questions are asked
+            line = await read_piped_line()
+        if line is None:
+            raise NodeError(f"node '{label}' needs an answer: stdin reached end of input")
+        return create_node_output({"default": line}, {"source": "stdin"})
     if not interactive():
         raise NodeError(
             f"node '{label}' needs an answer: pass --answer '{label}=...' (stdin is not a terminal)"
@@ -133,6 +142,37 @@ async def user_response(node: ExecutableNode[UserResponseProps], ctx: NodeContex
         with pause() if pause is not None else nullcontext():
             answer = await ask_terminal(label, message, config.timeout)
     return create_node_output({"default": answer}, {"source": "terminal"})
+
+
+def piped() -> bool:
+    """stdin is a pipe or a regular file: answers written ahead of time."""
+    import stat
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (ValueError, OSError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+async def read_piped_line() -> str | None:
+    """The next line of stdin (None at end of input), read by a daemon thread so that a pipe
+    that stays open never keeps the process alive, nor blocks the event loop."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[str] = loop.create_future()
+
+    def read_line() -> None:
+        try:
+            line = sys.stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+        loop.call_soon_threadsafe(_settle, answered, line)
+
+    threading.Thread(target=read_line, name="read answer", daemon=True).start()
+    line = await answered
+    if not line:
+        return None
+    return line.rstrip("\n").rstrip("\r")
 
 
 async def ask_terminal(label: str, message: str, timeout: float) -> str:
@@ -194,3 +234,8 @@ async def ask_terminal(label: str, message: str, timeout: float) -> str:
     if data is None:
         raise NodeError("no answer: stdin reached end of input")
     return data.decode("utf-8", "replace").split("\n", 1)[0].rstrip("\r")
+
+
+def _settle(answered: asyncio.Future[str], line: str) -> None:
+    if not answered.done():
+        answered.set_result(line)

@@ -66,8 +66,13 @@ def open_client(config: Any, resources: Any) -> Any:
 
 def check_person(
     persons: dict[str, Any], ref: str | None, llm_mode: str | None = None
-) -> list[str]:
-    """Compile-time: the person exists and can be called (its service is known, its key found)."""
+) -> list[Any]:
+    """Compile-time: the person exists and can be called (its service is known, its key found).
+
+    Error strings, and a warning Problem that blocks a run when the key (or the program a
+    service runs) is missing on this machine: the diagram is fine, the machine is not ready."""
+    from dipeo_cli.errors import warning
+    from dipeo_cli.llm.services import UnavailableServiceError
     from dipeo_cli.paths import base_dir
 
     try:
@@ -78,6 +83,8 @@ def check_person(
         resolve_config(person, base_dir(), llm_mode)
     except ImportError:  # pragma: no cover - a build without the LLM services
         return []
+    except UnavailableServiceError as exc:
+        return [warning(str(exc), blocks_run=True)]
     except DipeoError as exc:
         return [str(exc)]
     return []

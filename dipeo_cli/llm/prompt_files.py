@@ -5,23 +5,20 @@ projects/ or files/; else <diagram dir>/prompts/<name>, <base>/files/prompts/<na
 <diagram dir>/<name> (DiPeO's order, then the diagram folder). A schema file is an absolute path,
 else <base>/<name>, then <diagram dir>/<name>.
 
-A schema is a mapping or JSON/YAML text, checked with jsonschema; Python source (DiPeO's
-Pydantic-model text_format) is refused with a message saying what to write instead, because we
-never run diagram code to validate it.
+A schema is a mapping or JSON/YAML text, checked with jsonschema. Python source (DiPeO's
+Pydantic-model text_format, or a `.py` text_format_file) is returned as text: its schema is
+derived at run time in the python worker (llm/pydantic_schema.py); validation checks its syntax
+only, because validating never runs diagram code.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from dipeo_cli.errors import NodeError
 
-_PYTHON_SOURCE = re.compile(
-    r"^\s*(?:class\s+\w+|from\s+\w[\w.]*\s+import|import\s+\w|def\s+\w)", re.M
-)
 _SCHEMA_KEYS = ("type", "properties", "$ref", "anyOf", "oneOf", "allOf", "enum", "items", "const")
 
 
@@ -66,12 +63,6 @@ def parse_schema(value: Any, what: str) -> dict[str, Any]:
     """A JSON schema from a mapping or JSON/YAML text; ValueError saying what is wrong."""
     if isinstance(value, str):
         text = value.strip()
-        if _PYTHON_SOURCE.search(text) and not text.startswith("{"):
-            raise ValueError(
-                f"{what} holds Python source (a Pydantic model, as DiPeO used); dipeo needs a "
-                "JSON schema instead: write it as a mapping, or print "
-                "YourModel.model_json_schema() once and use that"
-            )
         try:
             parsed = json.loads(text)
         except ValueError:
@@ -104,17 +95,23 @@ def schema_file_places(name: str, diagram_dir: Path, base: Path) -> list[Path]:
     return [path] if path.is_absolute() else [base / name, diagram_dir / name]
 
 
-def load_schema_file(name: str, diagram_dir: Path, base: Path) -> dict[str, Any]:
-    """text_format_file: a JSON or YAML schema file; ValueError when missing or not a schema."""
+def load_schema_file(name: str, diagram_dir: Path, base: Path) -> dict[str, Any] | str:
+    """text_format_file: a JSON or YAML schema file (the schema), or a `.py` file (its source,
+    syntax checked); ValueError when missing, unreadable or not a schema."""
+    from dipeo_cli.llm.pydantic_schema import check_model_source
+
     places = schema_file_places(name, diagram_dir, base)
     for place in places:
         if place.is_file():
-            if place.suffix == ".py":
-                return parse_schema("class Model: ...", f"text_format_file {name}")
             try:
                 text = place.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ValueError(f"cannot read text_format_file {place}: {exc}") from None
+            if place.suffix == ".py":
+                problem = check_model_source(text, f"text_format_file {name}")
+                if problem:
+                    raise ValueError(problem)
+                return text
             return parse_schema(text, f"text_format_file {name}")
     raise ValueError(
         f"text_format_file '{name}' not found (looked in {', '.join(map(str, places))})"

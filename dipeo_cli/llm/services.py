@@ -12,9 +12,10 @@ Service names are DiPeO's, case-insensitive, with `_` read as `-`:
     deepseek     openai      https://api.deepseek.com                           DEEPSEEK_API_KEY
     ollama       openai      $OLLAMA_HOST (default http://localhost:11434) + /v1  none needed
     mock         mock        offline, see mock.py                               none needed
+    claude-code  claude-code the `claude` program on PATH (claude_code_service)  its own login
 
 Aliases: chatgpt -> openai, claude -> anthropic, gemini -> google, xai -> grok.
-`bedrock`, `vertex`, `claude-code` and `claude-code-custom` are DiPeO names we do not support
+`claude-code-custom` is read as `claude-code`. `bedrock` and `vertex` are DiPeO names we do not support
 (LLMConfigError saying so); any other name is an LLMConfigError listing the known ones. A
 person's `base_url` (or `extra["base_url"]`) always wins, so vLLM, LM Studio or a proxy is
 `service: openai` with a `base_url`.
@@ -77,6 +78,19 @@ class LLMConfigError(DipeoError):
         return Problem(self.reason, where=self.where)
 
 
+class UnavailableServiceError(LLMConfigError):
+    """The person is right but this machine cannot call it yet. A matter of the machine, not
+    of the diagram: `validate` warns, `run` refuses (llm/persons.py `check_person`)."""
+
+
+class MissingKeyError(UnavailableServiceError):
+    """A person needs an API key and none is found."""
+
+
+class MissingProgramError(UnavailableServiceError):
+    """A person's service runs a program (`claude`) that is not on PATH."""
+
+
 @dataclass(frozen=True)
 class Provider:
     name: str  # canonical provider name
@@ -104,10 +118,17 @@ PROVIDERS: dict[str, Provider] = {
         Provider("deepseek", "openai", ("DEEPSEEK_API_KEY",), "https://api.deepseek.com"),
         Provider("ollama", "openai", (), needs_key=False),
         Provider("mock", "mock", (), needs_key=False),
+        Provider("claude-code", "claude-code", (), needs_key=False),
     )
 }
-ALIASES = {"chatgpt": "openai", "claude": "anthropic", "gemini": "google", "xai": "grok"}
-UNSUPPORTED = ("bedrock", "vertex", "claude-code", "claude-code-custom")
+ALIASES = {
+    "chatgpt": "openai",
+    "claude": "anthropic",
+    "gemini": "google",
+    "xai": "grok",
+    "claude-code-custom": "claude-code",
+}
+UNSUPPORTED = ("bedrock", "vertex")
 KNOWN_SERVICES = tuple(sorted({*PROVIDERS, *ALIASES}))
 
 
@@ -156,6 +177,12 @@ def resolve_person(
         raise LLMConfigError(exc.reason, where) from None
     if provider.service == "mock":
         return _config(person, label, provider, None, None)
+    if provider.service == "claude-code":
+        from dipeo_cli.llm.claude_code_service import INSTALL_HINT, find_claude
+
+        if find_claude() is None:
+            raise MissingProgramError(f"service claude-code needs `claude`: {INSTALL_HINT}", where)
+        return _config(person, label, provider, None, None)
 
     if base_dir is None:
         from dipeo_cli.paths import base_dir as default_base_dir
@@ -165,7 +192,7 @@ def resolve_person(
     key = _find_key(person, provider, store, where)
     # "replay": answers come from a recorded execution, so no key is needed (none is sent)
     if key is None and provider.needs_key and override != "replay":
-        raise LLMConfigError(_missing_key_reason(person, provider, store, base_dir), where)
+        raise MissingKeyError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))
 
@@ -317,6 +344,15 @@ def llm_client(config: PersonConfig, resources: Any) -> LLMClient:
             LLMClient,
             resources.service(
                 f"llm.mock:{config.person_id}", lambda: MockClient(config), _no_close
+            ),
+        )
+    if config.service == "claude-code":
+        from dipeo_cli.llm.claude_code_service import ClaudeCodeClient
+
+        return cast(
+            LLMClient,
+            resources.service(
+                f"llm.claude-code:{config.person_id}", lambda: ClaudeCodeClient(config), _no_close
             ),
         )
     fingerprint = hashlib.sha256((config.api_key or "").encode()).hexdigest()[:16]

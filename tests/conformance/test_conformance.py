@@ -99,16 +99,16 @@ def test_9_1_start_data_labels_and_endpoint_values():
     expected = {"keys": ["cfg", "default"], "default": INSPECTED, "cfg": INSPECTED}
     expected["variables"] = {"y": 7}
 
-    # An endpoint with one input outputs that value: the arrow label `payload` names the input,
-    # it does not wrap the result. DiPeO wrote {"payload": {...}} to the file.
-    assert read_json("t1_out.json") == expected
+    # An endpoint with one labelled input keeps the label (DiPeO's rule, DESIGN §2): only an
+    # unlabelled (`default`) input is unwrapped. DiPeO wrote {"payload": {...}} too.
+    assert read_json("t1_out.json") == {"payload": expected}
     # Unlabelled arrow into a code job: the local is `default`; `inputs` holds only the inputs.
     assert results("t1_out2.txt").read_text(encoding="utf-8") == "text-['default']"
 
     # Two endpoints ran: the result is a dict by endpoint label. End's value came over a
     # raw_text arrow as JSON text; the endpoint decodes it back into the dict.
     assert set(out["result"]) == {"End", "End2"}
-    assert out["result"]["End"] == expected
+    assert out["result"]["End"] == {"payload": expected}
     assert out["result"]["End2"] == "text-['default']"
 
     shown = show(out["id"])
@@ -125,7 +125,7 @@ def test_9_1_command_line_variables_beat_custom_data():
     # diagram's defaults.
     code, out = run(fixture(1), "--input-data", '{"x": 9}')
     assert code == 0, out
-    assert read_json("t1_out.json")["default"] == {"x": 9, "name": "alice"}
+    assert read_json("t1_out.json")["payload"]["default"] == {"x": 9, "name": "alice"}
 
 
 # -- §9.2 a code job that raises -------------------------------------------------------------
@@ -396,6 +396,7 @@ def test_9_9_hooks_run():
 
 SIMPLE_ITER_CODE_LIGHT = EXAMPLES / "simple_diagrams" / "simple_iter_code.light.yaml"
 SIMPLE_ITER_CODE_NATIVE = EXAMPLES / "native_diagrams" / "simple_iter_code.native.json"
+SIMPLE_ITER_CODE_READABLE = EXAMPLES / "readable_diagrams" / "simple_iter_code.readable.yaml"
 
 # Shared diagrams that validate and need no LLM or network, but need DiPeO's own code generator:
 # its internal Python modules, the AST caches its typescript_ast step writes under temp/, its
@@ -420,6 +421,7 @@ NOT_RUN = {
 RUN = {
     "examples/simple_diagrams/simple_iter_code.light.yaml",
     "examples/native_diagrams/simple_iter_code.native.json",
+    "examples/readable_diagrams/simple_iter_code.readable.yaml",
 }
 _ONLINE_TYPES = {"person_job", "person_batch_job", "api_job", "integrated_api"}
 
@@ -470,8 +472,12 @@ def test_codegen_diagrams_are_not_run_because_dipeo_internals_are_missing():
 @needs_examples
 @pytest.mark.parametrize(
     "path, failing_line",
-    [(SIMPLE_ITER_CODE_LIGHT, "a+=1"), (SIMPLE_ITER_CODE_NATIVE, "print(a)")],
-    ids=["light", "native"],
+    [
+        (SIMPLE_ITER_CODE_LIGHT, "a+=1"),
+        (SIMPLE_ITER_CODE_NATIVE, "print(a)"),
+        (SIMPLE_ITER_CODE_READABLE, 'print(f"Value of a: {a}")'),
+    ],
+    ids=["light", "native", "readable"],
 )
 def test_simple_iter_code_fails_at_once_with_the_name_error(path: Path, failing_line: str):
     # The example's inner code uses `a`, which is never one of its inputs (`a=1` in "Code Job~1"
