@@ -45,6 +45,7 @@ SCALARS: dict[object, ScalarDefinition] = {
 class ExecutionStatus(Enum):
     """DiPeO's statuses, and the state model's STARTED."""
 
+    QUEUED = "QUEUED"
     STARTED = "STARTED"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
