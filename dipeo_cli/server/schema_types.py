@@ -157,6 +157,8 @@ class ExecuteDiagramInput:
     debug_mode: bool = False
     max_iterations: int = 100
     timeout_seconds: int | None = None
+    # record it QUEUED for a `dipeo worker` to take instead of running it in the server
+    queue: bool = False
 
 
 @strawberry.input
