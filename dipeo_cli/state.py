@@ -27,13 +27,13 @@ class ExecutionStatus(StrEnum):
     take: neither active (no process works on it, so it is never repaired as interrupted and
     takes no controls) nor final. A worker that takes it turns it STARTED."""
 
-    QUEUED = "QUEUED"
     STARTED = "STARTED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     ABORTED = "ABORTED"
+    QUEUED = "QUEUED"  # an extension: last, so the model's statuses keep their order
 
     @property
     def is_final(self) -> bool:

@@ -45,7 +45,6 @@ SCALARS: dict[object, ScalarDefinition] = {
 class ExecutionStatus(Enum):
     """DiPeO's statuses, and the state model's STARTED."""
 
-    QUEUED = "QUEUED"
     STARTED = "STARTED"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -54,6 +53,7 @@ class ExecutionStatus(Enum):
     FAILED = "FAILED"
     ABORTED = "ABORTED"
     SKIPPED = "SKIPPED"
+    QUEUED = "QUEUED"  # recorded by `dipeo submit` / execute_diagram(queue: true)
 
 
 # DiPeO's list, and every type this dipeo can run (built-in handlers and installed plugins).
