@@ -100,7 +100,15 @@ class Worker:
             if submitted.notified:
                 interval = NOTIFIED_POLL_INTERVAL
             while not self.stopping.is_set():
-                queued = await store.take_queued()
+                try:
+                    queued = await store.take_queued()
+                except HistoryError as exc:  # the database is away: say so, try again later
+                    self.all_completed = False
+                    self.say(f"error: {exc}")
+                    if self.once:
+                        return
+                    await self._idle(submitted, NOTIFIED_POLL_INTERVAL)
+                    continue
                 if queued is None:
                     if self.once:
                         return

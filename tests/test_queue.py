@@ -229,8 +229,11 @@ def test_submit_records_variables_and_the_path_under_the_root(tmp_path: Path) ->
     plain = dipeo("submit", str(project / "flows/nap.light.yaml"), "--root", str(project),
                   "-i", "n=1", "--db", db)  # fmt: skip
     assert plain.returncode == 0 and len(plain.stdout.strip()) == 32
-    # a queued run is not active: nothing repairs it as interrupted, it waits for a worker
+    # a queued run is not active: nothing repairs it as interrupted, it waits for a worker,
+    # and it takes no controls
     assert {s["status"] for s in states(db).values()} == {"QUEUED"}
+    aborted = dipeo("abort", record["id"], "--db", db)
+    assert aborted.returncode != 0 and "is queued, not running" in aborted.stderr
     ran = worker(db, project, "--once")
     out, err = ran.communicate(timeout=60)
     assert ran.returncode == 0, out + err

@@ -329,6 +329,11 @@ class SqlHistory(Queries, Retention, Queue):
         found = await self.fetch("SELECT status FROM executions WHERE id = ?", (execution_id,))
         if not found:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in {self.where}")
+        if found[0][0] == ExecutionStatus.QUEUED.value:
+            raise ControlError(
+                f"execution {execution_id} is queued, not running: nothing to {action} "
+                f"(`dipeo history rm {execution_id}` takes it off the queue)"
+            )
         raise ControlError(f"execution {execution_id} has already finished ({found[0][0]})")
 
     async def control_outcome(self, control_id: int) -> tuple[str | None, str | None]:
