@@ -21,7 +21,11 @@ from dipeo_cli import events as ev
 
 class ExecutionStatus(StrEnum):
     """Where an execution is: STARTED, RUNNING, PAUSED while active; COMPLETED, FAILED or
-    ABORTED once final (`is_final`). A run whose process died is FAILED ("interrupted")."""
+    ABORTED once final (`is_final`). A run whose process died is FAILED ("interrupted").
+
+    QUEUED (an extension of the state model) is a run `dipeo submit` recorded for a worker to
+    take: neither active (no process works on it, so it is never repaired as interrupted and
+    takes no controls) nor final. A worker that takes it turns it STARTED."""
 
     STARTED = "STARTED"
     RUNNING = "RUNNING"
@@ -29,6 +33,7 @@ class ExecutionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     ABORTED = "ABORTED"
+    QUEUED = "QUEUED"  # an extension: last, so the model's statuses keep their order
 
     @property
     def is_final(self) -> bool:
@@ -37,7 +42,7 @@ class ExecutionStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         """STARTED, RUNNING or PAUSED: a process is (or should be) working on it."""
-        return not self.is_final
+        return not self.is_final and self is not ExecutionStatus.QUEUED
 
 
 ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)

@@ -49,7 +49,8 @@ def test_help_does_not_import_the_heavy_modules():
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
         " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg', 'dipeo_cli.render.graph',"
         " 'dipeo_cli.diagram.write', 'dipeo_cli.documents', 'dipeo_cli.testing',"
-        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets')"
+        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets',"
+        " 'dipeo_cli.worker', 'dipeo_cli.store.queue', 'dipeo_cli.runner')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

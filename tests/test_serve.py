@@ -309,6 +309,7 @@ def test_schema_prints_dipeos_operations_in_snake_case():
         "FAILED",
         "ABORTED",
         "SKIPPED",
+        "QUEUED",  # ours: execute_diagram(queue: true)
     }
     node_types = set(re.search(r"enum NodeType \{([^}]*)\}", sdl).group(1).split())
     assert {

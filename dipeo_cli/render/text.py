@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLES = {
     "PENDING": "dim",
+    "QUEUED": "blue",
     "STARTED": "yellow",
     "RUNNING": "yellow",
     "PAUSED": "magenta",

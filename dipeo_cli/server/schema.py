@@ -126,10 +126,12 @@ class Mutation:
                 variables=data.variables,
                 max_iterations=data.max_iterations,
                 timeout_seconds=data.timeout_seconds,
+                queue=data.queue,
             )
         except UsageError as exc:
             return execution_result(False, error=str(exc))
-        return execution_result(True, message=f"execution {state.id} started", state=state)
+        done = "queued" if data.queue else "started"
+        return execution_result(True, message=f"execution {state.id} {done}", state=state)
 
     @strawberry.mutation
     async def control_execution(self, info: Info, data: ExecutionControlInput) -> ExecutionResult:

@@ -53,6 +53,7 @@ class ExecutionStatus(Enum):
     FAILED = "FAILED"
     ABORTED = "ABORTED"
     SKIPPED = "SKIPPED"
+    QUEUED = "QUEUED"  # recorded by `dipeo submit` / execute_diagram(queue: true)
 
 
 # DiPeO's list, and every type this dipeo can run (built-in handlers and installed plugins).
@@ -156,6 +157,8 @@ class ExecuteDiagramInput:
     debug_mode: bool = False
     max_iterations: int = 100
     timeout_seconds: int | None = None
+    # record it QUEUED for a `dipeo worker` to take instead of running it in the server
+    queue: bool = False
 
 
 @strawberry.input
