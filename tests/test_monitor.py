@@ -139,6 +139,7 @@ async def _drive(served: Served, doomed: str) -> None:
         await page.evaluate("document.querySelector('#abort').click()")
         await page.wait_for("document.querySelector('#run-status').textContent === 'ABORTED'")
         await page.wait_for("document.querySelector('#abort').disabled")
+        await page.wait_for(f"{long}?.dataset.status === 'ABORTED'")
         assert await page.evaluate("document.querySelector('#connection').textContent") == ""
     finally:
         await browser.close()

@@ -40,6 +40,7 @@ STATUS_COLOURS = {
     "FAILED": ("#fee2e2", "#dc2626"),
     "SKIPPED": ("#e5e7eb", "#6b7280"),
     "MAXITER_REACHED": ("#ffedd5", "#ea580c"),
+    "ABORTED": ("#fee2e2", "#991b1b"),
 }
 
 
