@@ -96,7 +96,8 @@ class Browser:
 
     @classmethod
     async def start(cls, executable: str) -> tuple[Browser, Page]:
-        profile = tempfile.TemporaryDirectory(prefix="dipeo-chromium-")
+        # Chromium's helper processes may still write to the profile while it is removed
+        profile = tempfile.TemporaryDirectory(prefix="dipeo-chromium-", ignore_cleanup_errors=True)
         # stderr to a file: a pipe nobody reads after the start would fill and stall Chromium
         log = Path(profile.name) / "chromium.log"
         with open(log, "wb") as sink:

@@ -69,7 +69,7 @@
       a.href = linkTo(item.id);
       a.textContent = item.id;
       cell(row, "").append(a);
-      cell(row, item.diagram_id);
+      cell(row, item.diagram_id || "(inline)");
       statusCell(row, item.status);
       cell(row, (item.started_at || "").replace("T", " ").slice(0, 19));
       cell(row, item.duration_seconds == null ? "" : item.duration_seconds.toFixed(1) + " s");
@@ -137,7 +137,9 @@
     $("#run-status").textContent = state.status;
     $("#run-status").dataset.status = state.status;
     const took = state.duration_seconds == null ? "" : `, ${state.duration_seconds.toFixed(1)} s`;
-    $("#run-diagram").textContent = `${state.diagram_id || ""}, started ${state.started_at}${took}`;
+    const started = (state.started_at || "").replace("T", " ").slice(0, 19);
+    const diagram = state.diagram_id || "(inline diagram)";
+    $("#run-diagram").textContent = `${diagram}, started ${started} UTC${took}`;
     $("#run-error").textContent = state.error || "";
     const active = Boolean(state.is_active);
     $("#pause").disabled = !active || state.status === "PAUSED";
