@@ -50,7 +50,8 @@ ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)
 
 class NodeExecutionStatus(StrEnum):
     """Where one node is. PENDING until it first runs; COMPLETED, FAILED, SKIPPED (with a
-    `skip_reason`) or MAXITER_REACHED at the end. A node in a loop goes back to RUNNING on each
+    `skip_reason`) or MAXITER_REACHED at the end, or ABORTED when an abort (Ctrl-C, the abort
+    control) cancelled it while it ran. A node in a loop goes back to RUNNING on each
     iteration; its status is that of its last one."""
 
     PENDING = "PENDING"
@@ -61,6 +62,8 @@ class NodeExecutionStatus(StrEnum):
     SKIPPED = "SKIPPED"
     # The node hit its own `max_iteration` and declined to run again: a normal end state.
     MAXITER_REACHED = "MAXITER_REACHED"
+    # An extension: cancelled by an abort while it ran (a timeout or a dead process: FAILED).
+    ABORTED = "ABORTED"
 
 
 class TokenUsage(BaseModel):
@@ -197,7 +200,7 @@ def apply_event(state: ExecutionState, event: ev.Event) -> None:
         _add_tokens(state, node, event.token_usage)
     elif isinstance(event, ev.NodeFailed):
         node = state.node_states[event.node_id]
-        node.status = NodeExecutionStatus.FAILED
+        node.status = NodeExecutionStatus.ABORTED if event.aborted else NodeExecutionStatus.FAILED
         node.ended_at = iso(event.at)
         node.error = event.error
         if event.output is not None:

@@ -25,6 +25,7 @@ from dipeo_cli.server.schema_types import (
     ExecuteDiagramInput,
     ExecutionControlInput,
     ExecutionFilterInput,
+    ExecutionGraph,
     ExecutionID,
     ExecutionResult,
     ExecutionStateType,
@@ -96,6 +97,24 @@ class Query:
             if filter.active_only:
                 states = [s for s in states if s.status.is_active]
         return [state_type(s) for s in states[offset : offset + limit]]
+
+    @strawberry.field
+    async def execution_graph(self, info: Info, id: ExecutionID) -> ExecutionGraph | None:
+        """The execution drawn as a Mermaid flowchart and a DOT graph (an extension)."""
+        from dipeo_cli.render.graph import render_picture
+        from dipeo_cli.server.picture import picture_of_execution
+
+        try:
+            state = await _host(info).find(id)
+        except UsageError:
+            return None
+        picture = await picture_of_execution(_host(info).store, state)
+        return ExecutionGraph(
+            execution_id=ExecutionID(state.id),
+            mermaid=redact(render_picture(picture, "mermaid")),
+            dot=redact(render_picture(picture, "dot")),
+            node_ids=[node.node_id for node in picture.nodes],
+        )
 
     @strawberry.field
     async def health(self, info: Info) -> JSONScalar:

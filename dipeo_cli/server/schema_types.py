@@ -138,6 +138,17 @@ class NodeExecution:
 
 
 @strawberry.type
+class ExecutionGraph:
+    """An extension for the web monitor: the execution drawn (as `dipeo show ID --graph`);
+    node `n<i>` of the drawing is the diagram's node `node_ids[i]`."""
+
+    execution_id: ExecutionID
+    mermaid: str
+    dot: str
+    node_ids: list[str]
+
+
+@strawberry.type
 class InteractivePrompt:
     execution_id: ExecutionID
     node_id: NodeID
