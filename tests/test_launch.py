@@ -31,11 +31,12 @@ def typer_help(columns: int = 100, prog: str = "dipeo") -> str:
 
 
 def stored_module(text: str) -> str:
+    assert '"""' not in text and "\\" not in text  # stored verbatim in a triple-quoted string
     return (
         '"""The text of `dipeo --help` as Typer renders it, answered by dipeo_cli/launch.py\n'
         "without importing Typer. Generated: `python tests/test_launch.py` rewrites it, and\n"
         'tests/test_launch.py fails when it differs from what Typer prints."""\n\n'
-        f'PROG = "dipeo"\nHELP = {text!r}\n'
+        f'PROG = "dipeo"\nHELP = """\\\n{text}"""\n'
     )
 
 
