@@ -76,6 +76,10 @@ def fast_answer(argv: list[str]) -> str | None:
 def main() -> None:
     answer = fast_answer(sys.argv[1:])
     if answer is None:
+        if sys.argv[1:2] == ["run"]:
+            from dipeo_cli.heap import pause_until_run
+
+            pause_until_run()  # no collections while loading; the run's start resumes them
         from dipeo_cli.cli import main as typer_main
 
         typer_main()
