@@ -98,6 +98,7 @@ NOT_FOR_AN_OFFLINE_RUN = (
     "dipeo_cli.llm.base",
     "dipeo_cli.handlers.user_response",
     "dipeo_cli.handlers.person_job",
+    "dipeo_cli.prompt",  # the {{ }} prompts of persons and llm_decision conditions
     "dipeo_cli.render.graph",
     "dipeo_cli.diagram.write",
 )
