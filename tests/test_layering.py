@@ -4,6 +4,7 @@ none of them."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,22 @@ def test_an_offline_run_loads_only_what_its_nodes_use():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_the_entry_point_answers_help_without_typer_or_the_heavy_modules():
+    code = (
+        "import sys\n"
+        "from dipeo_cli import launch\n"
+        "assert launch.fast_answer(['--help']) and launch.fast_answer(['--version'])\n"
+        "heavy = [m for m in ('typer', 'click', 'pydantic', 'asyncio', 'yaml', 'rich',"
+        " 'dipeo_cli.cli', 'dipeo_cli.heap') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert out.stdout.strip() == ""
