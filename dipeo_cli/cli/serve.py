@@ -79,7 +79,7 @@ async def _serve(
     from pathlib import Path
 
     from dipeo_cli.errors import HistoryError
-    from dipeo_cli.llm import choose_llm_mode
+    from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.server.app import build_server
     from dipeo_cli.server.host import ExecutionHost
     from dipeo_cli.store import open_store
