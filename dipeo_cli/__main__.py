@@ -1,3 +1,3 @@
-from dipeo_cli.cli import main
+from dipeo_cli.launch import main
 
 main()

@@ -26,6 +26,7 @@ NODE_STATUSES = (
     "FAILED",
     "SKIPPED",
     "MAXITER_REACHED",
+    "ABORTED",
 )
 
 

@@ -65,6 +65,7 @@ class NodeFailed:
     output: NodeOutput | None = None  # what flows out of the `error` port, if anything
     token_usage: TokenUsage | None = None
     iteration: int = 0  # the iteration this ends; 0: the node's latest (the executor sets it)
+    aborted: bool = False  # cancelled by an abort while it ran: the node ends ABORTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,7 @@ class Executor(Steering):
         except asyncio.CancelledError:
             # Cancelled from outside (the caller's task): record it as an abort, then re-raise.
             self._abort_reason = self._abort_reason or "interrupted"
-            await self._cancel_running("interrupted")
+            await self._cancel_running("interrupted", aborted=True)
             self._finish("interrupted")
             raise
         except Exception as exc:
@@ -149,7 +149,7 @@ class Executor(Steering):
         finally:
             await self.resources.close()
         if self._abort_reason is not None and reason is None:
-            await self._cancel_running(self._abort_reason)
+            await self._cancel_running(self._abort_reason, aborted=True)
             reason = "interrupted"
         return self._finish(reason)
 
@@ -285,6 +285,7 @@ class Executor(Steering):
                     self._abort_reason or "cancelled",
                     time.time(),
                     iteration=self._counts[nid],
+                    aborted=self._abort_reason is not None,
                 )  # fmt: skip
             )
             return
@@ -377,7 +378,8 @@ class Executor(Steering):
 
     # -- the end --------------------------------------------------------------------------
 
-    async def _cancel_running(self, reason: str) -> None:
+    async def _cancel_running(self, reason: str, *, aborted: bool = False) -> None:
+        """Cancel the running nodes: ABORTED for an abort, FAILED (`reason`) otherwise."""
         tasks = list(self._running)
         for task in tasks:
             task.cancel()
@@ -388,7 +390,11 @@ class Executor(Steering):
         self._replays.clear()
         for nid in stopped:
             self._status[nid] = FAILED
-            self._emit(ev.NodeFailed(nid, reason, time.time(), iteration=self._counts[nid]))
+            self._emit(
+                ev.NodeFailed(
+                    nid, reason, time.time(), iteration=self._counts[nid], aborted=aborted
+                )
+            )
         self._done.clear()
 
     def _skip_reason(self, nid: str, ending: str | None = None) -> str:

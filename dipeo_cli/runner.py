@@ -221,7 +221,7 @@ async def execute(
     graph: ExecutableGraph,
     *,
     store: Any,
-    progress: ProgressView,
+    progress: ProgressView | None,
     variables: dict[str, Any],
     options: RunOptions,
     execution_id: str | None = None,
@@ -234,6 +234,7 @@ async def execute(
     http_replay: Any = None,
     shared: ProcessServices | None = None,
     diagram_id: str | None = None,
+    base: Path | None = None,
 ) -> Outcome:
     """Run the graph as a top-level execution, recording every event; returns once the
     history holds all of them (or with `history_error` set when writing them failed).
@@ -242,11 +243,13 @@ async def execute(
     `llm_replay`/`http_replay` answer calls from a recording (dipeo_cli/recording.py).
     `shared` holds the host process's services (the python worker pool), kept across runs.
     `diagram_id` names the diagram in the history when it has no file (read from standard
-    input: "<stdin>")."""
+    input: "<stdin>"). `base` is where the diagram's relative file paths resolve (a worker's
+    `--root`; default `paths.base_dir()`). `execution_id` hosts an execution recorded before
+    (a queued one): its ExecutionStarted turns that row into this run."""
     diagram = graph.diagram
     diagram_dir = Path(diagram.file).resolve().parent if diagram.file else Path.cwd()
     resources = RunResources(
-        base_dir=base_dir(),
+        base_dir=base if base is not None else base_dir(),
         diagram_dir=diagram_dir,
         answers={node_id: list(texts) for node_id, texts in (answers or {}).items()},
         store=store,

@@ -22,7 +22,11 @@ from dipeo_cli.prebuilt import prebuilt
 
 class ExecutionStatus(StrEnum):
     """Where an execution is: STARTED, RUNNING, PAUSED while active; COMPLETED, FAILED or
-    ABORTED once final (`is_final`). A run whose process died is FAILED ("interrupted")."""
+    ABORTED once final (`is_final`). A run whose process died is FAILED ("interrupted").
+
+    QUEUED (an extension of the state model) is a run `dipeo submit` recorded for a worker to
+    take: neither active (no process works on it, so it is never repaired as interrupted and
+    takes no controls) nor final. A worker that takes it turns it STARTED."""
 
     STARTED = "STARTED"
     RUNNING = "RUNNING"
@@ -30,6 +34,7 @@ class ExecutionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     ABORTED = "ABORTED"
+    QUEUED = "QUEUED"  # an extension: last, so the model's statuses keep their order
 
     @property
     def is_final(self) -> bool:
@@ -38,7 +43,7 @@ class ExecutionStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         """STARTED, RUNNING or PAUSED: a process is (or should be) working on it."""
-        return not self.is_final
+        return not self.is_final and self is not ExecutionStatus.QUEUED
 
 
 ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)
@@ -46,7 +51,8 @@ ACTIVE_STATUSES = tuple(s.value for s in ExecutionStatus if s.is_active)
 
 class NodeExecutionStatus(StrEnum):
     """Where one node is. PENDING until it first runs; COMPLETED, FAILED, SKIPPED (with a
-    `skip_reason`) or MAXITER_REACHED at the end. A node in a loop goes back to RUNNING on each
+    `skip_reason`) or MAXITER_REACHED at the end, or ABORTED when an abort (Ctrl-C, the abort
+    control) cancelled it while it ran. A node in a loop goes back to RUNNING on each
     iteration; its status is that of its last one."""
 
     PENDING = "PENDING"
@@ -57,6 +63,8 @@ class NodeExecutionStatus(StrEnum):
     SKIPPED = "SKIPPED"
     # The node hit its own `max_iteration` and declined to run again: a normal end state.
     MAXITER_REACHED = "MAXITER_REACHED"
+    # An extension: cancelled by an abort while it ran (a timeout or a dead process: FAILED).
+    ABORTED = "ABORTED"
 
 
 class TokenUsage(BaseModel):
@@ -209,7 +217,7 @@ def apply_event(state: ExecutionState, event: ev.Event) -> None:
         _add_tokens(state, node, event.token_usage)
     elif isinstance(event, ev.NodeFailed):
         node = state.node_states[event.node_id]
-        node.status = NodeExecutionStatus.FAILED
+        node.status = NodeExecutionStatus.ABORTED if event.aborted else NodeExecutionStatus.FAILED
         node.ended_at = iso(event.at)
         node.error = event.error
         if event.output is not None:

@@ -7,8 +7,8 @@ server call while it runs. Each returns what it did, or raises ControlError when
 - `resume()`: the gate opens and the run goes on exactly where it was;
 - `skip(node)`: a node that has not started is SKIPPED ("skipped on request"), and its
   downstream is treated as for any skipped node;
-- `abort(reason)`: running nodes are cancelled (their processes killed), the rest SKIPPED, the
-  execution ends ABORTED;
+- `abort(reason)`: running nodes are cancelled (their processes killed) and end ABORTED, the
+  rest SKIPPED, the execution ends ABORTED;
 - `control(action, node, reason)`: one of those by the name the API and the CLI use.
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -131,14 +132,19 @@ def test_signal_aborts_the_run_records_aborted_and_exits_130(sig, reason):
     )
     wait_for_running()
     proc.send_signal(sig)
-    proc.communicate(timeout=20)
+    out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     data = json.loads(dipeo("show", "latest", "--json").stdout)
     assert data["status"] == "ABORTED"
     assert reason in data["error"]
     states = {s["label"]: s for s in data["node_states"].values()}
-    assert states["Nap"]["status"] == "FAILED"
+    # the node the abort cancelled is ABORTED (not FAILED), and the report counts it as such
+    assert states["Nap"]["status"] == "ABORTED"
+    assert reason in states["Nap"]["error"]
     assert states["End"]["status"] == "SKIPPED"
+    assert re.search(r"ABORTED +Nap", err), err
+    assert "1 interrupted" in out and "Interrupted nodes: Nap" in out, out
+    assert "1 failed" not in out, out
 
 
 def test_killed_run_is_shown_as_failed_interrupted_never_running():

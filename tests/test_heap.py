@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+from pathlib import Path
 
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.diagram.detect import parse_text
@@ -46,3 +49,45 @@ def test_line_numbers_and_labels_as_written_survive_the_compact_shape() -> None:
     assert doc.key_texts("list", 0) == ["Yes"]
     assert doc.text("list", 1, "k") == "1.10"
     assert doc.line("missing") is None and doc.text("a", "b") is None
+
+
+def test_dipeo_run_collects_nothing_before_its_run_starts_and_collects_during_it() -> None:
+    """The entry point pauses the collector for `dipeo run` while it imports and loads; the
+    run's start (freeze_loaded) resumes it, so a long run still collects its cycles."""
+    diagram = Path(__file__).resolve().parents[1] / "benchmarks" / "twenty_nodes.light.yaml"
+    code = (
+        "import gc, sys\n"
+        "collections = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and collections.append(1))\n"
+        f"sys.argv = ['dipeo', 'run', {str(diagram)!r}, '--quiet']\n"
+        "from dipeo_cli import heap, launch\n"
+        "seen = {}\n"
+        "original = heap.freeze_loaded\n"
+        "def freeze_loaded():\n"
+        "    seen['before'] = len(collections)\n"
+        "    original()\n"
+        "    seen['enabled'] = gc.isenabled()\n"
+        "heap.freeze_loaded = freeze_loaded\n"
+        "try:\n"
+        "    launch.main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(f\"gc: {seen['before']} {seen['enabled']} {gc.isenabled()}\")\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "gc: 0 True True"
+
+
+def test_other_commands_keep_the_collector_running() -> None:
+    code = (
+        "import gc, sys\n"
+        "sys.argv = ['dipeo', 'history', '--json']\n"
+        "from dipeo_cli import launch\n"
+        "try:\n"
+        "    launch.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(f'gc: {gc.isenabled()}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "gc: True"

@@ -276,3 +276,60 @@ def test_three_runs_in_one_process_at_once_each_with_its_own_history(
     for outcome, state, rebuilt in zip(outcomes, stored, folded, strict=True):
         assert state.model_dump(mode="json") == outcome.state.model_dump(mode="json")
         assert rebuilt.model_dump(mode="json") == state.model_dump(mode="json")
+
+
+ABORTED_RUN = """\
+version: light
+nodes:
+  - {label: Start, type: start}
+  - {label: Nap, type: code_job, language: python, code: "import time\\ntime.sleep(30)"}
+  - {label: End, type: endpoint}
+connections:
+  - {from: Start, to: Nap}
+  - {from: Nap, to: End}
+"""
+
+
+def test_an_aborted_node_is_aborted_in_the_state_the_store_and_the_fold(tmp_path: Path) -> None:
+    """An abort request ends the node it cancels ABORTED (not FAILED), and the stored event
+    log folds to exactly that state."""
+    from dipeo_cli import events as ev
+
+    path = tmp_path / "nap.light.yaml"
+    path.write_text(ABORTED_RUN, encoding="utf-8")
+
+    class AbortWhenNapStarts(Quiet):
+        def __init__(self, store: Any) -> None:
+            self.store, self.sent = store, False
+
+        def update(self, state: Any, event: Any) -> None:
+            if isinstance(event, ev.NodeStarted) and not self.sent:
+                if state.node_states[event.node_id].label == "Nap":
+                    self.sent = True
+                    asyncio.get_running_loop().create_task(
+                        self.store.request_control(state.id, "abort", reason="enough")
+                    )
+
+    async def main() -> Any:
+        async with await open_store(tmp_path / "h.db") as store:
+            outcome = await execute(
+                prepare(str(path)),
+                store=store,
+                progress=AbortWhenNapStarts(store),
+                variables={},
+                options=RunOptions(),
+            )
+            stored = await store.get_execution(outcome.state.id)
+            folded = await store.rebuild_state(outcome.state.id)
+            events = await store.get_events(outcome.state.id)
+            return outcome.state, stored, folded, events
+
+    live, stored, folded, events = asyncio.run(main())
+    nodes = {node.label: node for node in live.node_states.values()}
+    assert live.status.value == "ABORTED"
+    assert nodes["Nap"].status.value == "ABORTED" and "enough" in (nodes["Nap"].error or "")
+    assert nodes["End"].status.value == "SKIPPED"
+    assert stored is not None and folded is not None
+    assert folded.model_dump(mode="json") == stored.model_dump(mode="json")
+    assert stored.model_dump(mode="json") == live.model_dump(mode="json")
+    assert [e["status"] for e in events if e["type"] == "NodeFailed"] == ["ABORTED"]

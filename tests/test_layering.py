@@ -4,6 +4,7 @@ none of them."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_help_does_not_import_the_heavy_modules():
         "heavy = [m for m in ('pydantic', 'aiosqlite', 'sqlite3', 'asyncio', 'rich.live', 'yaml', 'jinja2',"
         " 'openai', 'anthropic', 'httpx', 'jsonschema', 'asyncpg', 'dipeo_cli.render.graph',"
         " 'dipeo_cli.diagram.write', 'dipeo_cli.documents', 'dipeo_cli.testing',"
-        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets')"
+        " 'strawberry', 'uvicorn', 'starlette', 'graphql', 'websockets',"
+        " 'dipeo_cli.worker', 'dipeo_cli.store.queue', 'dipeo_cli.runner')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
@@ -82,3 +84,61 @@ def test_ruff_finds_nothing():
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+NOT_FOR_AN_OFFLINE_RUN = (
+    "rich",
+    "openai",
+    "anthropic",
+    "httpx",
+    "jsonschema",
+    "asyncpg",
+    "strawberry",
+    "uvicorn",
+    "websockets",
+    "dipeo_cli.llm.services",
+    "dipeo_cli.llm.base",
+    "dipeo_cli.handlers.user_response",
+    "dipeo_cli.handlers.person_job",
+    "dipeo_cli.prompt",  # the {{ }} prompts of persons and llm_decision conditions
+    "dipeo_cli.render.graph",
+    "dipeo_cli.diagram.write",
+)
+
+
+def test_an_offline_run_loads_only_what_its_nodes_use():
+    """`dipeo run --quiet` of templates, a condition and an endpoint: no LLM services, no
+    Rich, no HTTP client, no handlers of node types the diagram does not have."""
+    diagram = PACKAGE.parent / "benchmarks" / "twenty_nodes.light.yaml"
+    code = (
+        "import sys\n"
+        f"sys.argv = ['dipeo', 'run', {str(diagram)!r}, '--quiet']\n"
+        "from dipeo_cli.launch import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"loaded = [m for m in {NOT_FOR_AN_OFFLINE_RUN!r} if m in sys.modules]\n"
+        "print('loaded:' + ','.join(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "loaded:"
+
+
+def test_the_entry_point_answers_help_without_typer_or_the_heavy_modules():
+    code = (
+        "import sys\n"
+        "from dipeo_cli import launch\n"
+        "assert launch.fast_answer(['--help']) and launch.fast_answer(['--version'])\n"
+        "heavy = [m for m in ('typer', 'click', 'pydantic', 'asyncio', 'yaml', 'rich',"
+        " 'dipeo_cli.cli', 'dipeo_cli.heap') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert out.stdout.strip() == ""

@@ -346,6 +346,22 @@ def test_live_table_shows_running_time_so_far_and_total_elapsed() -> None:
     assert lines[6].split() == ["End", "endpoint", "PENDING"]
 
 
+def test_live_header_counts_interrupted_nodes_apart() -> None:
+    """After Ctrl-C the node the abort cancelled is ABORTED: not done, counted as interrupted,
+    its reason shown in red like an error."""
+    events = [
+        *FAILED_RUN[:7],
+        ev.NodeFailed("n3", "interrupted", T + 0.020, aborted=True),
+        ev.NodeSkipped("n4", "execution interrupted", T + 0.021),
+    ]
+    state = build(NODES, events)
+    progress = render.LiveProgress(live_console(io.StringIO(), width=140), clock=lambda: T + 1)
+    progress._state = state
+    lines = render_live(progress).splitlines()
+    assert lines[0].endswith("3/4 nodes done, 1 interrupted  150 tokens"), lines[0]
+    assert lines[5].split() == ["Boom", "code_job", "ABORTED", "1", "0.007s", "interrupted"]
+
+
 def test_live_progress_leaves_the_final_table_on_screen() -> None:
     out = io.StringIO()
     state = build(NODES, [])

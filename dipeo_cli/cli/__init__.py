@@ -33,7 +33,7 @@ app = typer.Typer(
 EXIT_USAGE = 2
 SHOW_CLIP = 64 * 1024  # characters of a stored value `dipeo show` reads for its text report
 MEMORY_DB = ":memory:"  # --db :memory: keeps the history in the process only
-STATUSES = ("STARTED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "ABORTED")
+STATUSES = ("QUEUED", "STARTED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "ABORTED")
 
 
 def complete_execution_ids(incomplete: str) -> list[tuple[str, str]]:
@@ -238,6 +238,7 @@ from dipeo_cli.cli import retry as _retry  # noqa: E402, F401
 # isort: split
 from dipeo_cli.cli import control as _control  # noqa: E402, F401
 from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
+from dipeo_cli.cli import queue as _queue  # noqa: E402, F401
 from dipeo_cli.cli import serve as _serve  # noqa: E402, F401
 
 if __name__ == "__main__":

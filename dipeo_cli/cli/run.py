@@ -116,8 +116,7 @@ def run(
     """Validate, run and record a diagram, showing every node's status live."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.executor import RunOptions
-    from dipeo_cli.handlers.user_response import parse_answers
-    from dipeo_cli.llm import choose_llm_mode
+    from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.runner import parse_variables, prepare
 
     if timeout is not None and timeout <= 0:
@@ -136,7 +135,7 @@ def run(
         graph = _guarded(
             prepare, diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode
         )
-        answers = parse_answers(answer, graph)
+        answers = _answers(answer, graph)
         blockers = graph.run_blockers()  # validate warns about these; a run cannot start
         if blockers:
             raise DiagramError(blockers, graph.diagram.file)
@@ -170,6 +169,15 @@ def run(
         )  # fmt: skip
     )
     report(outcome, db, as_json)
+
+
+def _answers(pairs: list[str] | None, graph: Any) -> dict[str, list[str]]:
+    """--answer values by node; the user_response handler is loaded only when there are some."""
+    if not pairs:
+        return {}
+    from dipeo_cli.handlers.user_response import parse_answers
+
+    return parse_answers(pairs, graph)
 
 
 def _replayers(execution: str, loose: bool) -> Any:
@@ -346,7 +354,7 @@ def validate(
     Warnings (a missing API key, an unknown property, an input that is lost) are printed on
     stderr and do not fail unless --strict."""
     from dipeo_cli.errors import DiagramError, DipeoError
-    from dipeo_cli.llm import choose_llm_mode
+    from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.runner import prepare
 
     fmt = _format_flag(light, native, readable)

@@ -44,7 +44,8 @@ def serve(
     schema: bool = typer.Option(False, "--schema", help="Print the GraphQL schema (SDL) and exit."),
 ) -> None:
     """Serve DiPeO's GraphQL API for executions at http://HOST:PORT/graphql: run, follow
-    (WebSocket subscriptions), pause, resume, abort and skip executions on this history."""
+    (WebSocket subscriptions), pause, resume, abort and skip executions on this history; and a
+    web monitor at http://HOST:PORT/ (with a token: /?token=TOKEN)."""
     if schema:
         from dipeo_cli.server.schema import build_schema
 
@@ -78,7 +79,7 @@ async def _serve(
     from pathlib import Path
 
     from dipeo_cli.errors import HistoryError
-    from dipeo_cli.llm import choose_llm_mode
+    from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.server.app import build_server
     from dipeo_cli.server.host import ExecutionHost
     from dipeo_cli.store import open_store

@@ -43,7 +43,6 @@ from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.expression import ExpressionError, UndefinedNameError, evaluate, parse_expression
-from dipeo_cli.prompt import check_prompt, render_prompt, template_names
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_text
@@ -154,6 +153,7 @@ def check_condition(
     from dipeo_cli.llm.persons import check_person
     from dipeo_cli.llm.prompt_files import diagram_dir_of, read_prompt_file
     from dipeo_cli.paths import base_dir
+    from dipeo_cli.prompt import check_prompt
 
     problems = check_person(diagram.persons, config.person, getattr(options, "llm_mode", None))
     if config.judge_by_file:
@@ -320,6 +320,7 @@ async def _llm_decision(
     from dipeo_cli.llm.persons import find_person
     from dipeo_cli.llm.prompt_files import read_prompt_file
     from dipeo_cli.memory import conversation_of, last_text
+    from dipeo_cli.prompt import render_prompt, template_names
 
     person = find_person(ctx.graph.diagram.persons, config.person)
     if config.judge_by_file:

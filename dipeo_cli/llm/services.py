@@ -45,37 +45,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from dipeo_cli.errors import DipeoError, Problem
 from dipeo_cli.llm.base import LLMClient, PersonConfig
+from dipeo_cli.llm.mode import OVERRIDE_ENV, LLMConfigError, choose_llm_mode  # noqa: F401 (kept here)
 from dipeo_cli.redact import register_secret
 
 DEFAULT_TIMEOUT = 120.0  # seconds per call (per HTTP attempt), when the request sets none
 MAX_RETRIES = 3  # the official clients retry 408/409/429/5xx, timeouts and connection errors
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens
 KEY_FILE_ENV = "API_KEY_STORE_FILE"
-OVERRIDE_ENV = "DIPEO_LLM"
-
-
-class LLMConfigError(DipeoError):
-    """A person cannot be called: unknown or unsupported service, no API key, bad key file.
-
-    str(err) is "person 'Writer': no API key for openai: set OPENAI_API_KEY, or define
-    APIKEY_52609F in the environment or in files/apikeys.json". `where` ("person 'Writer'")
-    and `reason` (the rest) make a `Problem` for a DiagramError: `err.problem()`.
-    """
-
-    def __init__(self, reason: str, where: str | None = None) -> None:
-        self.reason = reason
-        self.where = where
-        super().__init__(f"{where}: {reason}" if where else reason)
-
-    def problem(self) -> Problem:
-        return Problem(self.reason, where=self.where)
 
 
 class UnavailableServiceError(LLMConfigError):
@@ -195,24 +176,6 @@ def resolve_person(
         raise MissingKeyError(_missing_key_reason(person, provider, store, base_dir), where)
     register_secret(key)
     return _config(person, label, provider, key, _base_url(person, provider, where))
-
-
-def choose_llm_mode(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """The run's LLM mode: the `--llm` flag, else `$DIPEO_LLM` (a user-set default), else None.
-
-    The CLI calls this once per command and passes the result on (to `compile_graph` through
-    `CompileOptions` and to the run through `RunResources.llm_mode`). Raises LLMConfigError for
-    any value but "mock", naming where it came from."""
-    source = "--llm"
-    value = flag
-    if value is None:
-        source = f"${OVERRIDE_ENV}"
-        value = (environ if environ is not None else os.environ).get(OVERRIDE_ENV) or None
-    if value is None:
-        return None
-    if value.strip().lower() != "mock":
-        raise LLMConfigError(f"{source} accepts only 'mock', got {value!r}")
-    return "mock"
 
 
 def _config(

@@ -198,7 +198,8 @@ def _node_table(console: Console, state: ExecutionState) -> Any:
     for node_id, node in state.node_states.items():
         status = node.status.value
         usage = node.token_usage
-        reason = node.error if node.status is NS.FAILED else node.skip_reason
+        ended_badly = node.status in (NS.FAILED, NS.ABORTED)
+        reason = node.error if ended_badly else node.skip_reason
         table.add_row(
             _cell(node.label or node_id),
             _cell(node.type),
@@ -206,7 +207,7 @@ def _node_table(console: Console, state: ExecutionState) -> Any:
             str(node.iterations) if node.iterations else "",
             format_duration(_node_duration(node)),
             f"{usage.total:,}" if usage is not None and usage.total else "",
-            _cell(_one_line(reason or "", 60), "red" if node.status is NS.FAILED else "dim"),
+            _cell(_one_line(reason or "", 60), "red" if ended_badly else "dim"),
         )
     return table
 

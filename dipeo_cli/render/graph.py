@@ -40,6 +40,7 @@ STATUS_COLOURS = {
     "FAILED": ("#fee2e2", "#dc2626"),
     "SKIPPED": ("#e5e7eb", "#6b7280"),
     "MAXITER_REACHED": ("#ffedd5", "#ea580c"),
+    "ABORTED": ("#fee2e2", "#991b1b"),
 }
 
 
@@ -49,6 +50,7 @@ class PictureNode:
     type: str
     status: str | None = None  # None: a diagram, not an execution
     iterations: int = 0
+    node_id: str = ""  # the diagram's id: the web monitor finds a drawn node by it
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,14 @@ def picture_of_diagram(
     for dnode in diagram.nodes:
         node_state = state.node_states.get(dnode.id) if state is not None else None
         if state is None:
-            nodes.append(PictureNode(dnode.label, dnode.type))
+            nodes.append(PictureNode(dnode.label, dnode.type, node_id=dnode.id))
         elif node_state is None:
-            nodes.append(PictureNode(dnode.label, dnode.type, "PENDING", 0))
+            nodes.append(PictureNode(dnode.label, dnode.type, "PENDING", 0, dnode.id))
         else:
             status = node_state.status.value
-            nodes.append(PictureNode(dnode.label, dnode.type, status, node_state.iterations))
+            nodes.append(
+                PictureNode(dnode.label, dnode.type, status, node_state.iterations, dnode.id)
+            )
     arrows = [
         PictureArrow(
             index[arrow.source],
@@ -121,7 +125,7 @@ def picture_of_diagram(
 def picture_of_state(state: ExecutionState) -> Picture:
     """Nodes only (no arrows): for an execution whose diagram source was not recorded."""
     nodes = [
-        PictureNode(s.label or nid, s.type, s.status.value, s.iterations)
+        PictureNode(s.label or nid, s.type, s.status.value, s.iterations, nid)
         for nid, s in state.node_states.items()
     ]
     return Picture(state.diagram_id or state.id, nodes, [])

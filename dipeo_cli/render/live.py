@@ -41,6 +41,8 @@ def _node_detail(node: NodeState, output: NodeOutput | None, limit: int) -> tupl
     """The one-line detail of a node row and its style: error, skip reason or output preview."""
     if node.status is NS.FAILED:
         return _one_line(node.error or "failed", limit), "red"
+    if node.status is NS.ABORTED:
+        return _one_line(node.error or "interrupted", limit), "red"
     if node.status is NS.SKIPPED:
         return _one_line(node.skip_reason or "", limit), "dim"
     if node.status in (NS.COMPLETED, NS.MAXITER_REACHED):
@@ -134,7 +136,7 @@ class LiveProgress:
         for node_id, node in items:
             if len(keep) >= room:
                 break
-            if node.status is NS.RUNNING or node.status is NS.FAILED:
+            if node.status in (NS.RUNNING, NS.FAILED, NS.ABORTED):
                 keep[node_id] = None
         for node_id in reversed(list(self._recent)):  # list() copies atomically under the GIL
             if len(keep) >= room:
@@ -203,7 +205,9 @@ class LiveProgress:
         else:
             elapsed = now - parse_iso(state.started_at)
         nodes = state.node_states.values()
-        done = sum(1 for node in nodes if node.status not in (NS.PENDING, NS.RUNNING))
+        # nodes an abort cancelled did not get done: counted apart, as interrupted
+        done = sum(1 for node in nodes if node.status not in (NS.PENDING, NS.RUNNING, NS.ABORTED))
+        interrupted = sum(1 for node in nodes if node.status is NS.ABORTED)
         status = state.status.value
         header = Text.assemble(
             ("execution ", "bold"),
@@ -216,6 +220,8 @@ class LiveProgress:
             no_wrap=True,
             overflow="ellipsis",
         )
+        if interrupted:
+            header.append(f", {interrupted} interrupted", style=STATUS_STYLES["ABORTED"])
         if not state.token_usage.is_empty:
             header.append(f"  {state.token_usage.total:,} tokens")
         if state.status is ExecutionStatus.PAUSED:

@@ -126,9 +126,8 @@ class PlainProgress:
         elif isinstance(event, ev.NodeFailed):
             elapsed = event.at - self._started.get(event.node_id, event.at)
             name = _name(event.node_id, state.node_states[event.node_id])
-            text = (
-                f"FAILED    {name} {format_duration(elapsed)}: {_one_line(event.error, 300, more)}"
-            )
+            said = "ABORTED  " if event.aborted else "FAILED   "
+            text = f"{said} {name} {format_duration(elapsed)}: {_one_line(event.error, 300, more)}"
         elif isinstance(event, ev.NodeSkipped):
             name = _name(event.node_id, state.node_states[event.node_id])
             text = f"SKIPPED   {name}: {_one_line(event.reason, 300, more)}"

@@ -82,6 +82,13 @@ def print_summary(
     failed = [
         (node_id, node) for node_id, node in state.node_states.items() if node.status is NS.FAILED
     ]
+    interrupted = [
+        _name(node_id, node)
+        for node_id, node in state.node_states.items()
+        if node.status is NS.ABORTED
+    ]
+    if interrupted:
+        lines += [[], [("Interrupted nodes: ", "bold"), (", ".join(interrupted), "")]]
     if failed:
         lines += [[], [("Failed nodes:", "bold")]]
         for node_id, node in failed:

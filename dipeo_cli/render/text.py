@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLES = {
     "PENDING": "dim",
+    "QUEUED": "blue",
     "STARTED": "yellow",
     "RUNNING": "yellow",
     "PAUSED": "magenta",
@@ -178,15 +179,22 @@ def _tokens_text(usage: TokenUsage | None) -> str:
 
 
 def _status_counts(nodes: Iterable[NodeState]) -> str:
-    """`5 completed, 1 failed, 2 skipped`, in the order of the status enum."""
+    """`5 completed, 1 failed, 2 skipped, 1 interrupted`, in the order of the status enum
+    (nodes an abort cancelled are "interrupted")."""
     counts: dict[NodeExecutionStatus, int] = {}
     for node in nodes:
         counts[node.status] = counts.get(node.status, 0) + 1
     return ", ".join(
-        f"{counts[status]} {status.value.lower().replace('_', ' ')}"
+        f"{counts[status]} {_count_word(status)}"
         for status in NodeExecutionStatus
         if counts.get(status)
     )
+
+
+def _count_word(status: NodeExecutionStatus) -> str:
+    if status is NodeExecutionStatus.ABORTED:
+        return "interrupted"
+    return status.value.lower().replace("_", " ")
 
 
 def _local_time(

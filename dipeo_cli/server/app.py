@@ -2,8 +2,9 @@
 
     /graphql   queries and mutations over HTTP POST (GET for queries), subscriptions over
                WebSocket with `graphql-transport-ws` or the older `graphql-ws`
+    /          the web monitor (pages.py): executions live, one drawn with its nodes' status
 
-With a token, every HTTP request needs `Authorization: Bearer <token>` (else 401) and every
+With a token, every API request needs `Authorization: Bearer <token>` (else 401) and every
 WebSocket connection the token in its connection payload (`{"token": T}` or
 `{"Authorization": "Bearer T"}`; else it is closed). One line per request goes to the log
 stream. On Ctrl-C (or SIGTERM) the executions the server runs are aborted and recorded before
@@ -23,6 +24,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from dipeo_cli.redact import redact, redact_json
 from dipeo_cli.server.host import ExecutionHost
+from dipeo_cli.server.pages import page_file, send_page
 
 PATH = "/graphql"
 
@@ -89,8 +91,12 @@ class Gate:
             await send(message)
 
         path = scope.get("path", "")
+        page = page_file(path) if kind == "http" else None
         try:
-            if path.rstrip("/") != PATH:
+            if page is not None and scope.get("method") in ("GET", "HEAD"):
+                await send_page(send, page[0], page[1], scope["method"])
+                status[0] = 200
+            elif path.rstrip("/") != PATH:
                 if kind == "http":
                     await _plain(send, 404, f"not found: the API is at {PATH}\n")
                     status[0] = 404
@@ -159,6 +165,7 @@ class Server(uvicorn.Server):
         name = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         self.url = f"http://{name}:{address[1]}{PATH}"
         print(f"dipeo serve: {self.url}", file=self.out, flush=True)
+        print(f"dipeo serve: web monitor at http://{name}:{address[1]}/", file=self.out, flush=True)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)

@@ -70,8 +70,10 @@ class ExecutionHost:
         variables: Any,
         max_iterations: int,
         timeout_seconds: float | None,
+        queue: bool = False,
     ) -> ExecutionState:
-        """Validate and start an execution; returns its state right after it started."""
+        """Validate and start an execution; returns its state right after it started.
+        With `queue`, record it QUEUED for a `dipeo worker` instead (returns that state)."""
         from dipeo_cli.executor import RunOptions
 
         if max_iterations < 1:
@@ -79,8 +81,32 @@ class ExecutionHost:
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise UsageError("timeout_seconds must be greater than 0")
         graph, diagram_dir = self._compile(diagram_id, diagram_data)
+        if queue:
+            return await self._queue(graph, diagram_id if diagram_data is None else None, variables)
         options = RunOptions(max_iterations=max_iterations, timeout=timeout_seconds)
         return await self._launch(graph, diagram_dir, _variables(variables), options)
+
+    async def _queue(self, graph: Any, diagram_id: str | None, variables: Any) -> ExecutionState:
+        """Record a QUEUED execution: its text, its path under the root (None when inline)."""
+        from dipeo_cli.runner import new_execution_id
+
+        if graph.run_blockers():
+            raise UsageError(f"cannot queue this diagram: {graph.run_blockers()[0]}")
+        relative = None
+        if diagram_id is not None:
+            relative = self.find_diagram(diagram_id).relative_to(self.root).as_posix()
+        execution_id = new_execution_id()
+        try:
+            await self.store.submit(
+                execution_id,
+                diagram_source=graph.diagram.source or "",
+                diagram_path=relative,
+                diagram_id=relative or "diagram_data",
+                variables=_variables(variables),
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return await self.find(execution_id)
 
     def _compile(self, diagram_id: str | None, diagram_data: Any) -> tuple[Any, Path]:
         from dipeo_cli.diagram import load_diagram, parse_diagram

@@ -25,6 +25,7 @@ from dipeo_cli.server.schema_types import (
     ExecuteDiagramInput,
     ExecutionControlInput,
     ExecutionFilterInput,
+    ExecutionGraph,
     ExecutionID,
     ExecutionResult,
     ExecutionStateType,
@@ -98,6 +99,24 @@ class Query:
         return [state_type(s) for s in states[offset : offset + limit]]
 
     @strawberry.field
+    async def execution_graph(self, info: Info, id: ExecutionID) -> ExecutionGraph | None:
+        """The execution drawn as a Mermaid flowchart and a DOT graph (an extension)."""
+        from dipeo_cli.render.graph import render_picture
+        from dipeo_cli.server.picture import picture_of_execution
+
+        try:
+            state = await _host(info).find(id)
+        except UsageError:
+            return None
+        picture = await picture_of_execution(_host(info).store, state)
+        return ExecutionGraph(
+            execution_id=ExecutionID(state.id),
+            mermaid=redact(render_picture(picture, "mermaid")),
+            dot=redact(render_picture(picture, "dot")),
+            node_ids=[node.node_id for node in picture.nodes],
+        )
+
+    @strawberry.field
     async def health(self, info: Info) -> JSONScalar:
         from dipeo_cli import __version__
 
@@ -126,10 +145,12 @@ class Mutation:
                 variables=data.variables,
                 max_iterations=data.max_iterations,
                 timeout_seconds=data.timeout_seconds,
+                queue=data.queue,
             )
         except UsageError as exc:
             return execution_result(False, error=str(exc))
-        return execution_result(True, message=f"execution {state.id} started", state=state)
+        done = "queued" if data.queue else "started"
+        return execution_result(True, message=f"execution {state.id} {done}", state=state)
 
     @strawberry.mutation
     async def control_execution(self, info: Info, data: ExecutionControlInput) -> ExecutionResult:

@@ -53,6 +53,7 @@ class ExecutionStatus(Enum):
     FAILED = "FAILED"
     ABORTED = "ABORTED"
     SKIPPED = "SKIPPED"
+    QUEUED = "QUEUED"  # recorded by `dipeo submit` / execute_diagram(queue: true)
 
 
 # DiPeO's list, and every type this dipeo can run (built-in handlers and installed plugins).
@@ -137,6 +138,17 @@ class NodeExecution:
 
 
 @strawberry.type
+class ExecutionGraph:
+    """An extension for the web monitor: the execution drawn (as `dipeo show ID --graph`);
+    node `n<i>` of the drawing is the diagram's node `node_ids[i]`."""
+
+    execution_id: ExecutionID
+    mermaid: str
+    dot: str
+    node_ids: list[str]
+
+
+@strawberry.type
 class InteractivePrompt:
     execution_id: ExecutionID
     node_id: NodeID
@@ -156,6 +168,8 @@ class ExecuteDiagramInput:
     debug_mode: bool = False
     max_iterations: int = 100
     timeout_seconds: int | None = None
+    # record it QUEUED for a `dipeo worker` to take instead of running it in the server
+    queue: bool = False
 
 
 @strawberry.input

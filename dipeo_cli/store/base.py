@@ -193,7 +193,7 @@ def apply_execution_status(
     state.status = status
     if error is not None:
         state.error = error
-    state.is_active = not status.is_final
+    state.is_active = status.is_active
     if status.is_final:
         state.ended_at = now
         if state.started_at:

@@ -11,7 +11,8 @@ SQL here is written with `?` placeholders. This class owns everything else:
 - control requests (`request_control`) and, for the executions this process runs, the watch
   task that picks them up and writes heartbeats (store/watch.py);
 - reads (store/queries.py), which first drain the writer and repair runs whose process died;
-- removal of executions and the history's figures (store/retention.py).
+- removal of executions and the history's figures (store/retention.py);
+- queued executions, submitted and taken by workers (store/queue.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dipeo_cli.store.base import Control
 from dipeo_cli.store.codec import Batch, Encoder, encode_map, execution_row, node_row
 from dipeo_cli.store.notify import CONTROLS, Hub, Subscription
 from dipeo_cli.store.queries import Queries
+from dipeo_cli.store.queue import Queue
 from dipeo_cli.store.retention import Retention
 from dipeo_cli.store.watch import Watcher
 from dipeo_cli.store.writer import BATCH_DELAY, BatchWriter
@@ -47,7 +49,7 @@ CONTROL_ACTIONS = ("pause", "resume", "abort", "skip_node")
 _ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
 
 
-class SqlHistory(Queries, Retention):
+class SqlHistory(Queries, Retention, Queue):
     def __init__(self, *, where: str, batch_delay: float = BATCH_DELAY) -> None:
         self.where = where
         self._encoder = Encoder()
@@ -327,6 +329,11 @@ class SqlHistory(Queries, Retention):
         found = await self.fetch("SELECT status FROM executions WHERE id = ?", (execution_id,))
         if not found:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in {self.where}")
+        if found[0][0] == ExecutionStatus.QUEUED.value:
+            raise ControlError(
+                f"execution {execution_id} is queued, not running: nothing to {action} "
+                f"(`dipeo history rm {execution_id}` takes it off the queue)"
+            )
         raise ControlError(f"execution {execution_id} has already finished ({found[0][0]})")
 
     async def control_outcome(self, control_id: int) -> tuple[str | None, str | None]:

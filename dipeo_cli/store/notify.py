@@ -21,6 +21,7 @@ from types import TracebackType
 
 CHANGES = "dipeo_changes"  # payload: an execution id whose events or status changed
 CONTROLS = "dipeo_controls"  # payload: an execution id that has a new control request
+QUEUE = "dipeo_queue"  # payload: "queue", when an execution was submitted (store/queue.py)
 
 
 class Subscription:

@@ -24,7 +24,7 @@ from dipeo_cli.errors import HistoryError
 from dipeo_cli.redact import mask_url_password
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
-from dipeo_cli.store.notify import CHANGES, CONTROLS, Hub
+from dipeo_cli.store.notify import CHANGES, CONTROLS, QUEUE, Hub
 from dipeo_cli.store.postgres_schema import migrate_postgres
 from dipeo_cli.store.statements import INSERT_BLOB, Statements, batch_statements
 
@@ -108,6 +108,7 @@ class PostgresStore(SqlHistory):
 
         await listener.add_listener(CHANGES, deliver)
         await listener.add_listener(CONTROLS, deliver)
+        await listener.add_listener(QUEUE, deliver)
         listener.add_termination_listener(lost)
         hub.listening = True
 
@@ -168,6 +169,19 @@ class PostgresStore(SqlHistory):
                 raise self._write_error(exc) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+
+    async def claim(self, sql: str, params: Any) -> list[Row]:
+        """One statement returning rows, in its own transaction: with `claim_lock`, racing
+        workers each lock a different queued row (or none) instead of waiting for each other."""
+        pool = self._require_pool()
+        async with self.write_lock():
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    return [tuple(row) for row in await conn.fetch(to_postgres(sql), *params)]
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._write_error(exc) from exc
 
     def _write_error(self, exc: BaseException) -> HistoryError:
         return HistoryError(

@@ -126,7 +126,7 @@ def decode_event(
     if kind == "NodeFailed":
         return ev.NodeFailed(
             nid, payload.get("error", ""), at, outputs.get((nid, iteration)), tokens,
-            iteration or 0,
+            iteration or 0, aborted=status == "ABORTED",
         )  # fmt: skip
     if kind == "NodeSkipped":
         return ev.NodeSkipped(nid, payload.get("reason", ""), at)

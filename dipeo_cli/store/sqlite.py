@@ -205,6 +205,32 @@ class SqliteStore(SqlHistory):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    async def claim(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """One statement returning rows in a BEGIN IMMEDIATE transaction (one writer at a time
+        across processes), retried while another process holds the lock."""
+        db = self._require_db()
+        async with self.write_lock():
+            deadline = time.monotonic() + self._retry_for
+            delay = 0.01
+            while True:
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    rows = list(await db.execute_fetchall(sql, params))
+                    await db.execute("COMMIT")
+                    return rows  # type: ignore[return-value]
+                except sqlite3.Error as exc:
+                    await self._rollback()
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        raise HistoryError(
+                            f"could not write to the history database {self.where}: "
+                            f"{self.explain(exc)}"
+                        ) from exc
+                except BaseException:
+                    await self._rollback()
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
     async def _rollback(self) -> None:
         db = self._db
         if db is not None and db.in_transaction:
