@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -160,7 +161,11 @@ class Followed:
         try:
             await asyncio.wait_for(asyncio.shield(self.exited), timeout)
         except (TimeoutError, asyncio.CancelledError):
-            pass
+            # Not reaped yet (a busy machine, a second cancellation): a thread waits for it, as
+            # asyncio's child watcher would have, so no zombie and no "still running" warning
+            # when the Popen is collected.
+            if not self.exited.done():
+                threading.Thread(target=self.popen.wait, daemon=True).start()
 
     def close(self) -> None:
         """Stop reading (what is left unread is dropped) and release the descriptors; the exit

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 
 import pytest
 
@@ -55,3 +57,23 @@ def test_the_exit_code_and_a_killing_signal_are_reported() -> None:
     assert (code, err) == (3, b"e\n")
     code, _, _ = asyncio.run(processes.run_process(["bash", "-c", "kill -9 $$"], cwd="/"))
     assert code == -9
+
+
+def test_a_process_not_reaped_in_time_is_reaped_by_a_thread_after_the_loop_is_gone() -> None:
+    # asyncio's child watcher used to do this; without it a late exit leaves a zombie and a
+    # "subprocess is still running" warning when the Popen is collected.
+    async def main() -> spawn.Followed:
+        popen = await spawn.start_process(
+            ["sleep", "30"], cwd="/", env=dict(os.environ), stdin_pipe=False, pass_fds=()
+        )
+        followed = spawn.Followed(popen)
+        followed.close()
+        await followed.reaped(timeout=0.0)
+        return followed
+
+    followed = asyncio.run(main())
+    followed.popen.kill()
+    deadline = time.monotonic() + 5
+    while followed.popen.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert followed.popen.returncode == -9
