@@ -75,7 +75,8 @@ class Followed:
         self.popen = popen
         self.out = bytearray()
         self.err = bytearray()
-        self.exited: asyncio.Future[None] = self._loop.create_future()
+        # Private: a caller cancelled while awaiting it would cancel it (see `exited`).
+        self._exited: asyncio.Future[None] = self._loop.create_future()
         self.output_closed: asyncio.Future[None] = self._loop.create_future()
         self._readers: dict[int, tuple[Any, bytearray]] = {}
         for stream, buffer in ((popen.stdout, self.out), (popen.stderr, self.err)):
@@ -96,6 +97,12 @@ class Followed:
         if popen.stdin is not None:
             os.set_blocking(popen.stdin.fileno(), False)
             self._write()
+
+    @property
+    def exited(self) -> asyncio.Future[None]:
+        """Resolved once the process is reaped (`returncode` is known); cancelling the wait
+        leaves the watch on."""
+        return asyncio.shield(self._exited)
 
     @property
     def returncode(self) -> int | None:
@@ -152,19 +159,19 @@ class Followed:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
-        if not self.exited.done():
-            self.exited.set_result(None)
+        if not self._exited.done():
+            self._exited.set_result(None)
 
     async def reaped(self, timeout: float = 1.0) -> None:
         """Wait (at most `timeout`, even if cancelled again) until the killed process is reaped,
         so that no zombie or "still running" warning is left behind."""
         try:
-            await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+            await asyncio.wait_for(self.exited, timeout)
         except (TimeoutError, asyncio.CancelledError):
             # Not reaped yet (a busy machine, a second cancellation): a thread waits for it, as
             # asyncio's child watcher would have, so no zombie and no "still running" warning
             # when the Popen is collected.
-            if not self.exited.done():
+            if not self._exited.done():
                 threading.Thread(target=self.popen.wait, daemon=True).start()
 
     def close(self) -> None:
