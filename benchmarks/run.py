@@ -125,6 +125,7 @@ def bench_loop(b: Bench) -> list[Row]:
 def _fanout_jobs(b: Bench, mode: str, what: str) -> list[Row]:
     ours = b.field(mode, 100)
     base = b.field("baseline-fanout", 100)
+    floor = b.field("floor-" + ("python" if mode == "pyfanout" else "bash"), 100)
     memory = [b.child(f"{mode}-memory", 100) for _ in range(3)]
     rss = statistics.median(m["children_peak_mib"] for m in memory)
     pss = statistics.median(m["children_peak_pss_mib"] for m in memory)
@@ -134,6 +135,12 @@ def _fanout_jobs(b: Bench, mode: str, what: str) -> list[Row]:
             f"{ours / 0.1:.2f}",
             f"{base / 0.1:.2f} (asyncio)",
             f"{ours / base:.2f}x",
+        ),
+        (
+            "  the same 100 processes started without dipeo (this machine's floor)",
+            f"{floor / 0.1:.2f}",
+            f"{base / 0.1:.2f} (asyncio)",
+            f"{floor / base:.2f}x",
         ),
         (
             "  their processes' memory at peak, summed RSS / PSS",

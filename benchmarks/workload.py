@@ -40,6 +40,30 @@ if mode == "baseline-jinja":
         env.from_string(f"step {i} n={{{{ n }}}} got={{{{ default }}}}").render(n=1, default="x")
     emit((time.perf_counter() - t0) / n)
 
+if mode == "floor-python":
+    # This machine's floor for a process per job: a warm python forks N children that each
+    # sleep 0.1 s, and waits for them (no pool, no protocol, no history).
+    t0 = time.perf_counter()
+    children = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.1)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    emit(time.perf_counter() - t0)
+
+if mode == "floor-bash":
+    # The same for bash jobs: a shell starts N `bash -c 'sleep 0.1'` at once and waits.
+    import subprocess
+
+    script = f"for i in $(seq {n}); do bash -c 'sleep 0.1' & done; wait"
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True)
+    emit(time.perf_counter() - t0)
+
 if mode.startswith("baseline"):
 
     async def noop(x: int) -> int:

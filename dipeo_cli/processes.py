@@ -17,13 +17,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dipeo_cli.reaper import VARIABLE, kill_all_marked
-
-if TYPE_CHECKING:
-    import asyncio
-    import subprocess
 
 CAPTURE_LIMIT = 64 * 1024  # characters of stdout/stderr kept per job
 
@@ -167,14 +163,19 @@ def kill_job(token: str, group: int | None = None) -> None:
     kill_all_marked(token)
 
 
+_LIBC: Any = None
+
+
 def die_with_parent(parent: int) -> None:
     """In a child: have Linux SIGKILL this process when `parent` dies (kill -9 included), and
     exit at once if that happened before the request. Elsewhere, nothing."""
+    global _LIBC
     try:
-        import ctypes
+        if _LIBC is None:  # loaded once: a forked worker reuses its template's handle
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:
@@ -218,66 +219,21 @@ async def run_process(
     """Run one job to its end and return (exit code, stdout, stderr); a negative code is the
     signal that killed it. `stdin` is written and closed (None: /dev/null).
 
-    The job runs in its own session, marked (mark_job). Once its main process has exited, what
-    still holds its stdout/stderr after a moment (a `cmd &` the script did not wait for) is
-    killed, and the job ends without waiting for it. Cancelling the call kills the whole job,
-    also when it lands while the job is still starting. Launch errors (FileNotFoundError,
-    PermissionError) are raised as they are."""
+    The job runs in its own session, marked (mark_job), started off the event loop
+    (dipeo_cli.spawn). Once its main process has exited, what still holds its stdout/stderr
+    after a moment (a `cmd &` the script did not wait for) is killed, and the job ends without
+    waiting for it. Cancelling the call kills the whole job, also when it lands while the job is
+    still starting. Launch errors (FileNotFoundError, PermissionError) are raised as they are."""
     import asyncio
-    import subprocess
 
-    loop = asyncio.get_running_loop()
+    from dipeo_cli.spawn import Followed, start_process
+
     env, token = mark_job(env)
-    collector = _Collector(loop)
-    start = asyncio.ensure_future(
-        loop.subprocess_exec(
-            lambda: collector,
-            *argv,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            pass_fds=pass_fds,
-        )
-    )
-    transport = await _started(start, token, collector)
-    pid = transport.get_pid()
+    start = start_process(argv, cwd=cwd, env=env, stdin_pipe=stdin is not None, pass_fds=pass_fds)
     try:
-        if stdin is not None:
-            pipe = transport.get_pipe_transport(0)
-            pipe.write(stdin)
-            pipe.close()  # after the buffer is written; a job that does not read gets EPIPE
-        await collector.exited
-        try:
-            await asyncio.wait_for(asyncio.shield(collector.output_closed), _LINGER)
-        except TimeoutError:
-            kill_job(token, pid)
-            try:
-                await asyncio.wait_for(asyncio.shield(collector.output_closed), 1.0)
-            except TimeoutError:
-                pass  # held by a process without our marker: stop reading
-    except BaseException:
-        kill_job(token, pid)
-        transport.close()
-        await collector.reaped(transport)
-        raise
-    finally:
-        transport.close()
-    return transport.get_returncode(), bytes(collector.out), bytes(collector.err)
-
-
-async def _started(start: asyncio.Future[Any], token: str, collector: _Collector) -> Any:
-    """The transport of a job being started. asyncio's own answer to a cancellation here kills
-    only the main process and then waits for the children that hold its pipes, so the start is
-    shielded and, if cancelled, let finish (a few loop turns) before the whole job is killed."""
-    import asyncio
-
-    try:
-        transport, _ = await asyncio.shield(start)
-        return transport
-    except asyncio.CancelledError as cancelled:
+        popen = await asyncio.shield(start)
+    except asyncio.CancelledError:
+        # The start runs on in its thread: let it finish, then kill the whole job.
         while not start.done():
             try:
                 await asyncio.wait([start])
@@ -286,65 +242,28 @@ async def _started(start: asyncio.Future[Any], token: str, collector: _Collector
         if start.cancelled() or start.exception() is not None:
             kill_job(token)
         else:
-            transport, _ = start.result()
-            kill_job(token, transport.get_pid())
-            transport.close()
-            await collector.reaped(transport)
-        raise cancelled
-
-
-if TYPE_CHECKING:
-    _SubprocessProtocol = asyncio.SubprocessProtocol
-else:
-    _SubprocessProtocol = object  # duck-typed at run time; see _Collector
-
-
-class _Collector(_SubprocessProtocol):
-    """run_process's asyncio.SubprocessProtocol (duck-typed, so that importing this module does
-    not import asyncio: the python worker imports it): keeps the output, and tells when the
-    main process exited and when stdout and stderr closed."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.out = bytearray()
-        self.err = bytearray()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.output_closed: asyncio.Future[None] = loop.create_future()
-        self._open = {1, 2}
-
-    async def reaped(self, transport: Any) -> None:
-        """Wait (at most a second, even if cancelled again) until asyncio has reaped the killed
-        main process (its return code is known), so that no zombie or "still running" warning
-        is left behind when the event loop closes."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 1.0
-        while transport.get_returncode() is None and loop.time() < deadline:
+            started = start.result()
+            kill_job(token, started.pid)
+            followed = Followed(started)
+            followed.close()
+            await followed.reaped()
+        raise
+    process = Followed(popen, stdin)
+    try:
+        await process.exited
+        try:
+            await asyncio.wait_for(asyncio.shield(process.output_closed), _LINGER)
+        except TimeoutError:
+            kill_job(token, popen.pid)
             try:
-                await asyncio.sleep(0.005)
-            except asyncio.CancelledError:
-                break
-
-    def connection_made(self, transport: Any) -> None:
-        pass
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        (self.out if fd == 1 else self.err).extend(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        self._open.discard(fd)
-        if not self._open and not self.output_closed.done():
-            self.output_closed.set_result(None)
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
-
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
+                await asyncio.wait_for(asyncio.shield(process.output_closed), 1.0)
+            except TimeoutError:
+                pass  # held by a process without our marker: stop reading
+    except BaseException:
+        kill_job(token, popen.pid)
+        process.close()
+        await process.reaped()
+        raise
+    finally:
+        process.close()
+    return process.returncode, bytes(process.out), bytes(process.err)

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dipeo_cli import events as ev
+from dipeo_cli.prebuilt import prebuilt
 
 
 class ExecutionStatus(StrEnum):
@@ -107,7 +108,7 @@ def create_node_output(value: Any = None, metadata: dict[str, Any] | None = None
     """Build a NodeOutput. A value that is not a dict becomes the `default` port's value."""
     if not isinstance(value, dict):
         value = {"default": value}
-    return NodeOutput.model_construct(value=value, metadata=dict(metadata or {}))
+    return prebuilt(NodeOutput, {"value": value, "metadata": dict(metadata or {})})
 
 
 class NodeState(BaseModel):
@@ -126,6 +127,20 @@ class NodeState(BaseModel):
     label: str = ""
     type: str = ""
     iterations: int = 0
+
+
+# A NodeState before its node runs: every field, for prebuilt (a run makes one per node).
+_PENDING_NODE: dict[str, Any] = {
+    "status": NodeExecutionStatus.PENDING,
+    "started_at": None,
+    "ended_at": None,
+    "error": None,
+    "skip_reason": None,
+    "token_usage": None,
+    "label": "",
+    "type": "",
+    "iterations": 0,
+}
 
 
 class ExecutionState(BaseModel):
@@ -179,7 +194,9 @@ def new_state(event: ev.ExecutionStarted) -> ExecutionState:
         retry_of=event.retry_of,
     )
     for node in event.nodes:
-        state.node_states[node.id] = NodeState(label=node.label, type=node.type)
+        state.node_states[node.id] = prebuilt(
+            NodeState, {**_PENDING_NODE, "label": node.label, "type": node.type}
+        )
     return state
 
 

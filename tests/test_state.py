@@ -10,6 +10,8 @@ from dipeo_cli.runner import parse_variables
 from dipeo_cli.state import (
     ExecutionStatus,
     NodeExecutionStatus,
+    NodeOutput,
+    NodeState,
     TokenUsage,
     apply_event,
     create_node_output,
@@ -37,6 +39,24 @@ def test_new_state_lists_every_node_pending():
         "n2": ("B", "endpoint", NodeExecutionStatus.PENDING),
     }
     assert state.variables == {"v": 1}
+
+
+def test_states_and_outputs_are_built_without_a_fields_set_each():
+    # One set per instance was a third of what a 10,000-node run held (benchmarks: scale).
+    state = started()
+    first, second = state.node_states.values()
+    assert first.__pydantic_fields_set__ is second.__pydantic_fields_set__
+    assert first == NodeState(label="A", type="code_job")
+    assert first.model_dump() == NodeState(label="A", type="code_job").model_dump()
+    apply_event(state, ev.NodeStarted("n1", 1, 1001.0))
+    assert first.status is NodeExecutionStatus.RUNNING
+    assert first.model_fields_set == set(NodeState.model_fields)  # assignment did not grow it
+    one, two = create_node_output(1), create_node_output({"x": 2}, {"m": 1})
+    assert one.__pydantic_fields_set__ is two.__pydantic_fields_set__
+    assert (one, two) == (
+        NodeOutput(value={"default": 1}),
+        NodeOutput(value={"x": 2}, metadata={"m": 1}),
+    )
 
 
 def test_tokens_are_summed_per_node_over_iterations_and_per_execution():

@@ -27,6 +27,7 @@ from typing import Any
 from dipeo_cli.diagram.detect import Document
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode, Person, Position
 from dipeo_cli.errors import Problem
+from dipeo_cli.prebuilt import prebuilt
 
 HANDLE_NAMES = ("default", "first", "condtrue", "condfalse", "success", "error", "results")
 # Mid-2025 handle names and exporter spellings, mapped to today's.
@@ -104,13 +105,16 @@ def _nodes(doc: Document, problems: list[Problem]) -> list[DiagramNode]:
             problems.append(Problem(f"props must be a mapping, got {explicit!r}", where, line))
         position = parse_position(item.get("position"), where, line, problems)
         nodes.append(
-            DiagramNode(
-                id=node_id,
-                type=node_type.strip().lower(),
-                label=label,
-                props=props,
-                position=position,
-                line=line,
+            prebuilt(
+                DiagramNode,
+                {
+                    "id": node_id,
+                    "type": node_type.strip().lower(),
+                    "label": label,
+                    "props": props,
+                    "position": position,
+                    "line": line,
+                },
             )
         )
     return nodes
@@ -169,16 +173,19 @@ def _connections(
         content_type = item.get("content_type") or item.get("type")
         content_type = content_type or data.get("content_type") or data.get("contentType")
         arrows.append(
-            DiagramArrow(
-                id=str(data.get("id") or f"arrow_{index}"),
-                source=source[0],
-                target=target[0],
-                source_handle=source_handle,
-                target_handle=target[1] or "default",
-                label=None if label is None or label == "" else str(label),
-                content_type=None if content_type is None else str(content_type),
-                data=data,
-                written_as=written_as,
+            prebuilt(
+                DiagramArrow,
+                {
+                    "id": str(data.get("id") or f"arrow_{index}"),
+                    "source": source[0],
+                    "target": target[0],
+                    "source_handle": source_handle,
+                    "target_handle": target[1] or "default",
+                    "label": None if label is None or label == "" else str(label),
+                    "content_type": None if content_type is None else str(content_type),
+                    "data": data,
+                    "written_as": written_as,
+                },
             )
         )
     return arrows
@@ -314,14 +321,18 @@ def merge_props(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+_ORIGIN = Position()  # shared by the nodes without a position: nothing changes a position
+
+
 def parse_position(raw: Any, where: str, line: int | None, problems: list[Problem]) -> Position:
     if raw is None:
-        return Position()
+        return _ORIGIN
     try:
         if isinstance(raw, dict):
-            return Position(x=float(raw.get("x") or 0), y=float(raw.get("y") or 0))
+            x, y = float(raw.get("x") or 0), float(raw.get("y") or 0)
+            return prebuilt(Position, {"x": x, "y": y})
         if isinstance(raw, (list, tuple)) and len(raw) == 2:
-            return Position(x=float(raw[0]), y=float(raw[1]))
+            return prebuilt(Position, {"x": float(raw[0]), "y": float(raw[1])})
     except (TypeError, ValueError):
         pass
     problems.append(Problem(f"position must be {{x: number, y: number}}, got {raw!r}", where, line))
