@@ -42,6 +42,7 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store.base import hostname, own_process_marker
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 INLINE_LIMIT = 4096  # characters of JSON text kept in a row; longer values become blobs
 REF_KEY = "$dipeo_value"
 
@@ -104,8 +105,9 @@ def _put(table: dict[Any, Row], key: Any, row: Row) -> None:
 
 
 def fingerprint(obj: Any) -> str:
-    """A short, stable hash of a JSON value (keys sorted, secrets masked)."""
-    text = json.dumps(redact_json(obj), sort_keys=True, ensure_ascii=False, default=str)
+    """A short, stable hash of a JSON value as the history stores it (secrets masked). Key order
+    counts: the same diagram builds the same inputs in the same order."""
+    text = dump_redacted(obj)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -262,8 +264,8 @@ class Encoder:
         node = state.node_states[nid]
         batch.put_node(self._node_row(eid, nid, node))
         inputs = None
-        if event.sources:
-            inputs = dump_redacted({label: [src, n] for label, src, n in event.sources})
+        if event.sources:  # labels and node ids: nothing to mask, no walk needed
+            inputs = _ENCODER.encode({label: [src, n] for label, src, n in event.sources})
         fp = fingerprint(event.inputs) if event.inputs is not None else None
         it = event.iteration
         batch.put_iteration(
