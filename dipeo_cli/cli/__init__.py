@@ -99,6 +99,20 @@ DbOption = typer.Option(
     ),
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+# The execution variables, as `run` and `submit` take them (file, then JSON, then pairs).
+InputDataOption = typer.Option(
+    None, "--input-data", metavar="JSON", help="Variables as a JSON object."
+)
+InputsOption = typer.Option(
+    None, "--inputs", metavar="FILE", help="Variables from a JSON or YAML file."
+)
+VarOption = typer.Option(
+    None,
+    "-i",
+    "--var",
+    metavar="KEY=VALUE",
+    help="One variable (repeatable; JSON values accepted).",
+)
 StatusOption = typer.Option(
     None,
     "--status",

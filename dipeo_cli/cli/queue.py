@@ -16,7 +16,10 @@ import typer
 
 from dipeo_cli.cli import (
     DbOption,
+    InputDataOption,
+    InputsOption,
     JsonOption,
+    VarOption,
     _fail,
     _fail_invalid,
     _guarded,
@@ -50,19 +53,9 @@ def submit(
         help="Diagram file under the project root.",
         autocompletion=complete_diagram_files,
     ),
-    input_data: str | None = typer.Option(
-        None, "--input-data", metavar="JSON", help="Variables as a JSON object."
-    ),
-    inputs: str | None = typer.Option(
-        None, "--inputs", metavar="FILE", help="Variables from a JSON or YAML file."
-    ),
-    var: list[str] | None = typer.Option(
-        None,
-        "-i",
-        "--var",
-        metavar="KEY=VALUE",
-        help="One variable (repeatable; JSON values accepted).",
-    ),
+    input_data: str | None = InputDataOption,
+    inputs: str | None = InputsOption,
+    var: list[str] | None = VarOption,
     root: str | None = RootOption,
     as_json: bool = JsonOption,
     db: str | None = DbOption,

@@ -12,7 +12,10 @@ from dipeo_cli.cli import (
     MEMORY_DB,
     DbOption,
     GraphOption,
+    InputDataOption,
+    InputsOption,
     JsonOption,
+    VarOption,
     _color,
     _err,
     _fail,
@@ -44,19 +47,9 @@ def run(
         help="Diagram file: light YAML, native JSON or readable YAML; - for standard input.",
         autocompletion=complete_diagram_files,
     ),
-    input_data: str | None = typer.Option(
-        None, "--input-data", metavar="JSON", help="Variables as a JSON object."
-    ),
-    inputs: str | None = typer.Option(
-        None, "--inputs", metavar="FILE", help="Variables from a JSON or YAML file."
-    ),
-    var: list[str] | None = typer.Option(
-        None,
-        "-i",
-        "--var",
-        metavar="KEY=VALUE",
-        help="One variable (repeatable; JSON values accepted).",
-    ),
+    input_data: str | None = InputDataOption,
+    inputs: str | None = InputsOption,
+    var: list[str] | None = VarOption,
     timeout: float | None = typer.Option(
         None,
         "--timeout",
