@@ -337,37 +337,14 @@ async def _follow_run(db: str | None, execution: str, as_json: bool, stream: Any
 
 
 async def _picture(db: str | None, execution: str) -> Any:
-    """The execution drawn over the diagram it ran (its recorded source, parsed and compiled
-    again); nodes only when the source is missing or no longer reads."""
-    from dipeo_cli.render.graph import picture_of_state
+    """The execution drawn over the diagram it ran (dipeo_cli/picture.py)."""
+    from dipeo_cli.picture import picture_of_execution
 
     store = await _open_reader(db)
     if store is None:
         _fail(f"no execution {execution!r}: no executions recorded yet")
     try:
         state = await store.find_execution(execution, clip=SHOW_CLIP)
-        source = await store.diagram_source(state.id)
+        return await picture_of_execution(store, state)
     finally:
         await store.close()
-    if source is None:
-        return picture_of_state(state)
-    return _picture_of_source(source, state) or picture_of_state(state)
-
-
-def _picture_of_source(source: str, state: Any) -> Any:
-    from dipeo_cli.diagram import parse_diagram
-    from dipeo_cli.errors import DipeoError
-    from dipeo_cli.graph import CompileOptions, compile_graph
-    from dipeo_cli.registry import load_plugins
-    from dipeo_cli.render.graph import picture_of_diagram, picture_of_graph
-
-    try:
-        diagram = parse_diagram(source, file=state.diagram_id, strict=False)
-    except DipeoError:
-        return None
-    try:
-        # mock persons: drawing a run must not need the API key it ran with
-        graph = compile_graph(diagram, load_plugins(()), CompileOptions(llm_mode="mock"))
-    except DipeoError:  # a plugin type, a file that moved: draw it without loop detection
-        return picture_of_diagram(diagram, state)
-    return picture_of_graph(graph, state)

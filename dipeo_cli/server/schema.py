@@ -101,8 +101,8 @@ class Query:
     @strawberry.field
     async def execution_graph(self, info: Info, id: ExecutionID) -> ExecutionGraph | None:
         """The execution drawn as a Mermaid flowchart and a DOT graph (an extension)."""
+        from dipeo_cli.picture import picture_of_execution
         from dipeo_cli.render.graph import render_picture
-        from dipeo_cli.server.picture import picture_of_execution
 
         try:
             state = await _host(info).find(id)

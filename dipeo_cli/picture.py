@@ -1,6 +1,6 @@
-"""The picture of an execution for the web monitor: its recorded diagram parsed and compiled
-again (loops dashed), each node coloured by its status; nodes only when the source is missing
-or no longer reads. The same drawing as `dipeo show ID --graph`."""
+"""The picture of an execution: its recorded diagram parsed and compiled again (loops dashed),
+each node coloured by its status; nodes only when the source is missing or no longer reads.
+`dipeo show ID --graph` and the web monitor (`dipeo serve`) draw it."""
 
 from __future__ import annotations
 
