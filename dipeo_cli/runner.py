@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from dipeo_cli import events as ev
 from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.diagram import load_diagram
-from dipeo_cli.documents import history_json, run_json, show_json  # noqa: F401 (kept here)
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph

@@ -12,7 +12,8 @@ Reads (`get_execution`, `find_execution`, `list_executions`, `get_events`) see e
 recorded before the call. A run whose process died is reported FAILED ("interrupted"), never
 RUNNING forever. Nothing secret is stored (see `dipeo_cli.redact`).
 
-Implementations: `SqliteStore` (the default, `store/sqlite.py`) and `MemoryStore`.
+Implementations: `SqliteStore` (the default, `store/sqlite.py`), `MemoryStore` (SQLite in memory)
+and `PostgresStore` (`store/postgres.py`), all on the shared `store/history.py`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         ExecutionStatus,
         NodeExecutionStatus,
         NodeOutput,
-        NodeState,
     )
 
 
@@ -139,65 +139,6 @@ class StateStore(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
-def node_event_type(status: NodeExecutionStatus) -> str:
-    """The event-log type for a direct `update_node_status` call."""
-    return _NODE_EVENT_TYPES.get(getattr(status, "value", status), "NodeStatusChanged")
-
-
-_NODE_EVENT_TYPES = {
-    "RUNNING": "NodeStarted",
-    "COMPLETED": "NodeCompleted",
-    "FAILED": "NodeFailed",
-    "SKIPPED": "NodeSkipped",
-    "MAXITER_REACHED": "NodeCapped",
-}
-
-
-def apply_node_status(
-    node: NodeState, status: NodeExecutionStatus, error: str | None, now: str
-) -> None:
-    """What a direct `update_node_status(status, error=...)` call does to a NodeState.
-
-    RUNNING starts a new run of the node (started_at, iterations + 1); COMPLETED and FAILED end
-    it; for SKIPPED the `error` argument is the skip reason.
-    """
-    from dipeo_cli.state import NodeExecutionStatus as S
-
-    status = S(status)
-    node.status = status
-    if status is S.RUNNING:
-        node.started_at = now
-        node.ended_at = None
-        node.error = None
-        node.iterations += 1
-    elif status in (S.COMPLETED, S.FAILED):
-        node.ended_at = now
-        node.error = error if status is S.FAILED else None
-    elif status is S.SKIPPED:
-        if error is not None:
-            node.skip_reason = error
-    elif error is not None:
-        node.error = error
-
-
-def apply_execution_status(
-    state: ExecutionState, status: ExecutionStatus, error: str | None, now: str
-) -> None:
-    """What a direct `update_execution_status(status, error=...)` call does to the state."""
-    from dipeo_cli.state import ExecutionStatus as S
-    from dipeo_cli.state import parse_iso
-
-    status = S(status)
-    state.status = status
-    if error is not None:
-        state.error = error
-    state.is_active = status.is_active
-    if status.is_final:
-        state.ended_at = now
-        if state.started_at:
-            state.duration_seconds = round(parse_iso(now) - parse_iso(state.started_at), 6)
 
 
 def ambiguous_message(wanted: str, candidates: list[ExecutionState], more: bool) -> str:
