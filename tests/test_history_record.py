@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dipeo_cli.executor import RunOptions
+from dipeo_cli.render import QuietProgress as Quiet
 from dipeo_cli.runner import execute, prepare
 from dipeo_cli.store import MemoryStore, open_store
 
@@ -35,12 +36,6 @@ def cli() -> Any:
 
 
 EXAMPLES = REPO / "diagrams"
-
-
-class Quiet:
-    def start(self, state: Any) -> None: ...
-    def update(self, state: Any, event: Any) -> None: ...
-    def stop(self, state: Any) -> None: ...
 
 
 def run_file(

@@ -9,15 +9,9 @@ from typing import Any
 
 from dipeo_cli.context import ProcessServices
 from dipeo_cli.executor import RunOptions
+from dipeo_cli.render import QuietProgress as Quiet
 from dipeo_cli.runner import execute, prepare
 from dipeo_cli.store import MemoryStore
-
-
-class Quiet:
-    def start(self, state: Any) -> None: ...
-    def update(self, state: Any, event: Any) -> None: ...
-    def stop(self, state: Any) -> None: ...
-
 
 DIAGRAM = """\
 nodes:

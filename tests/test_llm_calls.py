@@ -18,6 +18,7 @@ from dipeo_cli.errors import NodeError
 from dipeo_cli.executor import RunOptions
 from dipeo_cli.llm.base import LLMReply
 from dipeo_cli.llm.call import CallIdentity
+from dipeo_cli.render import QuietProgress as Quiet
 from dipeo_cli.runner import execute, prepare
 from dipeo_cli.state import TokenUsage
 from dipeo_cli.store.memory import MemoryStore
@@ -209,12 +210,6 @@ def test_a_replayer_error_fails_the_node_with_the_call_recorded(llm: FakeLLM) ->
 
 
 # -- llm_mode is per run ------------------------------------------------------------------------
-
-
-class Quiet:
-    def start(self, state: Any) -> None: ...
-    def update(self, state: Any, event: Any) -> None: ...
-    def stop(self, state: Any) -> None: ...
 
 
 def test_two_runs_at_once_one_mock_one_live_each_get_their_own_answers(llm_server: Any) -> None:
