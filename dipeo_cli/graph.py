@@ -10,7 +10,9 @@ those).
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
@@ -50,6 +52,10 @@ class CompileOptions:
 PropsT = TypeVar("PropsT", bound=BaseModel | None, default=BaseModel | None)
 
 NumberT = TypeVar("NumberT", int, float)
+
+
+# one encoder for every node's fingerprint (json.dumps with options builds one per call)
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 
 class ExecutableNode(Generic[PropsT]):
@@ -95,13 +101,9 @@ class ExecutableNode(Generic[PropsT]):
         """A hash of the node's definition (type and properties as the file wrote them): the
         same in two runs when the node did not change. Labels are not part of it."""
         if self._fingerprint is None:
-            import hashlib
-            import json
-
-            text = json.dumps({"type": self.type, "props": self.props}, sort_keys=True, default=str)
-            self._fingerprint = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[
-                :32
-            ]
+            text = _FINGERPRINT_JSON.encode({"type": self.type, "props": self.props})
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            self._fingerprint = digest[:32]
         return self._fingerprint
 
     @property

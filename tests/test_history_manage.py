@@ -177,6 +177,41 @@ def test_search_finds_errors_outputs_and_labels(cli):
     assert "No executions match" in text
 
 
+def test_runs_are_indexed_by_the_search_not_as_they_finish(cli):
+    """A run pays nothing for the search index; the first search indexes what it lacks, and
+    while it cannot (the file read-only, say), unindexed executions are still found."""
+    Path("failing.light.yaml").write_text(FAILING, encoding="utf-8")
+    failed = run_ok(cli, "failing.light.yaml")
+    db = default_db_path()
+
+    def indexed() -> list[str]:
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute("SELECT execution_id FROM search_indexed").fetchall()
+            assert con.execute("SELECT COUNT(*) FROM execution_search").fetchone()[0] == len(rows)
+            return [r[0] for r in rows]
+        finally:
+            con.close()
+
+    assert indexed() == []
+
+    async def search_read_only(text: str) -> list[str]:
+        store = await open_store(db)
+        try:
+            await store.fetch("PRAGMA query_only = ON")  # every write now fails
+            return [s.id for s in await store.list_executions(search=text)]
+        finally:
+            await store.close()
+
+    assert asyncio.run(search_read_only("quartz")) == [failed["id"]]  # by LIKE
+    assert indexed() == []
+    assert [e["id"] for e in listed(cli, "--search", "meltdown")] == [failed["id"]]
+    assert indexed() == [failed["id"]]
+    second = run_ok(cli, "failing.light.yaml")
+    assert [e["id"] for e in listed(cli, "--search", "MELT")] == [second["id"], failed["id"]]
+    assert sorted(indexed()) == sorted([failed["id"], second["id"]])
+
+
 def test_search_without_fts5_falls_back_to_like(tmp_path):
     db = tmp_path / "h.db"
 
@@ -227,6 +262,7 @@ def test_rm_removes_an_execution_its_children_and_orphaned_values(cli):
     keep = run_ok(cli, HELLO)
     parent = run_ok(cli, SUB)
     big = run_ok(cli, "big.light.yaml")
+    assert cli("history", "--search", "anything").exit_code == 0  # indexes all three
     db = default_db_path()
     before = table_counts(db)
     assert before["blobs"] >= 1
@@ -247,6 +283,8 @@ def test_rm_removes_an_execution_its_children_and_orphaned_values(cli):
             assert left == 0, table
         indexed = con.execute("SELECT DISTINCT execution_id FROM execution_search").fetchall()
         assert indexed == [(keep["id"],)]
+        marked = con.execute("SELECT execution_id FROM search_indexed").fetchall()
+        assert marked == [(keep["id"],)]
     finally:
         con.close()
     assert cli("show", keep["id"]).exit_code == 0

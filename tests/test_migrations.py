@@ -103,3 +103,36 @@ def test_registering_a_name_twice_is_refused() -> None:
 
         @migrations.migration
         def m001_initial(db: sqlite3.Connection) -> None: ...
+
+
+def test_an_m005_index_is_kept_and_its_trigger_dropped(tmp_path: Path) -> None:
+    """m006: what the finish trigger indexed stays indexed (and searchable); nothing is
+    indexed as a run finishes any more."""
+    path = tmp_path / "old.db"
+    db = connect(path)
+    migrate(db, stop_after="m005_search_index")
+    if "execution_search" not in tables(db):
+        pytest.skip("this SQLite has no FTS5")
+    db.execute(
+        "INSERT INTO executions (id, status, diagram_id, started_at, error) VALUES "
+        "('old-run', 'FAILED', 'old-diagram', '2024-01-01T00:00:00+00:00', 'quartz meltdown')"
+    )
+    db.execute(
+        "INSERT INTO events (execution_id, seq, at, type, status) "
+        "VALUES ('old-run', 1, '2024-01-01T00:00:01+00:00', 'ExecutionFinished', 'FAILED')"
+    )
+    assert db.execute("SELECT execution_id FROM execution_search").fetchall() == [("old-run",)]
+    assert migrate(db) == ["m006_search_index_on_demand"]
+    assert db.execute("SELECT execution_id FROM search_indexed").fetchall() == [("old-run",)]
+    triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    assert triggers == []
+    db.close()
+
+    async def search() -> list[str]:
+        async with await open_store(path) as store:
+            return [s.id for s in await store.list_executions(search="meltdown")]
+
+    assert asyncio.run(search()) == ["old-run"]
+    db = connect(path)
+    assert db.execute("SELECT COUNT(*) FROM execution_search").fetchone() == (1,)  # not twice
+    db.close()

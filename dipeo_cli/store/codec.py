@@ -58,7 +58,11 @@ IterKey = tuple[str, str, int]
 class Batch:
     """Rows waiting for the writer. Later rows for the same key are merged into earlier ones
     (a None column keeps the earlier value), so a node's RUNNING and COMPLETED in one batch
-    cost one upsert."""
+    cost one upsert.
+
+    A node's row is a snapshot of its state: the events only note which nodes they touched
+    (`touch`), and `seal()` (when the writer takes the batch, before anything else can change
+    the states) builds each touched node's row once, however many events it had."""
 
     executions: dict[ExecKey, Row] = field(default_factory=dict)
     nodes: dict[NodeKey, Row] = field(default_factory=dict)
@@ -67,6 +71,7 @@ class Batch:
     events: list[Row] = field(default_factory=list)
     heartbeats: dict[str, str] = field(default_factory=dict)  # execution id -> time
     outcomes: dict[int, str] = field(default_factory=dict)  # control request id -> outcome
+    touched: dict[NodeKey, tuple[NodeState, int | None]] = field(default_factory=dict)
     new_run: bool = False
 
     def __bool__(self) -> bool:
@@ -74,6 +79,7 @@ class Batch:
             self.events
             or self.executions
             or self.nodes
+            or self.touched
             or self.iterations
             or self.heartbeats
             or self.outcomes
@@ -89,6 +95,19 @@ class Batch:
         if old is not None and row[11] is None and old[11] is not None:
             row = (*row[:11], old[11])
         self.nodes[key] = row
+
+    def touch(self, eid: str, nid: str, node: NodeState, position: int | None) -> None:
+        """The node's row is to be written as its state is when the batch is sealed."""
+        key = (eid, nid)
+        if position is None:
+            position = self.touched.get(key, (node, None))[1]
+        self.touched[key] = (node, position)
+
+    def seal(self) -> None:
+        """Build the rows of the touched nodes from their states as they are now."""
+        for (eid, nid), (node, position) in self.touched.items():
+            self.put_node(node_row(eid, nid, node, position))
+        self.touched.clear()
 
     def put_iteration(self, row: Row) -> None:
         _put(self.iterations, (row[0], row[1], row[2]), row)
@@ -118,7 +137,7 @@ def _is_ref(value: Any) -> bool:
 def encode_value(value: Any, blobs: dict[str, Row]) -> str:
     """JSON text for a row: the value itself, or a reference to its blob."""
     text = dump_redacted(value)
-    if len(text) <= INLINE_LIMIT and not _is_ref(value):
+    if len(text) <= INLINE_LIMIT and REF_KEY not in text:
         return text
     return _blob_ref(text, blobs)
 
@@ -126,7 +145,7 @@ def encode_value(value: Any, blobs: dict[str, Row]) -> str:
 def encode_map(mapping: dict[str, Any], blobs: dict[str, Row]) -> str:
     """JSON text of a dict whose large entries (output ports, metadata keys) are blobs."""
     text = dump_redacted(mapping)
-    if len(text) <= INLINE_LIMIT and not any(_is_ref(v) for v in mapping.values()):
+    if len(text) <= INLINE_LIMIT and REF_KEY not in text:  # no value that looks like a reference
         return text
     parts = []
     for key, value in mapping.items():
@@ -220,7 +239,7 @@ class Encoder:
             row = self._node_ended(batch, state, event)
         elif isinstance(event, (ev.NodeSkipped, ev.NodeCapped, ev.NodeStatusChanged)):
             node = state.node_states[event.node_id]
-            batch.put_node(self._node_row(eid, event.node_id, node))
+            self._touch(batch, eid, event.node_id, node)
             payload: dict[str, Any]
             if isinstance(event, ev.NodeSkipped):
                 payload = {"reason": event.reason}
@@ -248,7 +267,7 @@ class Encoder:
             nid = getattr(event, "node_id", None)
             node_state = state.node_states.get(nid) if nid is not None else None
             if node_state is not None:
-                batch.put_node(self._node_row(eid, nid, node_state))
+                self._touch(batch, eid, nid, node_state)
             at_value = getattr(event, "at", None)
             status = node_state.status.value if node_state is not None else None
             row = (iso(at_value) if at_value else None, nid, None, status, None)
@@ -260,26 +279,17 @@ class Encoder:
         batch.events.append((eid, seq, at_text, kind, nid, iteration, status, text))
 
     def _node_started(self, batch: Batch, state: ExecutionState, event: ev.NodeStarted) -> EventRow:
-        eid, nid = state.id, event.node_id
+        eid, nid, it = state.id, event.node_id, event.iteration
         node = state.node_states[nid]
-        batch.put_node(self._node_row(eid, nid, node))
+        self._touch(batch, eid, nid, node)
         inputs = None
         if event.sources:  # labels and node ids: nothing to mask, no walk needed
             inputs = _ENCODER.encode({label: [src, n] for label, src, n in event.sources})
         fp = fingerprint(event.inputs) if event.inputs is not None else None
-        it = event.iteration
-        batch.put_iteration(
-            iteration_row(
-                eid,
-                nid,
-                it,
-                node.label,
-                "RUNNING",
-                node.started_at,
-                inputs=inputs,
-                input_fingerprint=fp,
-            )  # fmt: skip
-        )
+        batch.iterations[(eid, nid, it)] = (
+            eid, nid, it, node.label, "RUNNING", node.started_at, None, None, None, None, None,
+            inputs, fp,
+        )  # fmt: skip
         return (node.started_at, nid, it, "RUNNING", None)
 
     def _node_ended(
@@ -287,12 +297,13 @@ class Encoder:
     ) -> EventRow:
         eid, nid = state.id, event.node_id
         node = state.node_states[nid]
-        batch.put_node(self._node_row(eid, nid, node))
+        self._touch(batch, eid, nid, node)
         usage = event.token_usage
-        has_usage = usage is not None and not usage.is_empty
         payload: dict[str, Any] = {}
-        if usage is not None and has_usage:
+        usage_text = None
+        if usage is not None and not usage.is_empty:
             payload["token_usage"] = usage.model_dump()
+            usage_text = usage.model_dump_json()
         error = None
         if isinstance(event, ev.NodeFailed):
             payload["error"] = error = redact(event.error)
@@ -303,21 +314,17 @@ class Encoder:
                 encode_map(event.output.metadata, batch.blobs) if event.output.metadata else "{}"
             )
         it = event.iteration or node.iterations or 1
-        batch.put_iteration(
-            iteration_row(
-                eid,
-                nid,
-                it,
-                node.label,
-                node.status.value,
-                ended_at=node.ended_at,
-                error=error,
-                value=value,
-                metadata=metadata,
-                token_usage=usage.model_dump_json() if usage is not None and has_usage else None,
-            )  # fmt: skip
-        )
-        return (node.ended_at, nid, it, node.status.value, payload)
+        status = node.status.value
+        # what NodeStarted put in this batch (when, the inputs) stays; a None keeps the stored
+        # value (the upsert's COALESCE) when the start was committed in an earlier batch
+        key = (eid, nid, it)
+        started = batch.iterations.get(key)
+        started_at, inputs, fp = (started[5], started[11], started[12]) if started else (None,) * 3
+        batch.iterations[key] = (
+            eid, nid, it, node.label, status, started_at, node.ended_at, error, value, metadata,
+            usage_text, inputs, fp,
+        )  # fmt: skip
+        return (node.ended_at, nid, it, status, payload)
 
     def _execution_started(
         self, batch: Batch, state: ExecutionState, event: ev.ExecutionStarted
@@ -326,14 +333,15 @@ class Encoder:
         batch.new_run = True
         self._positions[eid] = {info.id: i for i, info in enumerate(event.nodes)}
         batch.put_execution(self._start_row(state, event, batch.blobs))
+        positions = self._positions[eid]
         for nid, node in state.node_states.items():
-            batch.put_node(self._node_row(eid, nid, node))
+            batch.touch(eid, nid, node, positions.get(nid))
         nodes = [[n.id, n.label, n.type] for n in event.nodes]
         return (state.started_at, None, None, state.status.value, {"nodes": nodes})
 
-    def _node_row(self, eid: str, nid: str, node: NodeState) -> Row:
+    def _touch(self, batch: Batch, eid: str, nid: str, node: NodeState) -> None:
         positions = self._positions.get(eid)
-        return node_row(eid, nid, node, positions.get(nid) if positions else None)
+        batch.touch(eid, nid, node, positions.get(nid) if positions else None)
 
     def _start_row(
         self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict[str, Any]
@@ -345,26 +353,6 @@ class Encoder:
         row[17] = json.dumps(masked_variables(state.variables))
         row[18] = state.started_at
         return tuple(row)
-
-
-def iteration_row(
-    eid: str,
-    nid: str,
-    iteration: int,
-    label: str | None,
-    status: str,
-    started_at: str | None = None,
-    *,
-    ended_at: str | None = None,
-    error: str | None = None,
-    value: str | None = None,
-    metadata: str | None = None,
-    token_usage: str | None = None,
-    inputs: str | None = None,
-    input_fingerprint: str | None = None,
-) -> Row:
-    return (eid, nid, iteration, label, status, started_at, ended_at, error, value, metadata,
-            token_usage, inputs, input_fingerprint)  # fmt: skip
 
 
 def masked_variables(variables: dict[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """SqlHistory: the StateStore behaviour every SQL dialect shares.
 
 A dialect subclass (SqliteStore; PostgreSQL later) supplies the connection (`_connect`,
-`_disconnect`), `fetch(sql, params)`, `transaction(statements)` and `commit_batch(batch, busy)`;
+`_disconnect`), `fetch(sql, params)`, `transaction(statements)` and `commit_batch(batch)`;
 SQL here is written with `?` placeholders. This class owns everything else:
 
 - the hot path: `record(state, event)` encodes the event (store/codec.py) into the writer's
@@ -70,10 +70,10 @@ class SqlHistory(Queries, Retention, Queue):
     async def _disconnect(self) -> None:
         raise NotImplementedError
 
-    async def commit_batch(self, batch: Batch, busy: bool) -> None:
+    async def commit_batch(self, batch: Batch) -> None:
         raise NotImplementedError
 
-    async def transaction(self, statements: Any, *, bulk: bool = False) -> None:
+    async def transaction(self, statements: Any) -> None:
         raise NotImplementedError
 
     async def fetch(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:

@@ -306,3 +306,36 @@ def m005_search_index(db: sqlite3.Connection) -> None:
         f"SELECT x.id, {body} FROM executions AS x "
         "WHERE x.status IN ('COMPLETED', 'FAILED', 'ABORTED')"
     )
+
+
+# Finished executions are indexed for `--search` by the search itself (SqliteStore
+# .index_for_search), not by a trigger when they finish: the trigger's tokenizing and JSON
+# reading cost a run ~3 us per node (a 1,000-node chain), paid by every run and needed only
+# by the rare search. `search_indexed` lists the executions the index holds.
+INDEX_FOR_SEARCH = [
+    "INSERT INTO execution_search (execution_id, body) SELECT x.id, "
+    + SEARCH_BODY.format(
+        eid="x.id",
+        payload="(SELECT e.payload FROM events AS e WHERE e.execution_id = x.id "
+        "AND e.type = 'ExecutionFinished' ORDER BY e.seq DESC LIMIT 1)",
+    )
+    + " FROM executions AS x WHERE x.status IN ('COMPLETED', 'FAILED', 'ABORTED') "
+    "AND x.id NOT IN (SELECT execution_id FROM search_indexed)",
+    "INSERT INTO search_indexed (execution_id) SELECT x.id FROM executions AS x "
+    "WHERE x.status IN ('COMPLETED', 'FAILED', 'ABORTED') "
+    "AND x.id NOT IN (SELECT execution_id FROM search_indexed)",
+]
+
+
+@migration
+def m006_search_index_on_demand(db: sqlite3.Connection) -> None:
+    """The search index is filled when a search runs, no longer by a trigger as each
+    execution finishes (INDEX_FOR_SEARCH)."""
+    if not _has_table(db, "execution_search"):  # an SQLite without FTS5: `--search` uses LIKE
+        return
+    db.execute("DROP TRIGGER IF EXISTS execution_search_on_finish")
+    db.execute("CREATE TABLE search_indexed (execution_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute(
+        "INSERT OR IGNORE INTO search_indexed (execution_id) "
+        "SELECT execution_id FROM execution_search"
+    )

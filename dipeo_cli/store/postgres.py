@@ -130,7 +130,7 @@ class PostgresStore(SqlHistory):
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def commit_batch(self, batch: Batch, busy: bool) -> None:
+    async def commit_batch(self, batch: Batch) -> None:
         changed = {row[0] for row in batch.executions.values()}
         changed.update(row[0] for row in batch.events)
         async with self.write_lock():
@@ -142,7 +142,7 @@ class PostgresStore(SqlHistory):
         # delivered when the transaction commits, so a woken reader sees the rows
         return [("SELECT pg_notify(?, ?)", [(channel, eid) for eid in execution_ids])]
 
-    async def transaction(self, statements: Statements, *, bulk: bool = False) -> None:
+    async def transaction(self, statements: Statements) -> None:
         """Run `statements` in one transaction; retried on a deadlock or serialization failure
         (another process's batch touching the same rows). The caller holds the write lock."""
         work = []

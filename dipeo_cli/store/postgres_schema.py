@@ -120,6 +120,7 @@ POSTGRES_BODIES: dict[str, list[str]] = {
     "m004_retry_of": [f"ALTER TABLE executions ADD COLUMN retry_of {T}"],
     # `--search` on PostgreSQL reads the tables with ILIKE (store/queries.py): no index table
     "m005_search_index": [],
+    "m006_search_index_on_demand": [],
 }
 
 

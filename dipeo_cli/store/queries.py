@@ -83,7 +83,7 @@ class Queries:
     async def flush(self) -> None:
         raise NotImplementedError
 
-    async def transaction(self, statements: Any, *, bulk: bool = False) -> None:
+    async def transaction(self, statements: Any) -> None:
         raise NotImplementedError
 
     def write_lock(self) -> Any:
@@ -171,6 +171,7 @@ class Queries:
             where.append("started_at >= ?")
             params.append(since)
         if search and search.strip():
+            await self.prepare_search()
             condition, values = self.search_condition(search.strip())
             where.append(condition)
             params += values
@@ -338,6 +339,9 @@ class Queries:
             "SELECT MAX(seq) FROM events WHERE execution_id = ?", (execution_id,)
         )
         return int(rows[0][0] or 0)
+
+    async def prepare_search(self) -> None:
+        """Bring a dialect's search index up to date before a search (none here)."""
 
     def search_condition(self, text: str) -> tuple[str, list[Any]]:
         """A WHERE condition on `executions` matching `text` (case-insensitive, every word)

@@ -59,7 +59,7 @@ class Queue:
     async def flush(self) -> None:
         raise NotImplementedError
 
-    async def transaction(self, statements: Any, *, bulk: bool = False) -> None:
+    async def transaction(self, statements: Any) -> None:
         raise NotImplementedError
 
     def write_lock(self) -> Any:
@@ -119,9 +119,7 @@ class Queue:
         batch.put_execution(row)
         await self.flush()
         async with self.write_lock():
-            await self.transaction(
-                [*batch_statements(batch), *self.announce(QUEUE, [QUEUE_KEY])]
-            )
+            await self.transaction([*batch_statements(batch), *self.announce(QUEUE, [QUEUE_KEY])])
 
     async def take_queued(self) -> QueuedRun | None:
         """The oldest queued execution, now taken by this process (STARTED, with this host,

@@ -66,7 +66,7 @@ class Retention:
     async def fetch(self, sql: str, params: Any = ()) -> list[Row]:
         raise NotImplementedError
 
-    async def transaction(self, statements: Any, *, bulk: bool = False) -> None:
+    async def transaction(self, statements: Any) -> None:
         raise NotImplementedError
 
     def write_lock(self) -> Any:

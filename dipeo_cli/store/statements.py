@@ -63,6 +63,7 @@ _FINAL = ("COMPLETED", "FAILED", "ABORTED")
 
 def batch_statements(batch: Batch) -> Statements:
     """A batch as (statement, rows) pairs, parents before children."""
+    batch.seal()
     return [
         (INSERT_BLOB, list(batch.blobs.values())),
         (UPSERT_EXECUTION, list(batch.executions.values())),

@@ -1,7 +1,7 @@
 """The batching writer every SQL store runs: one task per store that commits queued rows.
 
 `record()` (sync, on the executor's hot path) only fills `writer.batch` and calls `wake()`.
-The task commits the batch through the dialect's `commit(batch, busy)` in one transaction:
+The task commits the batch through the dialect's `commit(batch)` in one transaction:
 
 - as soon as the event loop goes quiet for `batch_delay` (it waits on I/O, as with LLM calls),
 - on `drain()` (flush, close, every read),
@@ -11,7 +11,7 @@ The task commits the batch through the dialect's `commit(batch, busy)` in one tr
 
 A busy loop is otherwise left alone, because committing from a database thread while the event
 loop runs makes both fight over the GIL (measured: a 1,000-node chain took 70 us/node writing as
-it went, 50 us/node writing at the end); `busy=True` tells the dialect to send rows in bulk.
+it went, 50 us/node writing at the end).
 
 A commit that fails is kept and raised as HistoryError by `raise_if_failed()` (flush, close);
 later rows are dropped rather than written out of order.
@@ -32,7 +32,7 @@ MAX_BATCH_ROWS = 2_000
 MAX_LATENCY = 0.25
 NEW_RUN_LATENCY = 0.1
 
-Commit = Callable[[Batch, bool], Awaitable[None]]
+Commit = Callable[[Batch], Awaitable[None]]
 
 
 class BatchWriter:
@@ -121,10 +121,12 @@ class BatchWriter:
                         self.batch = Batch()  # written out of order would be worse than lost
                         break
                     self._writing = True
-                    busy = await self._wait_for_quiet() if self._batch_delay else False
+                    if self._batch_delay:
+                        await self._wait_for_quiet()
                     batch, self.batch = self.batch, Batch()
+                    batch.seal()  # the node rows, as the states are now (codec.Batch)
                     try:
-                        await self._commit(batch, busy)
+                        await self._commit(batch)
                     except Exception as exc:
                         self.error = exc
                     finally:
@@ -139,16 +141,15 @@ class BatchWriter:
             self._notify_idle()
             raise
 
-    async def _wait_for_quiet(self) -> bool:
-        """Hold the batch while rows keep coming (see the module docstring); return True when
-        the loop is still busy."""
+    async def _wait_for_quiet(self) -> None:
+        """Hold the batch while rows keep coming (see the module docstring)."""
         loop = asyncio.get_running_loop()
         oldest = loop.time()
         while not self._flushing and not self._stopping:
             seen = len(self.batch.events)
             latency = NEW_RUN_LATENCY if self.batch.new_run else MAX_LATENCY
             if seen >= MAX_BATCH_ROWS or loop.time() - oldest >= latency:
-                return True
+                return
             self._delay = waiter = loop.create_future()
             handle = loop.call_later(self._batch_delay, _resolve, waiter)
             try:
@@ -157,8 +158,7 @@ class BatchWriter:
                 handle.cancel()
                 self._delay = None
             if len(self.batch.events) == seen:
-                return False
-        return False
+                return
 
     def _notify_idle(self) -> None:
         waiters, self._idle_waiters = self._idle_waiters, []
