@@ -27,7 +27,7 @@ import os
 import signal
 import struct
 import sys
-from pathlib import Path
+from collections import OrderedDict
 from typing import Any
 
 from dipeo_cli.processes import CAPTURE_LIMIT, die_with_parent
@@ -92,6 +92,35 @@ class _UserError(Exception):
 
 
 _module_cache: dict[str, tuple[int, int, Any]] = {}
+# Compiled inline code by (source, filename): a worker runs the same node's code again and again
+# (a loop, a chain, the next execution), and compiling is most of a small job's own cost. The
+# key is the source itself, so a changed source compiles anew. None: the code needs running as
+# a function body (a top-level `return`).
+_code_cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_CODE_CACHE_SIZE = 256
+_TOP_LEVEL_AWAIT = 0x2000  # ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, without importing ast per job
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
+
+
+def _compiled(code: str, filename: str) -> Any:
+    """The code object of `code`, or None when only a function body can hold it (a top-level
+    `return`); other SyntaxErrors are raised, and not cached."""
+    key = (code, filename)
+    try:
+        _code_cache.move_to_end(key)
+        return _code_cache[key]
+    except KeyError:
+        pass
+    try:
+        compiled = compile(code, filename, "exec", flags=_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except SyntaxError as exc:
+        if "outside function" not in (exc.msg or ""):
+            raise
+        compiled = None
+    _code_cache[key] = compiled
+    if len(_code_cache) > _CODE_CACHE_SIZE:
+        _code_cache.popitem(last=False)
+    return compiled
 
 
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -131,9 +160,7 @@ def _execute(job: dict[str, Any], filename: str) -> Any:
             )
         return _call(function, inputs)
 
-    import ast
     import builtins
-    import inspect
     import linecache
 
     code = job.get("code") or ""
@@ -143,16 +170,11 @@ def _execute(job: dict[str, Any], filename: str) -> Any:
     namespace.update(inputs)
     namespace["inputs"] = inputs
     namespace["variables"] = variables
-    try:
-        compiled = compile(
-            code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
-        )
-    except SyntaxError as exc:
-        if "outside function" not in (exc.msg or ""):
-            raise
+    compiled = _compiled(code, filename)
+    if compiled is None:
         # DiPeO ran the code as a function body, so a top-level `return` gives the result.
         return _run_as_function(code, filename, namespace, inputs, variables)
-    if compiled.co_flags & inspect.CO_COROUTINE:  # top-level await
+    if compiled.co_flags & _CO_COROUTINE:  # top-level await
         _await(eval(compiled, namespace))
     else:
         exec(compiled, namespace)
@@ -235,6 +257,7 @@ def _await(awaitable: Any) -> Any:
 
 def _load_module(path: str) -> Any:
     import importlib.util
+    from pathlib import Path
 
     stat = os.stat(path)
     cached = _module_cache.get(path)

@@ -31,10 +31,10 @@ from dipeo_cli.reaper import VARIABLE
 
 
 def _preload() -> None:
-    # What every job needs, imported once here rather than once in each forked worker.
+    # What every job needs, imported once here rather than once in each forked worker. Not
+    # asyncio (only top-level await needs it): it would add 4 MB to the template, which each of
+    # a hundred forks copies the page tables of.
     import ast  # noqa: F401
-    import asyncio  # noqa: F401
-    import ctypes  # noqa: F401
     import inspect  # noqa: F401
     import linecache  # noqa: F401
     import traceback  # noqa: F401
@@ -115,6 +115,19 @@ def main() -> None:
                 except BlockingIOError:
                     pass
         _reap(reports)
+    # Workers still running were sent EOF by the runner; wait for them, so that none is left a
+    # zombie, then leave without the interpreter's teardown (nothing to flush: reports are raw
+    # writes), which would only delay the runner's close.
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        try:
+            os.write(reports, f"X {pid} {os.waitstatus_to_exitcode(status)}\n".encode())
+        except OSError:
+            pass  # the runner stopped reading
+    os._exit(0)
 
 
 def _reap(reports: int) -> None:

@@ -303,3 +303,50 @@ def test_a_timeout_in_a_grown_pool_kills_only_that_job() -> None:
             await pool.close()
 
     asyncio.run(body())
+
+
+def test_compiled_code_is_cached_per_source_and_a_changed_source_compiles_anew() -> None:
+    from dipeo_cli import pyworker
+
+    pyworker._code_cache.clear()
+    first = pyworker._compiled("result = 1", "<code_job A>")
+    assert pyworker._compiled("result = 1", "<code_job A>") is first  # reused, not recompiled
+    changed = pyworker._compiled("result = 2", "<code_job A>")
+    assert changed is not first
+    namespace: dict[str, Any] = {}
+    exec(changed, namespace)
+    assert namespace["result"] == 2
+    # a top-level return is remembered as "run as a function body", and still runs so twice
+    assert pyworker._compiled("return 5", "<code_job B>") is None
+    assert pyworker._compiled("return 5", "<code_job B>") is None
+    with pytest.raises(SyntaxError):
+        pyworker._compiled("def (", "<code_job C>")
+    assert ("def (", "<code_job C>") not in pyworker._code_cache
+
+
+def test_a_reused_worker_runs_the_new_source_of_a_node_whose_code_changed() -> None:
+    async def body(pool: PythonWorkerPool) -> list[Any]:
+        results = []
+        for code in ("result = 'old'", "result = 'new'", "return 'body'", "return 'body'"):
+            results.append((await pool.run(job(code)))["result"])
+        return results
+
+    assert with_pool(body) == ["old", "new", "body", "body"]
+
+
+def test_a_hundred_waiting_jobs_run_at_the_same_time() -> None:
+    # Each job writes when it started and ended; all must have started before any ended. The
+    # sleep is long enough for a hundred forks on a loaded machine, and no wall time is asserted.
+    code = "import os, time\nstarted = time.time()\ntime.sleep(2)\nresult = [started, time.time(), os.getpid()]"
+
+    async def body() -> None:
+        pool = PythonWorkerPool(size=1, limit=100)
+        try:
+            replies = await asyncio.gather(*(pool.run(job(code)) for _ in range(100)))
+        finally:
+            await pool.close()
+        spans = [r["result"] for r in replies]
+        assert len({pid for _, _, pid in spans}) == 100
+        assert max(start for start, _, _ in spans) < min(end for _, end, _ in spans)
+
+    asyncio.run(body())
