@@ -43,6 +43,8 @@ from jinja2.filters import FILTERS as DEFAULT_FILTERS  # what jinja2.defaults re
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
+from dipeo_cli import template_tree
+
 try:
     import resource
 except ImportError:  # Windows: no memory backstop
@@ -425,9 +427,16 @@ _BUILTIN_NAMES = frozenset({"loop", "range", "dict", "lipsum", "cycler", "joiner
 class CompiledTemplate:
     """One source, parsed and compiled once, with what the parse tells about it."""
 
-    template: jinja2.Template
+    parts: tuple[template_tree.Part, ...] | None  # a simple template, rendered from its tree
+    template: jinja2.Template | None  # any other, compiled by Jinja2
     straight: bool  # no loop, call or macro: its work is bounded by the size checks alone
     names: frozenset[str]  # the names it reads and does not set itself (builtins left out)
+
+    def generate(self, names: dict[str, Any]) -> Iterator[str]:
+        if self.parts is not None:
+            return template_tree.generate(self.parts, names, ENVIRONMENT)
+        assert self.template is not None
+        return self.template.generate(names)
 
 
 # Keyed by source, so validation's compile of a template is its run's, every template_job with
@@ -448,14 +457,16 @@ def compiled(source: str) -> CompiledTemplate:
             (loaded if node.ctx == "load" else stored).add(node.name)
         else:
             straight = False
-    return CompiledTemplate(
-        ENVIRONMENT.from_string(tree), straight, frozenset(loaded - stored - _BUILTIN_NAMES)
-    )
+    names = frozenset(loaded - stored - _BUILTIN_NAMES)
+    parts = template_tree.plan(tree, ENVIRONMENT)
+    if parts is not None:  # compiling it to Python would cost ten times its render
+        return CompiledTemplate(parts, None, straight, names)
+    return CompiledTemplate(None, ENVIRONMENT.from_string(tree), straight, names)
 
 
-def compile_template(source: str) -> jinja2.Template:
+def compile_template(source: str) -> CompiledTemplate:
     """Compile (and cache) a template; raises jinja2.TemplateSyntaxError."""
-    return compiled(source).template
+    return compiled(source)
 
 
 def render_sync(source: str, names: dict[str, Any], budget: Budget) -> str:
@@ -464,7 +475,7 @@ def render_sync(source: str, names: dict[str, Any], budget: Budget) -> str:
     try:
         chunks = []
         size = 0
-        for chunk in compiled(source).template.generate(names):
+        for chunk in compiled(source).generate(names):
             size += len(chunk)
             if size > OUTPUT_LIMIT:
                 raise _too_large()
