@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.runtime import missing
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import _PassArg  # how pass_environment/pass_eval_context mark a filter
+from jinja2.utils import (
+    _PassArg,  # how pass_environment/pass_eval_context mark a filter
+    missing,
+)
 
 Part = str | nodes.Expr
 
@@ -38,10 +40,10 @@ def plan(tree: nodes.Template, environment: SandboxedEnvironment) -> tuple[Part,
         return None
     parts: list[Part] = []
     for statement in tree.body:
-        if type(statement) is not nodes.Output:
+        if not isinstance(statement, nodes.Output):
             return None
         for child in statement.nodes:
-            if type(child) is nodes.TemplateData:
+            if isinstance(child, nodes.TemplateData):
                 if parts and isinstance(parts[-1], str):
                     parts[-1] += child.data
                 else:
@@ -54,21 +56,21 @@ def plan(tree: nodes.Template, environment: SandboxedEnvironment) -> tuple[Part,
 
 
 def _simple(node: nodes.Node, environment: SandboxedEnvironment) -> bool:
-    kind = type(node)
-    if kind is nodes.Const:
+    # (none of these node classes has subclasses in Jinja2 3.1)
+    if isinstance(node, nodes.Const):
         return True
-    if kind is nodes.Name:
+    if isinstance(node, nodes.Name):
         return node.ctx == "load"
-    if kind is nodes.Getattr:
+    if isinstance(node, nodes.Getattr):
         return node.ctx == "load" and _simple(node.node, environment)
-    if kind is nodes.Getitem:
+    if isinstance(node, nodes.Getitem):
         return (
             node.ctx == "load"
-            and type(node.arg) is not nodes.Slice  # Jinja indexes slices directly
+            and not isinstance(node.arg, nodes.Slice)  # Jinja indexes slices directly
             and _simple(node.node, environment)
             and _simple(node.arg, environment)
         )
-    if kind is nodes.Filter:
+    if isinstance(node, nodes.Filter):
         function = environment.filters.get(node.name)
         return (
             function is not None
@@ -102,19 +104,18 @@ class _Scope:
 
     def value(self, node: nodes.Expr) -> Any:
         environment = self._environment
-        kind = type(node)
-        if kind is nodes.Name:
+        if isinstance(node, nodes.Name):
             found = self._names.get(node.name, missing)
             if found is missing:
                 found = environment.globals.get(node.name, missing)
             return environment.undefined(name=node.name) if found is missing else found
-        if kind is nodes.Const:
+        if isinstance(node, nodes.Const):
             return node.value
-        if kind is nodes.Getattr:
+        if isinstance(node, nodes.Getattr):
             return environment.getattr(self.value(node.node), node.attr)
-        if kind is nodes.Getitem:
+        if isinstance(node, nodes.Getitem):
             return environment.getitem(self.value(node.node), self.value(node.arg))
-        assert kind is nodes.Filter  # plan() let nothing else through
+        assert isinstance(node, nodes.Filter) and node.node is not None  # plan() checked
         function = environment.filters[node.name]
         args: list[Any] = []
         passed = _PassArg.from_obj(function)
@@ -126,5 +127,5 @@ class _Scope:
             args.append(self._eval_context)
         args.append(self.value(node.node))
         args.extend(self.value(arg) for arg in node.args)
-        kwargs = {kw.key: self.value(kw.value) for kw in node.kwargs}
+        kwargs = {str(kw.key): self.value(kw.value) for kw in node.kwargs}
         return function(*args, **kwargs)
