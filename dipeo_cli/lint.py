@@ -182,18 +182,12 @@ def _placeholders(node: Any) -> set[str]:
         text = getattr(config, "template_content", None) or ""
         if not isinstance(text, str) or not text:
             return set()
-        try:
-            import jinja2
-            from jinja2 import nodes
+        from dipeo_cli.sandbox import compiled
 
-            tree = jinja2.Environment().parse(text)
+        try:
+            names = set(compiled(text).names)  # validation compiled it: no second parse
         except Exception:  # a syntax error is the handler's check's to report
             return set()
-        # Walk the names, never jinja2.meta: its code generator folds constants, and
-        # `{{ 'x' * 10**10 }}` would be built here, outside the sandbox's budget.
-        loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
-        stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-        names = loaded - stored - {"loop", "range", "dict", "lipsum", "cycler", "joiner"}
         own = getattr(config, "variables", None) or {}
         return names - {"generated_at"} - set(own)
     return set()

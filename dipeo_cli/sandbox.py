@@ -30,6 +30,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache, wraps
 from inspect import signature
 from string import Formatter
@@ -41,6 +42,8 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.filters import FILTERS as DEFAULT_FILTERS  # what jinja2.defaults re-exports
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
+
+from dipeo_cli import template_tree
 
 try:
     import resource
@@ -416,18 +419,54 @@ ENVIRONMENT.filters["map"] = _map_filter()
 ENVIRONMENT.globals["lipsum"] = _lipsum
 
 
-# Large enough that validation's compile of every template of a big diagram is the run's too.
+# Names a template may load without anything filling them: Jinja's own globals and `loop`.
+_BUILTIN_NAMES = frozenset({"loop", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """One source, parsed and compiled once, with what the parse tells about it."""
+
+    parts: tuple[template_tree.Part, ...] | None  # a simple template, rendered from its tree
+    template: jinja2.Template | None  # any other, compiled by Jinja2
+    straight: bool  # no loop, call or macro: its work is bounded by the size checks alone
+    names: frozenset[str]  # the names it reads and does not set itself (builtins left out)
+
+    def generate(self, names: dict[str, Any]) -> Iterator[str]:
+        if self.parts is not None:
+            return template_tree.generate(self.parts, names, ENVIRONMENT)
+        assert self.template is not None
+        return self.template.generate(names)
+
+
+# Keyed by source, so validation's compile of a template is its run's, every template_job with
+# that source shares it, and a changed template (a retry of an edited diagram, a template file
+# edited between runs) is a new key, never a stale hit. Large enough for every template of a
+# big diagram to stay from validation to its run.
 @lru_cache(maxsize=4096)
-def _compiled(source: str) -> tuple[jinja2.Template, bool]:
+def compiled(source: str) -> CompiledTemplate:
+    """Parse and compile `source` once per process; raises jinja2.TemplateSyntaxError."""
     tree = ENVIRONMENT.parse(source)
-    # Straight-line: no loop, call or macro, so its work is bounded by the size checks alone.
-    straight = next(tree.find_all((nodes.For, nodes.Macro, nodes.CallBlock, nodes.Call)), None)
-    return ENVIRONMENT.from_string(tree), straight is None
+    straight = True
+    loaded: set[str] = set()
+    stored: set[str] = set()
+    # One walk of the tree; never jinja2.meta, whose code generator folds constants, so that
+    # `{{ 'x' * 10**10 }}` would be built outside the budget.
+    for node in tree.find_all((nodes.Name, nodes.For, nodes.Macro, nodes.CallBlock, nodes.Call)):
+        if isinstance(node, nodes.Name):
+            (loaded if node.ctx == "load" else stored).add(node.name)
+        else:
+            straight = False
+    names = frozenset(loaded - stored - _BUILTIN_NAMES)
+    parts = template_tree.plan(tree, ENVIRONMENT)
+    if parts is not None:  # compiling it to Python would cost ten times its render
+        return CompiledTemplate(parts, None, straight, names)
+    return CompiledTemplate(None, ENVIRONMENT.from_string(tree), straight, names)
 
 
-def compile_template(source: str) -> jinja2.Template:
+def compile_template(source: str) -> CompiledTemplate:
     """Compile (and cache) a template; raises jinja2.TemplateSyntaxError."""
-    return _compiled(source)[0]
+    return compiled(source)
 
 
 def render_sync(source: str, names: dict[str, Any], budget: Budget) -> str:
@@ -436,7 +475,7 @@ def render_sync(source: str, names: dict[str, Any], budget: Budget) -> str:
     try:
         chunks = []
         size = 0
-        for chunk in compile_template(source).generate(names):
+        for chunk in compiled(source).generate(names):
             size += len(chunk)
             if size > OUTPUT_LIMIT:
                 raise _too_large()
@@ -489,7 +528,7 @@ async def render_template(source: str, names: dict[str, Any]) -> str:
     """Render `source` with `names` in a render thread (module docstring). Raises what the
     render raises: jinja2 errors, SecurityError, RenderStoppedError, errors of filters."""
     budget = Budget()
-    if _compiled(source)[1]:
+    if compiled(source).straight:
         # A straight-line template costs less than the hand-off to a thread (~35 us) would.
         return render_sync(source, names, budget)
     loop = asyncio.get_running_loop()

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
-from dipeo_cli.sandbox import RenderStoppedError, compile_template, render_template
+from dipeo_cli.sandbox import RenderStoppedError, compile_template, compiled, render_template
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
 
@@ -142,8 +142,7 @@ async def template_job(node: ExecutableNode[TemplateJobProps], ctx: NodeContext)
 
 
 def _namespace(config: TemplateJobProps, ctx: NodeContext) -> dict[str, Any]:
-    names: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat()}
-    names.update(config.variables)
+    names: dict[str, Any] = dict(config.variables)
     inputs = dict(ctx.inputs)
     if "default" in inputs:
         default = decode_json_text(inputs["default"])
@@ -157,6 +156,9 @@ def _namespace(config: TemplateJobProps, ctx: NodeContext) -> dict[str, Any]:
 
 async def _render(source: str, names: dict[str, Any], what: str) -> str:
     try:
+        if "generated_at" not in names and "generated_at" in compiled(source).names:
+            # the lowest of the names: set only when read, once per node (clock reads add up)
+            names["generated_at"] = datetime.now(UTC).isoformat()
         return await render_template(source, names)
     except SecurityError as exc:
         raise NodeError(f"{what} tried something unsafe and was stopped: {exc}") from None
