@@ -26,17 +26,23 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import (
-    _PassArg,  # how pass_environment/pass_eval_context mark a filter
-    missing,
-)
+
+try:  # Jinja2 3.1's internals; a Jinja2 without them compiles every template itself
+    from jinja2.utils import (
+        _PassArg,  # how pass_environment/pass_eval_context mark a filter
+        missing,
+    )
+
+    _INTERNALS = True
+except ImportError:  # pragma: no cover - depends on the installed Jinja2
+    _INTERNALS = False
 
 Part = str | nodes.Expr
 
 
 def plan(tree: nodes.Template, environment: SandboxedEnvironment) -> tuple[Part, ...] | None:
     """The template as text and expression parts, or None when it is not that simple."""
-    if environment.autoescape is not False or environment.finalize is not None:
+    if not _INTERNALS or environment.autoescape is not False or environment.finalize is not None:
         return None
     parts: list[Part] = []
     for statement in tree.body:
