@@ -174,8 +174,19 @@ class ExecutionState(BaseModel):
 
 
 def iso(timestamp: float) -> str:
-    """An ISO 8601 UTC time with microseconds, the format every stored time uses."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    """An ISO 8601 UTC time with microseconds, the format every stored time uses: what
+    `datetime.fromtimestamp(timestamp, UTC).isoformat()` gives, at half its cost (a run
+    formats two times per node), by reusing the text of the last whole second."""
+    second = timestamp // 1
+    micro = round((timestamp - second) * 1e6)  # as datetime rounds: the fraction times 1e6
+    if second != _last_second[0] or not 0 < micro < 1_000_000:
+        if not 0 < micro < 1_000_000:  # no ".000000" in isoformat; or a carry into the second
+            return datetime.fromtimestamp(timestamp, UTC).isoformat()
+        _last_second[:] = [second, datetime.fromtimestamp(second, UTC).isoformat()[:19]]
+    return f"{_last_second[1]}.{micro:06d}+00:00"
+
+
+_last_second: list[Any] = [None, ""]
 
 
 def parse_iso(text: str) -> float:

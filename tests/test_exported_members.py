@@ -111,7 +111,9 @@ def test_run_diagram_returns_the_final_state_from_text_or_a_path(shout: str):
     progress = RecordingProgress()
     state = run_diagram(text, variables={"text": "hey"}, plugins=(shout,), progress=progress)
     assert isinstance(state, ExecutionState)
-    assert state.status.value == "COMPLETED" and state.result == "HEY"  # no `default` input: the variable
+    assert (
+        state.status.value == "COMPLETED" and state.result == "HEY"
+    )  # no `default` input: the variable
     assert [type(e).__name__ for e in progress.events][-1] == "ExecutionFinished"
     state = run_diagram(REPO / "diagrams" / "debate.light.yaml", llm_mode="mock")
     assert state.status.value == "COMPLETED" and state.token_usage.total > 0

@@ -100,3 +100,21 @@ def test_parse_variables_merges_sources_in_order(tmp_path):
     }
     with pytest.raises(UsageError):
         parse_variables("[]", None, None)
+
+
+def test_iso_is_exactly_what_datetime_isoformat_gives() -> None:
+    """iso() reuses the text of the last whole second; it must still match datetime to the
+    character: whole seconds (no fraction in isoformat), rounding up into the next second,
+    times jumping back and forth."""
+    import random
+    from datetime import UTC, datetime
+
+    from dipeo_cli.state import iso
+
+    rng = random.Random(7)
+    times = [0.0, 1.5, 1e9 + 0.9999999, 1e9 + 0.0000004, 1_700_000_000.0000005, 1e9, 1e9 + 1e-7]
+    for _ in range(20_000):
+        t = 1_700_000_000 + rng.random() * 200_000
+        times += [t, float(int(t)), t + 1e-6, t - 3600]
+    for t in times:
+        assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(), t

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dipeo_cli import events as ev
-from dipeo_cli.redact import dump_redacted, redact, redact_json
+from dipeo_cli.redact import compact_json, dump_redacted, redact, redact_json
 from dipeo_cli.state import (
     ExecutionState,
     NodeState,
@@ -42,7 +42,7 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store.base import hostname, own_process_marker
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_dump_json = compact_json(str)
 INLINE_LIMIT = 4096  # characters of JSON text kept in a row; longer values become blobs
 REF_KEY = "$dipeo_value"
 
@@ -284,7 +284,7 @@ class Encoder:
         self._touch(batch, eid, nid, node)
         inputs = None
         if event.sources:  # labels and node ids: nothing to mask, no walk needed
-            inputs = _ENCODER.encode({label: [src, n] for label, src, n in event.sources})
+            inputs = _dump_json({label: [src, n] for label, src, n in event.sources})
         fp = fingerprint(event.inputs) if event.inputs is not None else None
         batch.iterations[(eid, nid, it)] = (
             eid, nid, it, node.label, "RUNNING", node.started_at, None, None, None, None, None,
