@@ -296,7 +296,13 @@ class _Unbreakable:
         self._call("start", state)
 
     def update(self, state: ExecutionState, event: ev.Event) -> None:
-        self._call("update", state, event)
+        # twice per node: no getattr, no extra call
+        view = self._view
+        if view is not None:
+            try:
+                view.update(state, event)
+            except OSError:
+                self._view = None
 
     def stop(self, state: ExecutionState) -> None:
         self._call("stop", state)
