@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from dipeo_cli.diagram.yaml_events import MAPPING, SCALAR, SEQUENCE, Unusual, build
+from dipeo_cli.diagram.yaml_events import MAPPING, SCALAR, SEQUENCE, build
 from dipeo_cli.errors import DiagramError, Problem
 
 FORMATS = ("light", "native", "readable")
@@ -219,12 +219,12 @@ def _parse_yaml(text: str, file: str | None) -> Document:
         )
     loader = _Loader(text)
     try:
-        data, shape = build(loader)
-        return Document(data, shape)
-    except Unusual:
-        pass  # merge keys, custom tags, an error...: yaml's own composer decides
+        built = build(loader)
     finally:
         loader.dispose()
+    if built is not None:
+        return Document(*built)
+    # merge keys, custom tags, an error...: yaml's own composer reads it, or says what is wrong
     loader = _Loader(text)
     try:
         root = loader.get_single_node()

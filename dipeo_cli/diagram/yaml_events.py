@@ -11,8 +11,8 @@ resolver for plain scalars (`yes` is True, `1.10` is 1.1, `~` is None), the same
 for every standard scalar tag, the same object for an alias as for its anchor. What this
 builder does not handle itself — merge keys (`<<`), `=` keys, tags other than the standard
 scalar ones and `!!map`/`!!seq`, collections as keys, recursive aliases, duplicate anchors,
-more than one document, and every error — raises `Unusual`, and the caller composes the
-document the classic way instead (exactly yaml's behaviour and messages, for the rare file
+more than one document, and every error — makes `build` return None, and the caller composes
+the document the classic way instead (exactly yaml's behaviour and messages, for the rare file
 that needs them).
 
 Shape:
@@ -40,21 +40,19 @@ _SCALAR_TAGS = frozenset(
 _INCOMPLETE = object()  # an anchored collection whose end has not come yet
 
 
-class Unusual(Exception):
-    """The document needs yaml's own composer (or is not valid YAML): compose it instead."""
+class _Unusual(Exception):
+    """The document needs yaml's own composer (or is not valid YAML)."""
 
 
-def build(loader: Any) -> tuple[Any, Any]:
+def build(loader: Any) -> tuple[Any, Any] | None:
     """(data, shape) of the single document `loader` (a yaml SafeLoader or CSafeLoader over the
-    text) holds; raises Unusual (see the module docstring) for anything else."""
+    text) holds; None when yaml's own composer must read it (see the module docstring)."""
     if loader.yaml_path_resolvers:
-        raise Unusual("path resolvers")
+        return None
     try:
         return _build(loader)
-    except Unusual:
-        raise
-    except Exception as exc:  # YAMLError, RecursionError, ...: yaml's own path reports it
-        raise Unusual(str(exc)) from exc
+    except Exception:  # _Unusual, YAMLError, RecursionError...: yaml's own path reports them
+        return None
 
 
 def _build(loader: Any) -> tuple[Any, Any]:
@@ -67,7 +65,7 @@ def _build(loader: Any) -> tuple[Any, Any]:
 
     get_event()  # StreamStart
     if not isinstance(get_event(), yaml.DocumentStartEvent):
-        raise Unusual("no document")
+        raise _Unusual("no document")
     anchors: dict[str, Any] = {}
     # one frame per open collection: [is_mapping, line, data, shapes, anchor, pending key]
     stack: list[list[Any]] = []
@@ -86,19 +84,19 @@ def _build(loader: Any) -> tuple[Any, Any]:
                 node = scalar_node(tag, text, event.start_mark, event.end_mark, event.style)
                 value = constructors[tag](loader, node)
             else:
-                raise Unusual(f"tag {tag}")
+                raise _Unusual(f"tag {tag}")
             done = (value, (SCALAR, event.start_mark.line + 1, text))
             if event.anchor is not None:
                 _anchor(anchors, event.anchor, done)
         elif kind is alias_event:
             done = anchors.get(event.anchor)
             if done is None or done is _INCOMPLETE:
-                raise Unusual("undefined or recursive alias")
+                raise _Unusual("undefined or recursive alias")
         elif kind is mapping_start or kind is sequence_start:
             is_mapping = kind is mapping_start
             tag = event.tag
             if not (tag is None or tag == "!" or tag == (_MAP if is_mapping else _SEQ)):
-                raise Unusual(f"tag {tag}")
+                raise _Unusual(f"tag {tag}")
             if event.anchor is not None:
                 _anchor(anchors, event.anchor, _INCOMPLETE)
             line = event.start_mark.line + 1
@@ -117,7 +115,7 @@ def _build(loader: Any) -> tuple[Any, Any]:
             frame[3].append(done[1])
         elif frame[5] is None:  # a key (`<<` and `=` resolve to tags refused above)
             if done[1][0] != SCALAR:
-                raise Unusual("a collection as a key")
+                raise _Unusual("a collection as a key")
             frame[5] = done
         else:
             key, key_shape = frame[5]
@@ -128,12 +126,12 @@ def _build(loader: Any) -> tuple[Any, Any]:
 
 def _anchor(anchors: dict[str, Any], name: str, value: Any) -> None:
     if name in anchors:
-        raise Unusual("duplicate anchor")  # yaml's composer names both occurrences
+        raise _Unusual("duplicate anchor")  # yaml's composer names both occurrences
     anchors[name] = value
 
 
 def _finish(loader: Any, done: tuple[Any, Any]) -> tuple[Any, Any]:
     loader.get_event()  # DocumentEnd
     if not isinstance(loader.get_event(), yaml.StreamEndEvent):
-        raise Unusual("more than one document")
+        raise _Unusual("more than one document")
     return done
