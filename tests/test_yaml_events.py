@@ -158,3 +158,9 @@ def test_a_diagram_loads_the_same_through_events_and_through_yaml() -> None:
     # a merge key sends the same diagram through yaml's composer
     slow = parse_diagram(text + "x-defaults: &d {a: 1}\nx-use: {<<: *d}\n", "loop.light.yaml")
     assert fast.nodes == slow.nodes and fast.arrows == slow.arrows
+
+
+def test_documents_nested_deeper_than_diagrams_go_are_left_to_yaml() -> None:
+    deep = "a: " + "[" * 150 + "]" * 150 + "\n"
+    assert built(deep) is None
+    assert parse_text(deep, "f.yaml").data == yaml.load(deep, Loader=_Loader)

@@ -6,14 +6,15 @@ that tree was 35 MiB, most of a run's peak memory, alive only while loading. Her
 becomes its Python value and its shape (the line numbers and texts loaders use for messages,
 see below) at once, and nothing else is kept.
 
-The result is what `yaml.safe_load` gives, by construction: the same C parser, the same
+The result is what safe loading with libyaml (`CSafeLoader`) gives, by construction: the same C
+parser, the same
 resolver for plain scalars (`yes` is True, `1.10` is 1.1, `~` is None), the same constructors
 for every standard scalar tag, the same object for an alias as for its anchor. What this
-builder does not handle itself — merge keys (`<<`), `=` keys, tags other than the standard
-scalar ones and `!!map`/`!!seq`, collections as keys, recursive aliases, duplicate anchors,
-more than one document, and every error — makes `build` return None, and the caller composes
-the document the classic way instead (exactly yaml's behaviour and messages, for the rare file
-that needs them).
+builder does not handle itself makes `build` return None, and the caller composes the
+document the classic way instead (exactly yaml's behaviour and messages, for the rare file
+that needs them): merge keys (`<<`), `=` keys, tags other than the standard scalar ones and
+`!!map`/`!!seq`, collections as keys, recursive aliases, duplicate anchors, nesting over 100
+levels, more than one document, and every error.
 
 Shape:
     scalar:   (SCALAR, line, text)
@@ -37,7 +38,10 @@ _SCALAR_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}"
     for name in ("null", "bool", "int", "float", "binary", "timestamp", "str")
 )
-_INCOMPLETE = object()  # an anchored collection whose end has not come yet
+_INCOMPLETE = object()
+# Deeper documents go to yaml's recursive constructor, which decides as it always did (it
+# runs out of Python stack at some depth): building them here would accept what it refused.
+_DEEPEST = 100  # an anchored collection whose end has not come yet
 
 
 class _Unusual(Exception):
@@ -99,6 +103,8 @@ def _build(loader: Any) -> tuple[Any, Any]:
                 raise _Unusual(f"tag {tag}")
             if event.anchor is not None:
                 _anchor(anchors, event.anchor, _INCOMPLETE)
+            if len(stack) >= _DEEPEST:
+                raise _Unusual("nested deeper than diagrams go")
             line = event.start_mark.line + 1
             stack.append([is_mapping, line, {} if is_mapping else [], [], event.anchor, None])
             continue
