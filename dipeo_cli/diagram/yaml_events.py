@@ -7,12 +7,11 @@ becomes its Python value and its shape (the line numbers and texts loaders use f
 see below) at once, and nothing else is kept.
 
 The result is what safe loading with libyaml (`CSafeLoader`) gives, by construction: the same C
-parser, the same
-resolver for plain scalars (`yes` is True, `1.10` is 1.1, `~` is None), the same constructors
-for every standard scalar tag, the same object for an alias as for its anchor. What this
-builder does not handle itself makes `build` return None, and the caller composes the
-document the classic way instead (exactly yaml's behaviour and messages, for the rare file
-that needs them): merge keys (`<<`), `=` keys, tags other than the standard scalar ones and
+parser, the same resolver for plain scalars (`yes` is True, `1.10` is 1.1, `~` is None), the
+same constructors for every standard scalar tag, the same object for an alias as for its anchor.
+What this builder does not handle itself makes `build` return None, and the caller composes the
+document the classic way instead (exactly yaml's behaviour and messages, for the rare file that
+needs them): merge keys (`<<`), `=` keys, tags other than the standard scalar ones and
 `!!map`/`!!seq`, collections as keys, recursive aliases, duplicate anchors, nesting over 100
 levels, more than one document, and every error.
 
