@@ -22,7 +22,7 @@ from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
 from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
-from dipeo_cli.heap import freeze_loaded
+from dipeo_cli.heap import frozen_for_run
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.state import ExecutionState, apply_event, new_state
@@ -258,7 +258,6 @@ async def execute(
         http_replay=http_replay,
         shared=shared,
     )
-    freeze_loaded()  # the graph and modules live as long as the run: see dipeo_cli.heap
     run = Run(
         graph,
         store=store,
@@ -274,7 +273,8 @@ async def execute(
     resources.pause_progress = getattr(run._progress, "paused", None)
     if on_start is not None:
         on_start(run)
-    return await run.run()
+    with frozen_for_run():  # the graph and modules live as long as the run: see dipeo_cli.heap
+        return await run.run()
 
 
 class _Unbreakable:

@@ -91,3 +91,63 @@ def test_other_commands_keep_the_collector_running() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "gc: True"
+
+
+def test_a_process_hosting_many_runs_keeps_no_frozen_garbage_after_each() -> None:
+    """A worker runs execute() again and again: what one run froze is unfrozen at its end, so
+    a cycle that became garbage during the run is collected, not kept frozen forever."""
+    import asyncio
+    import weakref
+
+    from dipeo_cli.executor import RunOptions
+    from dipeo_cli.runner import execute
+    from dipeo_cli.store import open_store
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    cycle = Cycle()
+    gone = weakref.ref(cycle)
+    graph = compile_graph(parse_diagram(big_chain(3), "small.light.yaml"), load_builtin_handlers())
+
+    async def twice() -> None:
+        store = await open_store(None)
+        try:
+            for _ in range(2):
+                outcome = await execute(
+                    graph,
+                    store=store,
+                    progress=None,
+                    variables={},
+                    options=RunOptions(),
+                )
+                assert outcome.exit_code == 0
+        finally:
+            await store.close()
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        asyncio.run(twice())
+        assert gc.get_freeze_count() == 0  # nothing left frozen by the runs
+        del cycle  # garbage now, but it was alive (and frozen) while the runs ran
+        gc.collect()
+        assert gone() is None
+    finally:
+        if not was_enabled:
+            gc.disable()
+
+
+def test_runs_held_at_once_restore_the_collector_thresholds_when_the_last_one_ends() -> None:
+    from dipeo_cli.heap import frozen_for_run
+
+    before = gc.get_threshold()
+    with frozen_for_run():
+        raised = gc.get_threshold()
+        with frozen_for_run():  # a second run in the same process (a worker, a test)
+            assert gc.get_threshold() == raised
+        assert gc.get_threshold() == raised  # the first run is still running
+    assert raised[0] > before[0] and raised[1:] == before[1:]
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

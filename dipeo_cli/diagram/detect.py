@@ -1,9 +1,9 @@
 """Read a diagram file into a `Document` (data + line numbers) and tell which format it is in.
 
-JSON is parsed with `json`; YAML is composed once (libyaml when available) and constructed from
-that same node tree, so loaders can ask for the line of `nodes[3]` or `persons['Judge']` without
-parsing the text twice. Every failure here is a DiagramError naming the file (and the line, for
-syntax errors).
+JSON is parsed with `json` alone. YAML is parsed once (libyaml when available) into its data
+and its shape (yaml_events.py), so loaders can ask for the line of `nodes[3]` or
+`persons['Judge']` without parsing the text twice. Every failure here is a DiagramError naming
+the file (and the line, for syntax errors).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dipeo_cli.diagram.yaml_events import MAPPING, SCALAR, SEQUENCE, build
 from dipeo_cli.errors import DiagramError, Problem
 
 FORMATS = ("light", "native", "readable")
@@ -24,12 +25,10 @@ _MAX_DEPTH = 5000
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
-# The parsed file's shape, kept for line numbers and labels as written: yaml's own node tree
-# (a node and two marks per scalar) was 80% of a big diagram's parse memory.
-#   scalar:   (_SCALAR, line, text)
-#   mapping:  (_MAPPING, line, ((key text or None, key line, value), ...))
-#   sequence: (_SEQUENCE, line, (item, ...))
-_SCALAR, _MAPPING, _SEQUENCE = 0, 1, 2
+# The parsed file's shape, kept for line numbers and labels as written (yaml_events.py draws
+# it); yaml's own node tree (a node and two marks per scalar) was 80% of a big diagram's parse
+# memory. `_shape` turns a composed tree into it, for the documents yaml_events leaves to yaml.
+_SCALAR, _MAPPING, _SEQUENCE = SCALAR, MAPPING, SEQUENCE
 
 
 def _shape(node: yaml.Node, seen: dict[int, Any]) -> Any:
@@ -218,6 +217,14 @@ def _parse_yaml(text: str, file: str | None) -> Document:
         raise DiagramError(
             [Problem(f"invalid YAML: nested more than {_MAX_DEPTH} levels deep")], file
         )
+    loader = _Loader(text)
+    try:
+        built = build(loader)
+    finally:
+        loader.dispose()
+    if built is not None:
+        return Document(*built)
+    # merge keys, custom tags, an error...: yaml's own composer reads it, or says what is wrong
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
