@@ -3,12 +3,17 @@
 A thin translator: parse options, call the runner/store/renderer, map errors to exit codes.
 Heavy modules are imported inside the commands so that `dipeo --help` stays fast.
 
+The commands come in families, one module each (see FAMILIES), that register on `root` when
+imported. `main` loads only the family of the command it runs; `app` is `root` with every
+family loaded (what tests and `CliRunner` use).
+
 Exit codes: 0 completed, 1 execution failed, 2 invalid usage or invalid diagram (nothing ran),
 124 timed out, 130 interrupted.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -19,7 +24,7 @@ import typer
 from dipeo_cli import __version__
 from dipeo_cli.cli.helptext import PlainHelpGroup  # noqa: E402
 
-app = typer.Typer(
+root = typer.Typer(  # the `dipeo` command; the family modules register their commands on it
     name="dipeo",
     cls=PlainHelpGroup,
     help="Run DiPeO diagrams from the command line and keep a history of every execution.",
@@ -135,7 +140,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@root.callback()
 def main_options(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
@@ -234,26 +239,53 @@ def _read_history(reader: Any) -> Any:
         _fail(str(exc))
 
 
+# The command families: a module each, which registers its commands on `root` when imported,
+# in the order `dipeo --help` lists them; and the family (modules) of each command. A process
+# runs one command, so `main` loads that command's family alone: Typer builds every registered
+# command on each call (it inspects each function and builds a pydantic adapter per option), and
+# the other families' commands were 7 ms of a 200 ms `dipeo run`. tests/test_layering.py checks
+# that each command is registered by the modules named here.
+FAMILY_MODULES = ("run", "history", "retention", "retry", "control", "convert", "queue", "serve")
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "run": ("run",),
+    "validate": ("run",),
+    "history": ("history", "retention"),
+    "show": ("history",),
+    "retry": ("retry",),
+    "pause": ("control",),
+    "resume": ("control",),
+    "abort": ("control",),
+    "skip": ("control",),
+    "convert": ("convert",),
+    "submit": ("queue",),
+    "worker": ("queue",),
+    "serve": ("serve",),
+}
+
+
+def load_commands(argv: list[str] | None = None) -> typer.Typer:
+    """`root` with the family of the command `argv` starts with registered, or every family:
+    without argv, for an option or an unknown command first (the top-level help, "No such
+    command" with its suggestion), and for shell completion (which lists the commands)."""
+    modules = FAMILY_MODULES
+    completing = any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
+    if argv and argv[0] in FAMILIES and not completing:
+        modules = FAMILIES[argv[0]]
+    for name in modules:
+        importlib.import_module(f"dipeo_cli.cli.{name}")
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command, as `dipeo` has them
+        return load_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main() -> None:
-    app()  # click turns a closed stdout (EPIPE) into exit 1 without a traceback
+    load_commands(sys.argv[1:])
+    root()  # click turns a closed stdout (EPIPE) into exit 1 without a traceback
 
-
-# The command families register themselves on `app` (one module each; heavy imports stay
-# inside the commands, so `dipeo --help` stays fast), in the order `dipeo --help` lists them.
-from dipeo_cli.cli import run as _run  # noqa: E402, F401
-
-# isort: split
-from dipeo_cli.cli import history as _history  # noqa: E402, F401
-
-# isort: split
-from dipeo_cli.cli import retention as _retention  # noqa: E402, F401
-from dipeo_cli.cli import retry as _retry  # noqa: E402, F401
-
-# isort: split
-from dipeo_cli.cli import control as _control  # noqa: E402, F401
-from dipeo_cli.cli import convert as _convert  # noqa: E402, F401
-from dipeo_cli.cli import queue as _queue  # noqa: E402, F401
-from dipeo_cli.cli import serve as _serve  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from dipeo_cli.cli import DbOption, _fail, _open_store, _read_history, app
+from dipeo_cli.cli import DbOption, _fail, _open_store, _read_history, root
 
 CONTROL_WAIT = 5.0  # seconds: the running process polls every 0.25 s, so this is generous
 ANSWER_POLL = 0.05
@@ -31,7 +31,7 @@ WaitOption = typer.Option(
 )
 
 
-@app.command()
+@root.command()
 def pause(
     execution: str = ExecutionArgument, wait: float = WaitOption, db: str | None = DbOption
 ) -> None:
@@ -39,7 +39,7 @@ def pause(
     _control(db, execution, "pause", wait=wait)
 
 
-@app.command()
+@root.command()
 def resume(
     execution: str = ExecutionArgument, wait: float = WaitOption, db: str | None = DbOption
 ) -> None:
@@ -47,7 +47,7 @@ def resume(
     _control(db, execution, "resume", wait=wait)
 
 
-@app.command()
+@root.command()
 def abort(
     execution: str = ExecutionArgument,
     reason: str | None = typer.Option(
@@ -61,7 +61,7 @@ def abort(
     _control(db, execution, "abort", reason=reason, wait=wait)
 
 
-@app.command()
+@root.command()
 def skip(
     execution: str = ExecutionArgument,
     node: str = typer.Argument(..., help="Label or id of a node that has not started."),

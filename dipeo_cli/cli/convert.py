@@ -6,10 +6,10 @@ import sys
 
 import typer
 
-from dipeo_cli.cli import _fail, _fail_invalid, _format_flag, app
+from dipeo_cli.cli import _fail, _fail_invalid, _format_flag, root
 
 
-@app.command()
+@root.command()
 def convert(
     source: str = typer.Argument(..., metavar="IN", help="Diagram file to read; - for stdin."),
     target: str = typer.Argument(

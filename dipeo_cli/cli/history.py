@@ -20,8 +20,8 @@ from dipeo_cli.cli import (
     _out,
     _print_json,
     _read_history,
-    app,
     complete_execution_ids,
+    root,
 )
 from dipeo_cli.cli.helptext import PlainHelpGroup
 
@@ -34,7 +34,7 @@ history_app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(history_app, name="history")
+root.add_typer(history_app, name="history")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -198,7 +198,7 @@ async def _open_reader(db: str | None) -> Any:
         raise
 
 
-@app.command()
+@root.command()
 def show(
     execution: str = typer.Argument(
         "latest",

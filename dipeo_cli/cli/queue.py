@@ -25,8 +25,8 @@ from dipeo_cli.cli import (
     _guarded,
     _open_store,
     _print_json,
-    app,
     complete_diagram_files,
+    root,
 )
 
 RootOption = typer.Option(
@@ -45,7 +45,7 @@ def _root(root: str | None) -> Path:
     return chosen.resolve()
 
 
-@app.command()
+@root.command()
 def submit(
     diagram: str = typer.Argument(
         ...,
@@ -116,7 +116,7 @@ async def _submit(
     await store.close()
 
 
-@app.command()
+@root.command()
 def worker(
     root: str | None = RootOption,
     concurrency: int = typer.Option(

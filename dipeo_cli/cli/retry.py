@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 
-from dipeo_cli.cli import DbOption, JsonOption, _err, _fail, _fail_invalid, _open_store, app
+from dipeo_cli.cli import DbOption, JsonOption, _err, _fail, _fail_invalid, _open_store, root
 
 
-@app.command()
+@root.command()
 def retry(
     execution: str = typer.Argument(
         ..., metavar="ID", help="Execution to retry: an id, a unique prefix of one, or 'latest'."

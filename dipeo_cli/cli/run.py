@@ -26,8 +26,8 @@ from dipeo_cli.cli import (
     _open_store,
     _out,
     _print_json,
-    app,
     complete_diagram_files,
+    root,
 )
 
 LLM_MODES = ("mock",)
@@ -39,7 +39,7 @@ PluginOption = typer.Option(
 )
 
 
-@app.command()
+@root.command()
 def run(
     diagram: str = typer.Argument(
         ...,
@@ -320,7 +320,7 @@ def _print_warnings(diagram: str, warnings: list[Any]) -> None:
         print(f"warning: {redact(item.render(diagram))}", file=sys.stderr)
 
 
-@app.command()
+@root.command()
 def validate(
     diagram: str = typer.Argument(
         ...,

@@ -12,13 +12,13 @@ from typing import Any
 
 import typer
 
-from dipeo_cli.cli import DbOption, _fail, _open_store, app
+from dipeo_cli.cli import DbOption, _fail, _open_store, root
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_ENV = "DIPEO_SERVER_TOKEN"
 
 
-@app.command()
+@root.command()
 def serve(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to listen on (loopback by default)."
