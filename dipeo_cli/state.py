@@ -72,6 +72,8 @@ class TokenUsage(BaseModel):
     `total`. Usages add up with `+`; a node's is the sum over its calls and iterations, an
     execution's the sum over its nodes. JSON documents always write all four keys as ints."""
 
+    model_config = ConfigDict(defer_build=True)
+
     input: int = 0
     output: int = 0
     cached: int | None = None
@@ -100,6 +102,8 @@ class NodeOutput(BaseModel):
     `metadata` holds everything that is not data (timings, tokens, files written, ...).
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     value: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -116,6 +120,8 @@ class NodeState(BaseModel):
     UTC), `error` when it failed, `skip_reason` when skipped, its token usage (None when it
     made no LLM call), how the diagram names it (`label`, `type`) and how often it ran
     (`iterations`)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     status: NodeExecutionStatus = NodeExecutionStatus.PENDING
     started_at: str | None = None
@@ -151,7 +157,7 @@ class ExecutionState(BaseModel):
     set for a sub-diagram run. Folding the execution's events with `apply_event` rebuilds it.
     """
 
-    model_config = ConfigDict(validate_assignment=False)
+    model_config = ConfigDict(validate_assignment=False, defer_build=True)
 
     id: str
     status: ExecutionStatus = ExecutionStatus.STARTED
@@ -195,14 +201,27 @@ def parse_iso(text: str) -> float:
 
 def new_state(event: ev.ExecutionStarted) -> ExecutionState:
     """The state right after an ExecutionStarted event."""
-    state = ExecutionState(
-        id=event.execution_id,
-        status=ExecutionStatus.RUNNING,
-        diagram_id=event.diagram_id,
-        started_at=iso(event.at),
-        variables=dict(event.variables),
-        parent_id=event.parent_id,
-        retry_of=event.retry_of,
+    state = prebuilt(
+        ExecutionState,
+        {
+            "id": event.execution_id,
+            "status": ExecutionStatus.RUNNING,
+            "diagram_id": event.diagram_id,
+            "started_at": iso(event.at),
+            "ended_at": None,
+            "node_states": {},
+            "node_outputs": {},
+            "token_usage": prebuilt(
+                TokenUsage, {"input": 0, "output": 0, "cached": None, "total": 0}
+            ),
+            "error": None,
+            "variables": dict(event.variables),
+            "duration_seconds": None,
+            "is_active": True,
+            "result": None,
+            "parent_id": event.parent_id,
+            "retry_of": event.retry_of,
+        },
     )
     for node in event.nodes:
         state.node_states[node.id] = prebuilt(

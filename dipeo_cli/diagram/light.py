@@ -52,13 +52,18 @@ def parse_light(doc: Document, file: str | None = None) -> Diagram:
     for key in ("name", "description"):
         if key in data and key not in metadata:
             metadata[key] = data[key]
-    return Diagram(
-        nodes=nodes,
-        arrows=arrows,
-        persons=persons,
-        metadata=metadata,
-        format="light",
-        problems=problems,
+    return prebuilt(
+        Diagram,
+        {
+            "nodes": nodes,
+            "arrows": arrows,
+            "persons": persons,
+            "metadata": metadata,
+            "format": "light",
+            "file": None,
+            "source": None,
+            "problems": problems,
+        },
     )
 
 
@@ -321,7 +326,9 @@ def merge_props(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-_ORIGIN = Position()  # shared by the nodes without a position: nothing changes a position
+_ORIGIN = prebuilt(
+    Position, {"x": 0, "y": 0}
+)  # shared by the nodes without a position: nothing changes a position
 
 
 def parse_position(raw: Any, where: str, line: int | None, problems: list[Problem]) -> Position:
