@@ -125,6 +125,106 @@ def test_an_offline_run_loads_only_what_its_nodes_use():
     assert out.stdout.strip().splitlines()[-1] == "loaded:"
 
 
+# What `dipeo run` of a diagram without templates, persons or HTTP calls has no use for: the
+# template engine, the other command families (Typer builds every command it knows on each
+# call), Rich (--quiet).
+NOT_FOR_A_PLAIN_RUN = (
+    "jinja2",
+    "dipeo_cli.sandbox",
+    "dipeo_cli.handlers.template_job",
+    "rich",
+    "httpx",
+    "openai",
+    "anthropic",
+    *(f"dipeo_cli.cli.{name}" for name in ("history", "retention", "retry", "control")),
+    *(f"dipeo_cli.cli.{name}" for name in ("convert", "queue", "serve")),
+)
+# Models a run of a light diagram makes with `prebuilt` only: their validators stay unbuilt.
+UNBUILT_IN_A_RUN = (
+    ("dipeo_cli.diagram.model", "Diagram"),
+    ("dipeo_cli.diagram.model", "DiagramNode"),
+    ("dipeo_cli.diagram.model", "DiagramArrow"),
+    ("dipeo_cli.diagram.model", "Position"),
+    ("dipeo_cli.state", "ExecutionState"),
+    ("dipeo_cli.state", "NodeState"),
+    ("dipeo_cli.state", "NodeOutput"),
+)
+
+
+def test_a_run_without_templates_loads_no_template_engine_and_no_other_command(
+    tmp_path: Path,
+) -> None:
+    """`dipeo run --quiet` (through the entry point, in a real process) of start -> condition
+    -> endpoint: no Jinja2, no Rich, no HTTP or LLM client, only the `run` command family,
+    and the diagram and state models never build their validators."""
+    diagram = tmp_path / "plain.light.yaml"
+    diagram.write_text(
+        "version: light\n"
+        "nodes:\n"
+        "  - {label: Start, type: start, custom_data: {n: 3}}\n"
+        "  - {label: Big, type: condition, condition_type: custom, expression: 'n > 2'}\n"
+        "  - {label: End, type: endpoint}\n"
+        "connections:\n"
+        "  - {from: Start, to: Big}\n"
+        "  - {from: 'Big[condtrue]', to: End}\n",
+        encoding="utf-8",
+    )
+    code = (
+        "import importlib, sys\n"
+        f"sys.argv = ['dipeo', 'run', {str(diagram)!r}, '--quiet']\n"
+        "from dipeo_cli.launch import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"loaded = [m for m in {NOT_FOR_A_PLAIN_RUN!r} if m in sys.modules]\n"
+        "built = [name for module, name in "
+        f"{UNBUILT_IN_A_RUN!r} "
+        "if getattr(importlib.import_module(module), name).__pydantic_complete__]\n"
+        "print('loaded:' + ','.join(loaded))\n"
+        "print('built:' + ','.join(built))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["loaded:", "built:"]
+
+
+def test_each_command_is_registered_by_the_family_main_loads_for_it():
+    """`main` loads only the family (modules) that FAMILIES names for the command it runs."""
+    from dipeo_cli.cli import FAMILIES, FAMILY_MODULES, app
+
+    def family(module: str) -> str:
+        return module.rpartition(".")[2]
+
+    registered: dict[str, set[str]] = {}
+    for command in app.registered_commands:
+        assert command.callback is not None
+        name = command.name or command.callback.__name__
+        registered.setdefault(name, set()).add(family(command.callback.__module__))
+    for group in app.registered_groups:
+        assert group.name is not None
+        sub = group.typer_instance
+        modules = registered.setdefault(group.name, set())
+        if sub.registered_callback is not None and sub.registered_callback.callback is not None:
+            modules.add(family(sub.registered_callback.callback.__module__))
+        for command in sub.registered_commands:
+            assert command.callback is not None
+            modules.add(family(command.callback.__module__))
+    assert {name: set(modules) for name, modules in FAMILIES.items()} == registered
+    assert set(FAMILY_MODULES) == set().union(*registered.values())
+
+
+def test_the_entry_point_runs_a_command_of_another_family_and_suggests_unknown_ones():
+    """`dipeo history` (its family alone) works; `dipeo rn` (every family) suggests `run`."""
+    history = subprocess.run(
+        [sys.executable, "-m", "dipeo_cli", "history", "path"], capture_output=True, text=True
+    )
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.strip().endswith("history.db")
+    typo = subprocess.run([sys.executable, "-m", "dipeo_cli", "rn"], capture_output=True, text=True)
+    assert typo.returncode == 2
+    assert "Did you mean 'run'?" in typo.stderr
+
+
 def test_the_entry_point_answers_help_without_typer_or_the_heavy_modules():
     code = (
         "import sys\n"
