@@ -267,7 +267,7 @@ def load_commands(argv: list[str] | None = None) -> typer.Typer:
     """`root` with the family of the command `argv` starts with registered, or every family:
     without argv, for an option or an unknown command first (the top-level help, "No such
     command" with its suggestion), and for shell completion (which lists the commands)."""
-    modules = FAMILY_MODULES
+    modules: tuple[str, ...] = FAMILY_MODULES
     completing = any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
     if argv and argv[0] in FAMILIES and not completing:
         modules = FAMILIES[argv[0]]
