@@ -326,9 +326,8 @@ def merge_props(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-_ORIGIN = prebuilt(
-    Position, {"x": 0, "y": 0}
-)  # shared by the nodes without a position: nothing changes a position
+# shared by the nodes without a position: nothing changes a position
+_ORIGIN = prebuilt(Position, {"x": 0, "y": 0})
 
 
 def parse_position(raw: Any, where: str, line: int | None, problems: list[Problem]) -> Position:
