@@ -239,7 +239,7 @@ class Executor(Steering):
             outputs=self._outputs,
             counts=self._counts,
         )
-        task = asyncio.ensure_future(self._call(node, ctx))
+        task = asyncio.get_running_loop().create_task(self._call(node, ctx))
         self._running[task] = nid
         task.add_done_callback(self._on_task_done)
 

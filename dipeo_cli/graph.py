@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
@@ -23,6 +22,7 @@ from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import DiagramError, Problem
 from dipeo_cli.heap import collection_paused
 from dipeo_cli.lint import shared_default_inputs, unfilled_placeholders, unknown_properties
+from dipeo_cli.redact import compact_json
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 
 # DiPeO node types this version cannot run yet, and why: rejected at validation, never at run time.
@@ -54,8 +54,7 @@ PropsT = TypeVar("PropsT", bound=BaseModel | None, default=BaseModel | None)
 NumberT = TypeVar("NumberT", int, float)
 
 
-# one encoder for every node's fingerprint (json.dumps with options builds one per call)
-_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str)
+_fingerprint_json = compact_json(str, sort_keys=True)
 
 
 class ExecutableNode(Generic[PropsT]):
@@ -101,7 +100,7 @@ class ExecutableNode(Generic[PropsT]):
         """A hash of the node's definition (type and properties as the file wrote them): the
         same in two runs when the node did not change. Labels are not part of it."""
         if self._fingerprint is None:
-            text = _FINGERPRINT_JSON.encode({"type": self.type, "props": self.props})
+            text = _fingerprint_json({"type": self.type, "props": self.props})
             digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
             self._fingerprint = digest[:32]
         return self._fingerprint

@@ -266,15 +266,21 @@ def _default(obj: Any) -> Any:
     return secrets.mask(text) if secrets is not None else text
 
 
-def compact_json(default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+def compact_json(
+    default: Callable[[Any], Any] | None = None, *, sort_keys: bool = False
+) -> Callable[[Any], str]:
     """A function giving the compact JSON text of a value (non-ASCII kept, `default` for other
     types), as `json.JSONEncoder(...).encode` does minus its setup on every call: the history
     writes several small values per node, and that setup was most of their cost (1.1 against
     0.35 us for `{"default": 1}`). Circular values raise RecursionError (no cycle check)."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # a Python without the C accelerator
-        return json.JSONEncoder(default=default, ensure_ascii=False, separators=(",", ":")).encode
-    encode = make(None, default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        return json.JSONEncoder(
+            default=default, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys
+        ).encode
+    encode = make(
+        None, default, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, True
+    )
 
     def dumps(value: Any) -> str:
         return "".join(encode(value, 0))

@@ -48,7 +48,8 @@ REF_KEY = "$dipeo_value"
 
 Row = tuple[Any, ...]
 # an event's (at, node_id, iteration, status, payload), before the payload is encoded
-EventRow = tuple[str | None, str | None, int | None, str | None, dict[str, Any] | None]
+# (the payload may be its JSON text already)
+EventRow = tuple[str | None, str | None, int | None, str | None, dict[str, Any] | str | None]
 ExecKey = str
 NodeKey = tuple[str, str]
 IterKey = tuple[str, str, int]
@@ -272,9 +273,12 @@ class Encoder:
             status = node_state.status.value if node_state is not None else None
             row = (iso(at_value) if at_value else None, nid, None, status, None)
         at_text, nid, iteration, status, values = row
-        if values:
-            values = {k: v for k, v in values.items() if v is not None}
-        text = dump_redacted(values) if values else None
+        if isinstance(values, str):  # encoded already
+            text: str | None = values
+        else:
+            if values:
+                values = {k: v for k, v in values.items() if v is not None}
+            text = dump_redacted(values) if values else None
         kind = type(event).__name__
         batch.events.append((eid, seq, at_text, kind, nid, iteration, status, text))
 
@@ -336,8 +340,9 @@ class Encoder:
         positions = self._positions[eid]
         for nid, node in state.node_states.items():
             batch.touch(eid, nid, node, positions.get(nid))
-        nodes = [[n.id, n.label, n.type] for n in event.nodes]
-        return (state.started_at, None, None, state.status.value, {"nodes": nodes})
+        # ids, labels and types: no value to walk for secrets, so mask the text once
+        nodes = redact(_dump_json({"nodes": [[n.id, n.label, n.type] for n in event.nodes]}))
+        return (state.started_at, None, None, state.status.value, nodes)
 
     def _touch(self, batch: Batch, eid: str, nid: str, node: NodeState) -> None:
         positions = self._positions.get(eid)

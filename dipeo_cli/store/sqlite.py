@@ -19,6 +19,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ class SqliteStore(SqlHistory):
                 continue
             for i in range(0, len(rows), ROWS_PER_INSERT):
                 chunk = rows[i : i + ROWS_PER_INSERT]
-                flat = [value for row in chunk for value in row]
+                flat = list(chain.from_iterable(chunk))
                 work.append((_multi_row(sql, len(chunk)), flat, False))
         if not work:
             return
