@@ -104,6 +104,13 @@ if mode.startswith("baseline"):
 
 # -- dipeo ---------------------------------------------------------------------------------------
 
+try:  # as `dipeo run` does: no collections while loading; the run's start resumes them
+    from dipeo_cli.heap import pause_until_run  # noqa: E402
+except ImportError:  # a checkout from before it existed
+    pass
+else:
+    pause_until_run()
+
 from dipeo_cli.diagram import parse_diagram  # noqa: E402
 from dipeo_cli.executor import RunOptions  # noqa: E402
 from dipeo_cli.graph import compile_graph  # noqa: E402
