@@ -825,3 +825,28 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
         assert events[7]["iteration"] == 2
 
     run_sqlite(tmp_path, read)
+
+
+def test_without_aiosqlites_thread_call_a_batch_goes_statement_by_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-hand-off transaction uses aiosqlite's non-public `_execute`; where a version
+    lacks it, the same rows are written statement by statement."""
+    from dipeo_cli.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "_thread_call", lambda db: None)
+    monkeypatch.setattr(sqlite_store, "ROWS_PER_INSERT", 3)
+    recorded: list[ExecutionState] = []
+
+    async def write(store: Any) -> None:
+        recorded.append(record_run(store, extra_output={"nested": {"list": [1, 2.5, None]}}))
+        await store.flush()
+
+    run_sqlite(tmp_path, write)
+
+    async def read(store: Any) -> None:
+        got = await store.get_execution(recorded[0].id)
+        assert dump(got) == dump(recorded[0])
+        assert [e["seq"] for e in await store.get_events(recorded[0].id)] == list(range(1, 15))
+
+    run_sqlite(tmp_path, read)

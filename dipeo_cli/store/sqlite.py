@@ -18,7 +18,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,33 @@ MEMORY = ":memory:"
 # Measured on a 1,000-node chain's batch: 7.5 us/node of database CPU, against 9.5 with
 # executemany and 14.3 with json_each (3.3 of it encoding JSON on the event loop's thread).
 ROWS_PER_INSERT = 100
+
+
+def _thread_call(db: aiosqlite.Connection) -> Callable[..., Awaitable[Any]] | None:
+    """aiosqlite's call that runs a function in its database thread: not public API, so
+    None where a version lacks it (the transaction then goes statement by statement)."""
+    call = getattr(db, "_execute", None)
+    return call if callable(call) else None
+
+
+def _write_all(conn: sqlite3.Connection, work: list[tuple[str, Sequence[Any], bool]]) -> None:
+    """Run `work` in one BEGIN IMMEDIATE transaction on `conn` (in the database thread);
+    roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params, many in work:
+            if many:
+                conn.executemany(sql, params)
+            else:
+                conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
 
 
 def _multi_row(sql: str, count: int) -> str:
@@ -159,15 +186,23 @@ class SqliteStore(SqlHistory):
             return
         deadline = time.monotonic() + self._retry_for
         delay = 0.01
+        # The whole transaction in aiosqlite's thread, in one hand-off: a hand-off per
+        # statement wakes the event loop and resumes this coroutine between statements (a
+        # batch of 1,000 nodes is ~45 statements; measured: the commit after a 1,000-node
+        # chain took 15.4 ms that way, 11.3 ms in one hand-off).
+        in_thread = _thread_call(db)
         while True:
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                for sql, params, many in work:
-                    if many:
-                        await db.executemany(sql, params)
-                    else:
-                        await db.execute(sql, params)
-                await db.execute("COMMIT")
+                if in_thread is not None:
+                    await in_thread(_write_all, db._conn, work)
+                else:
+                    await db.execute("BEGIN IMMEDIATE")
+                    for sql, params, many in work:
+                        if many:
+                            await db.executemany(sql, params)
+                        else:
+                            await db.execute(sql, params)
+                    await db.execute("COMMIT")
                 return
             except sqlite3.Error as exc:
                 await self._rollback()
