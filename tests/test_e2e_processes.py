@@ -62,6 +62,12 @@ def wait_until(check, timeout: float) -> bool:
     return check()
 
 
+# The children of these jobs sleep about 30 s: a run that ends well before that did not wait
+# for them, however loaded the machine (timing the run closer than that made these tests flaky
+# on a busy CI machine; how fast a kill lands is the benchmarks' business, not the tests').
+NOT_WAITING = 15.0
+
+
 @pytest.fixture
 def mark() -> Iterator[str]:
     """A unique sleep duration (about 30 s); whatever still carries it afterwards is killed so
@@ -127,8 +133,8 @@ def test_run_timeout_kills_children_that_left_the_process_group(mark):
     )
     elapsed = time.monotonic() - started
     assert out.returncode == 124, out.stderr
-    assert elapsed < 3.5, f"the run took {elapsed:.1f} s: it waited for the job's children"
-    assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+    assert elapsed < NOT_WAITING, f"the run took {elapsed:.1f} s: it waited for the job's children"
+    assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
 
 
 def test_node_timeout_kills_children_that_left_the_process_group(mark):
@@ -138,8 +144,8 @@ def test_node_timeout_kills_children_that_left_the_process_group(mark):
     elapsed = time.monotonic() - started
     assert out.returncode == 1, out.stderr
     assert "timed out" in out.stderr
-    assert elapsed < 2.5, f"the run took {elapsed:.1f} s: it waited for the job's children"
-    assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+    assert elapsed < NOT_WAITING, f"the run took {elapsed:.1f} s: it waited for the job's children"
+    assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
 
 
 def test_kill_landing_while_jobs_start_reaches_their_children(mark, tmpdir_env):
@@ -169,8 +175,8 @@ def test_kill_landing_while_jobs_start_reaches_their_children(mark, tmpdir_env):
     )
     elapsed = time.monotonic() - started
     assert out.returncode == 1, out.stderr
-    assert elapsed < 5, f"the run took {elapsed:.1f} s: it waited for the job's children"
-    assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+    assert elapsed < NOT_WAITING, f"the run took {elapsed:.1f} s: it waited for the job's children"
+    assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
     assert no_job_files(folder) == []
 
 
@@ -191,7 +197,7 @@ def test_signal_kills_every_process_of_the_run(sig, mark, tmp_path):
         began = time.monotonic()
         assert proc.wait(timeout=20) == 130
         assert time.monotonic() - began < 2
-        assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+        assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
     finally:
         proc.kill()
         proc.wait()
@@ -226,7 +232,7 @@ def test_kill_9_of_dipeo_ends_workers_jobs_and_their_children(mark, tmp_path, tm
         bash = int(bash_started.read_text())
         proc.kill()
         proc.wait()
-        assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+        assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
         assert wait_until(lambda: is_gone(worker) and is_gone(bash), 1.0)
         assert wait_until(lambda: no_job_files(folder) == [], 1.0), no_job_files(folder)
     finally:
@@ -246,8 +252,8 @@ def test_children_left_holding_a_jobs_pipes_are_killed_when_it_ends(mark):
     elapsed = time.monotonic() - started
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["result"] == "done"
-    assert elapsed < 3, f"the run took {elapsed:.1f} s: it waited for the job's children"
-    assert wait_until(lambda: not processes_with(mark), 1.0), processes_with(mark)
+    assert elapsed < NOT_WAITING, f"the run took {elapsed:.1f} s: it waited for the job's children"
+    assert wait_until(lambda: not processes_with(mark), 5.0), processes_with(mark)
 
 
 def test_a_normal_run_leaves_no_process_and_no_file_behind(mark, tmpdir_env):
