@@ -19,6 +19,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def _write_all(conn: sqlite3.Connection, work: list[tuple[str, Sequence[Any], bo
         raise
 
 
+@lru_cache(maxsize=64)  # one text per statement and chunk size, as SQLite caches it
 def _multi_row(sql: str, count: int) -> str:
     """`INSERT ... VALUES (?,...) rest` taking `count` rows: `VALUES (?,...),(?,...) rest`."""
     head, values = sql.split(" VALUES ", 1)
