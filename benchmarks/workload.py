@@ -104,12 +104,16 @@ if mode.startswith("baseline"):
 
 # -- dipeo ---------------------------------------------------------------------------------------
 
-try:  # as `dipeo run` does: no collections while loading; the run's start resumes them
+# A mode with one run per process does what `dipeo run` does: no collections while loading, the
+# run's start resumes them (modes that run several diagrams in one process are not `dipeo run`).
+SEVERAL_RUNS = ("pychain", "condchain", "endchain", "chainper")
+try:
     from dipeo_cli.heap import pause_until_run  # noqa: E402
 except ImportError:  # a checkout from before it existed
     pass
 else:
-    pause_until_run()
+    if mode not in SEVERAL_RUNS:
+        pause_until_run()
 
 from dipeo_cli.diagram import parse_diagram  # noqa: E402
 from dipeo_cli.executor import RunOptions  # noqa: E402
@@ -273,7 +277,7 @@ async def run_graph(kind: str, size: int, store) -> tuple[float, float]:  # type
 async def main() -> None:
     store = await open_store(None)
     extra: dict[str, float] = {}
-    if mode in ("pychain", "condchain", "endchain", "chainper"):
+    if mode in SEVERAL_RUNS:
         # per node: (N nodes - 1 node) / (N - 1), both in this process after a warm-up run
         # (first imports and the worker pool's start excluded)
         kind = "chain" if mode == "chainper" else mode
