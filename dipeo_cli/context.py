@@ -217,3 +217,13 @@ class NodeContext:
 
     def execution_count(self, node_id: str) -> int:
         return self._counts.get(node_id, 0)
+
+
+def node_calls(ctx: Any, key: str) -> list[dict[str, Any]]:
+    """The records of kind `key` ("llm_calls", "http_calls") of this node execution (a fresh
+    list for a context that cannot keep them)."""
+    calls = getattr(ctx, "calls", None)
+    if not isinstance(calls, dict):
+        return []
+    records: list[dict[str, Any]] = calls.setdefault(key, [])
+    return records

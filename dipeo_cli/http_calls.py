@@ -47,6 +47,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dipeo_cli.context import node_calls
 from dipeo_cli.errors import NodeError, NodeTimeoutError
 from dipeo_cli.redact import MASK, redact, redact_json, redact_record, register_secret
 from dipeo_cli.values import decode_json_text
@@ -186,11 +187,7 @@ def _ms(started: float) -> float:
 
 def http_calls(ctx: NodeContext) -> list[dict[str, Any]]:
     """This node execution's HTTP call records, for its metadata."""
-    calls = getattr(ctx, "calls", None)
-    if not isinstance(calls, dict):
-        return []
-    records: list[dict[str, Any]] = calls.setdefault(RECORDS_KEY, [])
-    return records
+    return node_calls(ctx, RECORDS_KEY)
 
 
 async def call_http(

@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dipeo_cli.context import node_calls
 from dipeo_cli.errors import NodeError
 from dipeo_cli.llm import persons
 from dipeo_cli.llm.base import LLMMessage, LLMReply, LLMRequest, PersonConfig
@@ -71,16 +72,6 @@ class CallIdentity:
 
 class LLMReplayer(Protocol):
     async def reply_for(self, call: CallIdentity, request: dict[str, Any]) -> LLMReply | None: ...
-
-
-def node_calls(ctx: NodeContext, key: str) -> list[dict[str, Any]]:
-    """The records of kind `key` ("llm_calls", "http_calls") of this node execution (a fresh
-    list for a context that cannot keep them)."""
-    calls = getattr(ctx, "calls", None)
-    if not isinstance(calls, dict):
-        return []
-    records: list[dict[str, Any]] = calls.setdefault(key, [])
-    return records
 
 
 def llm_calls(ctx: NodeContext) -> list[dict[str, Any]]:
