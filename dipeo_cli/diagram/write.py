@@ -56,11 +56,7 @@ def write_diagram(diagram: Diagram, format: str) -> str:
 
 def _light(diagram: Diagram) -> str:
     labels = {node.id: node.label for node in diagram.nodes}
-    doc: dict[str, Any] = {"version": "light"}
-    if diagram.metadata:
-        doc["metadata"] = diagram.metadata
-    if diagram.persons:
-        doc["persons"] = _persons_by_label(diagram.persons)
+    doc = _labelled_document(diagram, "light")
     nodes = []
     for node in diagram.nodes:
         entry: dict[str, Any] = {"label": node.label, "type": node.type}
@@ -151,11 +147,7 @@ def _native_node(node: DiagramNode) -> dict[str, Any]:
 
 def _readable(diagram: Diagram) -> str:
     labels = {node.id: node.label for node in diagram.nodes}
-    doc: dict[str, Any] = {"version": "readable"}
-    if diagram.metadata:
-        doc["metadata"] = diagram.metadata
-    if diagram.persons:
-        doc["persons"] = _persons_by_label(diagram.persons)
+    doc = _labelled_document(diagram, "readable")
     nodes = []
     for node in diagram.nodes:
         x, y = _number(node.position.x), _number(node.position.y)
@@ -170,10 +162,7 @@ def _readable(diagram: Diagram) -> str:
             statement["from"] = arrow.source_handle
         if arrow.target_handle != "default":
             statement["in"] = arrow.target_handle
-        if arrow.label is not None:
-            statement["naming"] = arrow.label
-        if arrow.content_type is not None:
-            statement["as"] = arrow.content_type
+        _arrow_extras(statement, arrow, "naming", "as")
         source = labels[arrow.source]
         if flow and source in flow[-1]:  # consecutive arrows of one node: one entry, in order
             flow[-1][source].append(statement)
@@ -191,6 +180,16 @@ def _arrow_extras(entry: dict[str, Any], arrow: DiagramArrow, label: str, conten
         entry[label] = arrow.label
     if arrow.content_type is not None:
         entry[content] = arrow.content_type
+
+
+def _labelled_document(diagram: Diagram, version: str) -> dict[str, Any]:
+    """The start of a light or readable document: its version, metadata and persons."""
+    doc: dict[str, Any] = {"version": version}
+    if diagram.metadata:
+        doc["metadata"] = diagram.metadata
+    if diagram.persons:
+        doc["persons"] = _persons_by_label(diagram.persons)
+    return doc
 
 
 def _person_fields(person: Person) -> dict[str, Any]:
