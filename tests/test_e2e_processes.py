@@ -20,29 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.proc_kit import processes_with
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc"),
 ]
 
 DIPEO = Path(sys.executable).with_name("dipeo")
-
-
-def processes_with(text: str) -> list[int]:
-    """Live (not zombie) processes whose command line holds `text`."""
-    found = []
-    needle = text.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if needle in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def is_gone(pid: int) -> bool:

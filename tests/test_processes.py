@@ -18,24 +18,10 @@ from pathlib import Path
 import pytest
 
 from dipeo_cli import processes, reaper
+from tests.proc_kit import processes_with
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def processes_with(text: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def gone_within(check, timeout: float) -> bool:

@@ -40,6 +40,11 @@ def chain(n: int, seconds: float = 0.05) -> Any:
     return build(nodes, arrows)
 
 
+async def until_started(recorder: Recorder, graph: Any, label: str) -> None:
+    while label not in recorder.started(graph):
+        await asyncio.sleep(0.005)
+
+
 def executor_for(graph: Any, recorder: Recorder, **kwargs: Any) -> Executor:
     return Executor(graph, execution_id="steered", emit=recorder, **kwargs)
 
@@ -51,8 +56,7 @@ def test_pause_lets_running_nodes_finish_and_starts_nothing_until_resume() -> No
     async def main() -> Any:
         executor = executor_for(graph, recorder)
         task = asyncio.ensure_future(executor.run())
-        while "N1" not in recorder.started(graph):
-            await asyncio.sleep(0.005)
+        await until_started(recorder, graph, "N1")
         assert executor.pause("maintenance") == "paused"
         assert executor.pause() == "already paused"
         assert recorder.state is not None and recorder.state.status is ExecutionStatus.PAUSED
@@ -83,8 +87,7 @@ def test_a_paused_execution_can_be_aborted() -> None:
     async def main() -> Any:
         executor = executor_for(graph, recorder)
         task = asyncio.ensure_future(executor.run())
-        while "N1" not in recorder.started(graph):
-            await asyncio.sleep(0.005)
+        await until_started(recorder, graph, "N1")
         executor.pause()
         await asyncio.sleep(0.1)
         executor.abort("stopped by the operator")
@@ -112,8 +115,7 @@ def test_skip_on_request_skips_the_node_and_its_downstream() -> None:
     async def main() -> Any:
         executor = executor_for(graph, recorder)
         task = asyncio.ensure_future(executor.run())
-        while "Slow" not in recorder.started(graph):
-            await asyncio.sleep(0.005)
+        await until_started(recorder, graph, "Slow")
         assert executor.skip("Later") == "skipped node 'Later'"
         with pytest.raises(ControlError, match="is running"):
             executor.skip("Slow")
@@ -141,8 +143,7 @@ def test_a_node_that_already_ran_cannot_be_skipped() -> None:
     async def main() -> None:
         executor = executor_for(graph, recorder)
         task = asyncio.ensure_future(executor.run())
-        while "N2" not in recorder.started(graph):
-            await asyncio.sleep(0.005)
+        await until_started(recorder, graph, "N2")
         with pytest.raises(ControlError, match="'N1' already ran"):
             executor.skip("N1")
         await task
@@ -305,8 +306,7 @@ def test_options_are_per_run_and_runs_do_not_share_gates() -> None:
         a = Executor(first, execution_id="a", emit=one, options=RunOptions(max_parallel=1))
         b = Executor(second, execution_id="b", emit=two)
         ta, tb = asyncio.ensure_future(a.run()), asyncio.ensure_future(b.run())
-        while "N1" not in one.started(first):
-            await asyncio.sleep(0.005)
+        await until_started(one, first, "N1")
         a.pause()
         finished_b = await tb
         assert not ta.done()
