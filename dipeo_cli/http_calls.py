@@ -275,18 +275,22 @@ def request_record(
 
 def response_record(response: httpx.Response, started: float) -> dict[str, Any]:
     text = response.text
-    headers = {key: value for key, value in response.headers.items() if key != "set-cookie"}
     return redact_record(
         {
             "status": response.status_code,
             "reason": response.reason_phrase,
             "url": str(response.url),
-            "headers": headers,
+            "headers": _kept_headers(response),
             "body_preview": text[:BODY_PREVIEW_CHARS],
             "body_chars": len(text),
             "elapsed_ms": _ms(started),
         }
     )
+
+
+def _kept_headers(response: httpx.Response) -> dict[str, str]:
+    """The response's headers as recorded: all but Set-Cookie."""
+    return {key: value for key, value in response.headers.items() if key != "set-cookie"}
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -308,13 +312,12 @@ def response_value(response: httpx.Response) -> Any:
 def response_metadata(
     response: httpx.Response, method: str, attempts: int, started: float
 ) -> dict[str, Any]:
-    headers = {key: value for key, value in response.headers.items() if key != "set-cookie"}
     return {
         "status": response.status_code,
         "reason": response.reason_phrase,
         "url": str(response.url),
         "method": method,
-        "headers": redact_json(headers),
+        "headers": redact_json(_kept_headers(response)),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
         "attempts": attempts,
     }
