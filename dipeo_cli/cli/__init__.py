@@ -197,10 +197,11 @@ def _graph_kind(kind: str | None, as_json: bool) -> str | None:
     return kind.lower()
 
 
-def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:
-    """`prepare(diagram, ...)` (load + compile); an exception that is not one of ours is a bug,
-    reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
+def _prepare(diagram: str, **options: Any) -> Any:
+    """`runner.prepare(diagram, ...)` (load + compile); an exception that is not one of ours is
+    a bug, reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
     from dipeo_cli.errors import DipeoError
+    from dipeo_cli.runner import prepare
 
     try:
         return prepare(diagram, **options)
@@ -218,11 +219,14 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-async def _open_store(open_store: Any, path: Any) -> Any:
+async def _open_store(db: Any) -> Any:
+    """The history `--db` names (created if need be; None or "": the default one); one line
+    and exit 2 when it cannot be opened."""
     from dipeo_cli.errors import HistoryError
+    from dipeo_cli.store import open_store
 
     try:
-        return await open_store(path)
+        return await open_store(db or None)
     except HistoryError as exc:
         _fail(str(exc))
 
