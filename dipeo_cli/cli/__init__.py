@@ -271,9 +271,10 @@ def load_commands(argv: list[str] | None = None) -> typer.Typer:
     """`root` with the family of the command `argv` starts with registered, or every family:
     without argv, for an option or an unknown command first (the top-level help, "No such
     command" with its suggestion), and for shell completion (which lists the commands)."""
+    from dipeo_cli.launch import completion_requested
+
     modules: tuple[str, ...] = FAMILY_MODULES
-    completing = any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
-    if argv and argv[0] in FAMILIES and not completing:
+    if argv and argv[0] in FAMILIES and not completion_requested():
         modules = FAMILIES[argv[0]]
     for name in modules:
         importlib.import_module(f"dipeo_cli.cli.{name}")
