@@ -110,9 +110,9 @@ async def _submit(
             variables=variables,
         )
     except (ValueError, HistoryError) as exc:
-        await store.close()
         _fail(str(exc))
-    await store.close()
+    finally:
+        await store.close()
 
 
 @root.command()
