@@ -62,11 +62,16 @@ def fast_help(prog: str) -> str | None:
     return usage + sep + rest
 
 
+def completion_requested() -> bool:
+    """Whether the shell asks for completions (click's `_<PROG>_COMPLETE` variable is set)."""
+    return any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
+
+
 def fast_answer(argv: list[str]) -> str | None:
     """What `dipeo <argv>` prints without Typer, or None to let Typer answer."""
     if len(argv) != 1 or argv[0] not in (*HELP_FLAGS, "--version"):
         return None
-    if any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ):
+    if completion_requested():
         return None  # a shell-completion request: Typer's job
     if argv[0] == "--version":
         return f"dipeo {__version__}\n"

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pty
-import select
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +19,7 @@ from dipeo_cli.errors import ControlError, ExecutionNotFoundError
 from dipeo_cli.paths import default_db_path
 from dipeo_cli.state import ExecutionState, ExecutionStatus, NodeExecutionStatus, new_state
 from dipeo_cli.store import open_store
-from tests.test_e2e import DIPEO, dipeo, write
+from tests.test_e2e import DIPEO, dipeo, run_in_terminal, terminal_env, write
 
 # A waits until the test opens its gate (creates the file `gate`), so every step happens while
 # the run is where the test wants it, however slowly processes start on a busy machine.
@@ -316,29 +313,16 @@ def test_follow_in_a_terminal_shows_the_live_table() -> None:
     write("slow.light.yaml", gated(SLOW))
     run = start_run("slow.light.yaml")
     state = wait_until_running("A")
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    env.pop("NO_COLOR", None)
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the pty is its terminal
-        os.execve(str(DIPEO), [str(DIPEO), "show", "latest", "--follow"], env)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if b"RUNNING" in b"".join(chunks):  # the table is drawn: let the run go on
+
+    def let_it_run(screen: bytes) -> None:
+        if b"RUNNING" in screen:  # the table is drawn: let the run go on
             open_gate()
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    _, status = os.waitpid(pid, 0)
+
+    code, screen = run_in_terminal(
+        ["show", "latest", "--follow"], terminal_env(), watch=let_it_run, poll=0.1
+    )
     run.communicate(timeout=20)
-    screen = b"".join(chunks).decode("utf-8", "replace")
-    assert os.waitstatus_to_exitcode(status) == 0, screen
+    assert code == 0, screen
     assert "\x1b[" in screen  # redrawn, as `dipeo run` draws it on a terminal
     for text in ("code_job", "RUNNING", "COMPLETED", "4/4 nodes done", state.id):
         assert text in screen, text

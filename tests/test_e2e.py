@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,47 @@ def dipeo(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def write(name: str, text: str) -> str:
     Path(name).write_text(textwrap.dedent(text), encoding="utf-8")
     return name
+
+
+def terminal_env(columns: int = 120, *, color: bool = True) -> dict[str, str]:
+    """The environment of a colour terminal `columns` wide (NO_COLOR set when not `color`)."""
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40"}
+    env.pop("NO_COLOR", None)
+    if not color:
+        env["NO_COLOR"] = "1"
+    return env
+
+
+def run_in_terminal(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    watch: Callable[[bytes], None] | None = None,
+    poll: float = 0.5,
+    timeout: float = 30,
+) -> tuple[int, str]:
+    """Run the installed dipeo with a pseudo-terminal as its stdin, stdout and stderr; its exit
+    code and everything it wrote. `watch` sees the output so far before each read."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the pty is its terminal
+        os.execve(str(DIPEO), [str(DIPEO), *args], env)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if watch is not None:
+            watch(b"".join(chunks))
+        ready, _, _ = select.select([fd], [], [], poll)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
 
 
 SLEEPER = """\
@@ -92,26 +134,8 @@ def test_live_table_in_a_pseudo_terminal():
           - {from: Shout, to: End}
         """,
     )
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    env.pop("NO_COLOR", None)
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the pty is its terminal (stdin, stdout and stderr)
-        os.execve(str(DIPEO), [str(DIPEO), "run", diagram], env)
-    chunks = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    screen = b"".join(chunks).decode("utf-8", "replace")
-    assert os.waitstatus_to_exitcode(status) == 0, screen
+    code, screen = run_in_terminal(["run", diagram], terminal_env())
+    assert code == 0, screen
     assert "\x1b[" in screen  # a real terminal gets colours and cursor movement
     for text in ("Nap", "code_job", "RUNNING", "COMPLETED", "rested!", "Shout"):
         assert text in screen, text

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
-import select
-import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -17,6 +12,7 @@ from dipeo_cli import events as ev
 from dipeo_cli import render
 from dipeo_cli.render.history import distinct_names
 from dipeo_cli.state import ExecutionStatus, apply_event, create_node_output, new_state
+from tests.test_e2e import run_in_terminal, terminal_env
 
 T = 1_700_000_000.0
 LONG_ERROR = "node 'Exploder' failed: RuntimeError: " + "quartz meltdown " * 12 + "THE END"
@@ -136,31 +132,9 @@ connections:
 """
 
 
-def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the pty is its terminal
-        os.execve(str(Path(sys.executable).with_name("dipeo")), ["dipeo", *args], env)
-    chunks = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_live_table_in_a_pty_at_200_columns_with_no_color(isolated):
     Path("long.light.yaml").write_text(LONG_OUTPUT, encoding="utf-8")
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "40"}
-    env["NO_COLOR"] = "1"
-    code, screen = run_in_pty(["run", "long.light.yaml"], env)
+    code, screen = run_in_terminal(["run", "long.light.yaml"], terminal_env(200, color=False))
     assert code == 0, screen
     assert "\x1b[" in screen  # the live table redraws (cursor movement)...
     assert not re.search(r"\x1b\[[0-9;]*3[0-7]m", screen)  # ...without colour

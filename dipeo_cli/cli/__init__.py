@@ -197,10 +197,11 @@ def _graph_kind(kind: str | None, as_json: bool) -> str | None:
     return kind.lower()
 
 
-def _guarded(prepare: Any, diagram: str, **options: Any) -> Any:
-    """`prepare(diagram, ...)` (load + compile); an exception that is not one of ours is a bug,
-    reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
+def _prepare(diagram: str, **options: Any) -> Any:
+    """`runner.prepare(diagram, ...)` (load + compile); an exception that is not one of ours is
+    a bug, reported as one "internal error" line with exit 2 (nothing ran), never a traceback."""
     from dipeo_cli.errors import DipeoError
+    from dipeo_cli.runner import prepare
 
     try:
         return prepare(diagram, **options)
@@ -218,11 +219,14 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-async def _open_store(open_store: Any, path: Any) -> Any:
+async def _open_store(db: Any) -> Any:
+    """The history `--db` names (created if need be; None or "": the default one); one line
+    and exit 2 when it cannot be opened."""
     from dipeo_cli.errors import HistoryError
+    from dipeo_cli.store import open_store
 
     try:
-        return await open_store(path)
+        return await open_store(db or None)
     except HistoryError as exc:
         _fail(str(exc))
 
@@ -267,9 +271,10 @@ def load_commands(argv: list[str] | None = None) -> typer.Typer:
     """`root` with the family of the command `argv` starts with registered, or every family:
     without argv, for an option or an unknown command first (the top-level help, "No such
     command" with its suggestion), and for shell completion (which lists the commands)."""
+    from dipeo_cli.launch import completion_requested
+
     modules: tuple[str, ...] = FAMILY_MODULES
-    completing = any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ)
-    if argv and argv[0] in FAMILIES and not completing:
+    if argv and argv[0] in FAMILIES and not completion_requested():
         modules = FAMILIES[argv[0]]
     for name in modules:
         importlib.import_module(f"dipeo_cli.cli.{name}")

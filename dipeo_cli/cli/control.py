@@ -98,9 +98,8 @@ async def _apply(
 ) -> tuple[int, str]:
 
     from dipeo_cli.errors import ControlError
-    from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, db or None)
+    store = await _open_store(db)
     try:
         state = await store.find_execution(execution)  # repairs runs whose process died
         verb = action.removesuffix("_node")

@@ -181,7 +181,7 @@ async def _list(db: str | None, query: dict[str, Any], parent: str | None) -> An
 async def _open_reader(db: str | None) -> Any:
     """The history to read, never created: None when the default one does not exist yet
     (nothing recorded), one line and exit 2 when `--db` names a missing file."""
-    from dipeo_cli.errors import HistoryMissingError
+    from dipeo_cli.errors import DipeoError, HistoryMissingError
     from dipeo_cli.store import open_store
 
     try:
@@ -190,12 +190,8 @@ async def _open_reader(db: str | None) -> Any:
         if db is None:
             return None
         _fail(f"{exc} (check the --db path; `dipeo run` creates a history)")
-    except Exception as exc:  # HistoryError, UsageError: one line, exit 2
-        from dipeo_cli.errors import DipeoError
-
-        if isinstance(exc, DipeoError):
-            _fail(str(exc))
-        raise
+    except DipeoError as exc:  # HistoryError, UsageError: one line, exit 2
+        _fail(str(exc))
 
 
 @root.command()

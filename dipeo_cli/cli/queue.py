@@ -22,8 +22,8 @@ from dipeo_cli.cli import (
     VarOption,
     _fail,
     _fail_invalid,
-    _guarded,
     _open_store,
+    _prepare,
     _print_json,
     complete_diagram_files,
     root,
@@ -63,7 +63,7 @@ def submit(
     """Queue a run of DIAGRAM for a `dipeo worker` (on any machine sharing the history);
     print its execution id. The diagram is checked and its text recorded now."""
     from dipeo_cli.errors import DiagramError, DipeoError
-    from dipeo_cli.runner import parse_variables, prepare
+    from dipeo_cli.runner import parse_variables
 
     base = _root(root)
     if diagram == "-":
@@ -75,7 +75,7 @@ def submit(
     relative = absolute.relative_to(base).as_posix()
     try:
         variables = parse_variables(input_data, inputs, var)
-        graph = _guarded(prepare, diagram)
+        graph = _prepare(diagram)
         blockers = graph.run_blockers()
         if blockers:
             raise DiagramError(blockers, graph.diagram.file)
@@ -99,9 +99,8 @@ async def _submit(
     db: str | None, execution_id: str, source: str, relative: str, variables: dict[str, Any]
 ) -> None:
     from dipeo_cli.errors import HistoryError
-    from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, db or None)
+    store = await _open_store(db)
     try:
         await store.submit(
             execution_id,
@@ -111,9 +110,9 @@ async def _submit(
             variables=variables,
         )
     except (ValueError, HistoryError) as exc:
-        await store.close()
         _fail(str(exc))
-    await store.close()
+    finally:
+        await store.close()
 
 
 @root.command()

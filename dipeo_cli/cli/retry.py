@@ -89,9 +89,8 @@ async def _plan(
     from dipeo_cli.graph import compile_graph
     from dipeo_cli.registry import load_plugins
     from dipeo_cli.retry import plan_retry, retry_variables
-    from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, db or None)
+    store = await _open_store(db)
     try:
         original = await store.find_execution(execution)
         record = await store.run_record(original.id)

@@ -22,9 +22,9 @@ from dipeo_cli.cli import (
     _fail_invalid,
     _format_flag,
     _graph_kind,
-    _guarded,
     _open_store,
     _out,
+    _prepare,
     _print_json,
     complete_diagram_files,
     root,
@@ -110,7 +110,7 @@ def run(
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.executor import RunOptions
     from dipeo_cli.llm.mode import choose_llm_mode
-    from dipeo_cli.runner import parse_variables, prepare
+    from dipeo_cli.runner import parse_variables
 
     if timeout is not None and timeout <= 0:
         _fail("--timeout must be greater than 0")
@@ -125,9 +125,7 @@ def run(
         # --llm, else $DIPEO_LLM; a per-run value from here on. "replay": persons need no key.
         llm_mode = "replay" if replay is not None else choose_llm_mode(llm)
         variables = parse_variables(input_data, inputs, var)
-        graph = _guarded(
-            prepare, diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode
-        )
+        graph = _prepare(diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode)
         answers = _answers(answer, graph)
         blockers = graph.run_blockers()  # validate warns about these; a run cannot start
         if blockers:
@@ -237,9 +235,8 @@ async def _run(
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
-    from dipeo_cli.store import open_store
 
-    store = await _open_store(open_store, db or None)
+    store = await _open_store(db)
     try:
         more = await extra(store) if extra is not None else {}
     except BaseException:
@@ -348,13 +345,11 @@ def validate(
     stderr and do not fail unless --strict."""
     from dipeo_cli.errors import DiagramError, DipeoError
     from dipeo_cli.llm.mode import choose_llm_mode
-    from dipeo_cli.runner import prepare
 
     fmt = _format_flag(light, native, readable)
     kind = _graph_kind(picture, as_json)
     try:
-        graph = _guarded(
-            prepare,
+        graph = _prepare(
             diagram,
             format=fmt,
             plugins=tuple(plugin or ()),

@@ -82,13 +82,12 @@ async def _serve(
     from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.server.app import build_server
     from dipeo_cli.server.host import ExecutionHost
-    from dipeo_cli.store import open_store
 
     try:
         llm_mode = choose_llm_mode(None)
     except Exception as exc:  # a bad $DIPEO_LLM: one line, exit 2
         _fail(str(exc))
-    store = await _open_store(open_store, Path(db) if db else None)
+    store = await _open_store(Path(db) if db else None)
     host = ExecutionHost(store, root=root, allow_inline=allow_inline, llm_mode=llm_mode)
     server = build_server(host, bind=bind, port=port, token=token, out=sys.stdout, log=sys.stderr)
     try:
