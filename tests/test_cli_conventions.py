@@ -132,3 +132,32 @@ def test_completion_never_fails_on_a_damaged_history(isolated):
     home.mkdir(parents=True)
     (home / "history.db").write_text("not a database", encoding="utf-8")
     assert complete("dipeo show ", isolated) == ["latest"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "hello.light.yaml"],
+        ["submit", "hello.light.yaml"],
+        ["retry", "abc"],
+        ["pause", "abc"],
+        ["history"],
+        ["show", "abc"],
+        ["serve", "--port", "0"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_an_unknown_history_url_is_one_line_and_exit_2(command):
+    """Every command that opens the history says what is wrong with `--db`, no traceback."""
+    Path("hello.light.yaml").write_text(Path(HELLO).read_text(encoding="utf-8"), encoding="utf-8")
+    result = subprocess.run(
+        [str(DIPEO), *command, "--db", "ftp://example.org/h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --db ftp://example.org/h: unsupported history URL scheme 'ftp' (use a file path, "
+        "sqlite:///PATH, :memory: or postgresql://...)"
+    ]

@@ -150,7 +150,7 @@ def write(folder: Path, name: str, diagram: dict[str, Any]) -> Path:
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[str], url: str, db: Path, root: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], url: str, db: str, root: Path) -> None:
         self.proc, self.url, self.db, self.root = proc, url, db, root
         self.ws_url = url.replace("http://", "ws://")
 
@@ -188,13 +188,15 @@ class Served:
             self.proc.stdout.close()  # type: ignore[union-attr]
 
 
-def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Served:
+def start_server(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, db: str | None = None
+) -> Served:
     root = tmp / "root"
     root.mkdir(exist_ok=True)
-    db = tmp / "history.db"
+    db = db or str(tmp / "history.db")
     with open(tmp / "serve.log", "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            ["dipeo", "serve", "--port", "0", "--db", str(db), "--root", str(root), *args],
+            ["dipeo", "serve", "--port", "0", "--db", db, "--root", str(root), *args],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -355,6 +357,23 @@ def test_execute_a_file_under_root_then_query_it(server):
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
+def test_serve_keeps_its_history_in_postgresql(tmp_path, postgres_db):
+    """`--db postgresql://...` is a URL, not a file name: the run lands in PostgreSQL."""
+    served = start_server(tmp_path, db=postgres_db)
+    try:
+        write(served.root, "quick.light.yaml", chain(("Echo", "echo hi")))
+        eid = execute(served, "quick")
+        assert wait_for(served, eid, lambda s: not s["is_active"])["status"] == "COMPLETED"
+    finally:
+        assert served.stop() == 0
+    assert not (tmp_path / "history.db").exists()
+    shown = subprocess.run(
+        ["dipeo", "show", eid, "--json", "--db", postgres_db], capture_output=True, text=True
+    )
+    assert json.loads(shown.stdout)["status"] == "COMPLETED", shown.stderr
+
+
 def test_paths_outside_root_and_invalid_diagrams_are_refused(server):
     outside = server.root.parent / "outside.light.yaml"
     write(server.root.parent, "outside.light.yaml", chain(("X", "touch ran")))

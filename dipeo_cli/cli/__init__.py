@@ -222,12 +222,12 @@ def _print_json(data: Any) -> None:
 async def _open_store(db: Any) -> Any:
     """The history `--db` names (created if need be; None or "": the default one); one line
     and exit 2 when it cannot be opened."""
-    from dipeo_cli.errors import HistoryError
+    from dipeo_cli.errors import HistoryError, UsageError
     from dipeo_cli.store import open_store
 
     try:
         return await open_store(db or None)
-    except HistoryError as exc:
+    except (HistoryError, UsageError) as exc:  # a bad URL is a UsageError
         _fail(str(exc))
 
 

@@ -76,7 +76,6 @@ def serve(
 async def _serve(
     bind: str, port: int, db: str | None, root: Any, token: str | None, allow_inline: bool
 ) -> None:
-    from pathlib import Path
 
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.llm.mode import choose_llm_mode
@@ -87,7 +86,7 @@ async def _serve(
         llm_mode = choose_llm_mode(None)
     except Exception as exc:  # a bad $DIPEO_LLM: one line, exit 2
         _fail(str(exc))
-    store = await _open_store(Path(db) if db else None)
+    store = await _open_store(db)
     host = ExecutionHost(store, root=root, allow_inline=allow_inline, llm_mode=llm_mode)
     server = build_server(host, bind=bind, port=port, token=token, out=sys.stdout, log=sys.stderr)
     try:
