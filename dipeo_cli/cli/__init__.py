@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import typer
 
 from dipeo_cli import __version__
-from dipeo_cli.cli.helptext import PlainHelpGroup  # noqa: E402
+from dipeo_cli.cli.helptext import PlainHelpGroup
 
 root = typer.Typer(  # the `dipeo` command; the family modules register their commands on it
     name="dipeo",
