@@ -83,7 +83,9 @@ def arrow_text(source_port: str, target_handle: str, label: str | None) -> str:
 def picture_of_graph(graph: ExecutableGraph, state: ExecutionState | None = None) -> Picture:
     """A compiled diagram: arrows that close a loop (back edges, self-loops) are marked."""
     # a compiled graph keeps every arrow, so an edge's index is its arrow's index
-    loops = {edge.index for edge in graph.edges if edge.closes_loop}  # self-loops: picture_of_diagram
+    loops = {
+        edge.index for edge in graph.edges if edge.closes_loop
+    }  # self-loops: picture_of_diagram
     return picture_of_diagram(graph.diagram, state, loops)
 
 
