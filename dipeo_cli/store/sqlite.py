@@ -30,13 +30,14 @@ from dipeo_cli.errors import HistoryError, HistoryMissingError
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import INDEX_FOR_SEARCH, migrate
+from dipeo_cli.store.retention import CHUNK
 from dipeo_cli.store.statements import Statements, batch_statements
+from dipeo_cli.store.writer import BATCH_DELAY
 
 # Several processes share the file: wait this long for the write lock inside SQLite, then keep
 # retrying the batch ourselves (with backoff) for `retry_for` seconds before giving up.
 BUSY_TIMEOUT = 30.0
 RETRY_FOR = 120.0
-BATCH_DELAY = 0.002
 MEMORY = ":memory:"
 
 
@@ -88,8 +89,6 @@ Row = tuple[Any, ...]
 
 class SqliteStore(SqlHistory):
     """The StateStore on one SQLite file. Create it with `await open_store(path)`."""
-
-    placeholder = "?"
 
     def __init__(
         self,
@@ -286,7 +285,7 @@ class SqliteStore(SqlHistory):
             return []
         return [
             (f"DELETE FROM {table} WHERE execution_id IN ({','.join('?' * len(chunk))})", [chunk])
-            for chunk in (tuple(ids[i : i + 500]) for i in range(0, len(ids), 500))
+            for chunk in (tuple(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK))
             for table in ("execution_search", "search_indexed")
         ]
 
