@@ -135,12 +135,6 @@ class Queue(Dialect):
             variables=decode_value(variables, blobs) or {},
         )
 
-    async def queued_count(self) -> int:
-        rows = await self.fetch(
-            "SELECT COUNT(*) FROM executions WHERE status = ?", (ExecutionStatus.QUEUED.value,)
-        )
-        return int(rows[0][0]) if rows else 0
-
     def queue_subscription(self) -> Subscription:
         """Woken when something is submitted (PostgreSQL); elsewhere `wait` just sleeps."""
         return self.subscribe(QUEUE, [QUEUE_KEY])
