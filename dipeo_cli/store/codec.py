@@ -1,11 +1,11 @@
 """The one mapping between executor events and history rows, shared by every SQL store.
 
 `Encoder.record(batch, state, event)` turns one event (right after `apply_event`) into rows of
-a `Batch`; a store's writer commits batches. The reading side (`state_from_row`,
-`node_from_row`, `decode_events`) turns rows back into states and events, so that folding an
-execution's event log with `apply_event` gives the state the store reports.
+a `Batch`; a store's writer commits batches (store/statements.py). The reading side,
+store/rows.py, turns rows back into states and events, so that folding an execution's event
+log with `apply_event` gives the state the store reports.
 
-Row shapes (column order of the SQL statements in the dialect modules):
+Row shapes (the column order of store/rows.py's `*_COLUMNS`):
 
     execution  id, status, diagram_id, diagram_path, started_at, ended_at, duration_seconds,
                error, variables, token_usage, result, pid, process_start, host, parent_id,

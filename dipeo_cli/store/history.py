@@ -1,8 +1,9 @@
 """SqlHistory: the StateStore behaviour every SQL dialect shares.
 
-A dialect subclass (SqliteStore; PostgreSQL later) supplies the connection (`_connect`,
-`_disconnect`), `fetch(sql, params)`, `transaction(statements)` and `commit_batch(batch)`;
-SQL here is written with `?` placeholders. This class owns everything else:
+A dialect subclass (SqliteStore, PostgresStore) supplies the connection (`_connect`,
+`_disconnect`), `fetch(sql, params)`, `transaction(statements)` and `commit_batch(batch)`
+(store/dialect.py declares them); SQL here is written with `?` placeholders. This class owns
+everything else:
 
 - the hot path: `record(state, event)` encodes the event (store/codec.py) into the writer's
   batch (store/writer.py);
@@ -38,15 +39,16 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store.base import Control
 from dipeo_cli.store.codec import Batch, Encoder, encode_map, execution_row, node_row
+from dipeo_cli.store.dialect import ACTIVE_MARKS
 from dipeo_cli.store.notify import CONTROLS, Hub, Subscription
 from dipeo_cli.store.queries import Queries
 from dipeo_cli.store.queue import Queue
 from dipeo_cli.store.retention import Retention
+from dipeo_cli.store.statements import batch_statements
 from dipeo_cli.store.watch import Watcher
 from dipeo_cli.store.writer import BATCH_DELAY, BatchWriter
 
 CONTROL_ACTIONS = ("pause", "resume", "abort", "skip_node")
-_ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
 
 
 class SqlHistory(Queries, Retention, Queue):
@@ -62,35 +64,7 @@ class SqlHistory(Queries, Retention, Queue):
         self._closed = False
         self._hub: Hub | None = None  # set by a dialect that announces changes (PostgreSQL)
 
-    # -- what a dialect provides ---------------------------------------------------------------
-
-    async def _connect(self) -> None:
-        raise NotImplementedError
-
-    async def _disconnect(self) -> None:
-        raise NotImplementedError
-
-    async def commit_batch(self, batch: Batch) -> None:
-        raise NotImplementedError
-
-    async def transaction(self, statements: Any) -> None:
-        raise NotImplementedError
-
-    async def fetch(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def explain(self, exc: BaseException) -> str:
-        """One line: what went wrong with the database, and what to do about it."""
-        return str(exc)
-
-    def is_unwritable(self, exc: BaseException | None) -> bool:
-        """Whether `exc` says the database cannot be written now (full, read-only)."""
-        return False
-
-    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
-        """Statements that announce, when their transaction commits, that these executions
-        changed on `channel` (store/notify.py); none where the dialect cannot announce."""
-        return []
+    # -- notifications (a dialect supplies the rest: store/dialect.py) ----------------------
 
     def subscribe(self, channel: str, execution_ids: list[str]) -> Subscription:
         """A Subscription woken when one of `execution_ids` is announced on `channel`
@@ -177,8 +151,6 @@ class SqlHistory(Queries, Retention, Queue):
     ) -> None:
         """Store `state` whole (execution, node states, outputs); idempotent per execution id.
         Recording the ExecutionStarted event after this is harmless and keeps `diagram_path`."""
-        from dipeo_cli.store.statements import batch_statements
-
         eid = state.id
         batch = Batch()
         batch.put_execution(execution_row(state, batch.blobs, diagram_path, parent_id))
@@ -303,7 +275,7 @@ class SqlHistory(Queries, Retention, Queue):
                     (
                         "INSERT INTO controls (execution_id, action, node_id, reason, "
                         "requested_at) SELECT ?,?,?,?,? WHERE EXISTS (SELECT 1 FROM executions "
-                        f"WHERE id = ? AND status IN ({_ACTIVE_MARKS}))",
+                        f"WHERE id = ? AND status IN ({ACTIVE_MARKS}))",
                         [
                             (
                                 execution_id,

@@ -57,10 +57,6 @@ def to_postgres(sql: str) -> str:
     return found
 
 
-def is_postgres_url(target: str) -> bool:
-    return target.lower().startswith(("postgresql://", "postgres://"))
-
-
 class PostgresStore(SqlHistory):
     """The StateStore on a PostgreSQL database. Create it with `await open_store(url)`."""
 

@@ -35,6 +35,7 @@ from dipeo_cli.store.base import (
     process_gone,
 )
 from dipeo_cli.store.codec import clipped, decode_value, refs_in
+from dipeo_cli.store.dialect import ACTIVE_MARKS, Dialect, Row
 from dipeo_cli.store.notify import CHANGES
 from dipeo_cli.store.rows import (
     EVENT_COLUMNS,
@@ -48,8 +49,6 @@ from dipeo_cli.store.rows import (
     state_from_row,
 )
 
-Row = tuple[Any, ...]
-_ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
 # The latest output of each node: the highest iteration that has one.
 _LATEST_OUTPUTS = """
 SELECT node_id, value, metadata FROM node_iterations AS i
@@ -74,21 +73,7 @@ _LIKE_ANYWHERE = (
 )
 
 
-class Queries:
-    where: str
-
-    async def fetch(self, sql: str, params: Any = ()) -> list[Row]:
-        raise NotImplementedError
-
-    async def flush(self) -> None:
-        raise NotImplementedError
-
-    async def transaction(self, statements: Any) -> None:
-        raise NotImplementedError
-
-    def write_lock(self) -> Any:
-        raise NotImplementedError
-
+class Queries(Dialect):
     # -- executions ------------------------------------------------------------------------
 
     async def get_execution(
@@ -387,18 +372,12 @@ class Queries:
             if not self.is_unwritable(exc.__cause__):
                 raise
 
-    def is_unwritable(self, exc: BaseException | None) -> bool:
-        raise NotImplementedError
-
-    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
-        raise NotImplementedError
-
     async def _repair_dead_runs(self) -> None:
         """On this host a run is dead when its process is; a run from another host, when its
         heartbeat (or, before the first one, its start) is older than `heartbeat_timeout()`."""
         rows = await self.fetch(
             "SELECT id, pid, process_start, host, started_at, heartbeat_at FROM executions "
-            f"WHERE status IN ({_ACTIVE_MARKS})",
+            f"WHERE status IN ({ACTIVE_MARKS})",
             ACTIVE_STATUSES,
         )
         stale_before = time.time() - heartbeat_timeout()
@@ -418,7 +397,7 @@ class Queries:
             if started_at:
                 duration = round(max(0.0, parse_iso(ended_at) - parse_iso(started_at)), 6)
             payload = json.dumps({"error": error, "reason": "interrupted"})
-            active = f"status IN ({_ACTIVE_MARKS})"
+            active = f"status IN ({ACTIVE_MARKS})"
             await self.transaction(
                 [
                     (

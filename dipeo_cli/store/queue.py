@@ -23,11 +23,17 @@ from typing import Any
 
 from dipeo_cli.state import ExecutionStatus, iso
 from dipeo_cli.store.base import hostname, own_process_marker
-from dipeo_cli.store.codec import decode_value, encode_map, encode_value, masked_variables
+from dipeo_cli.store.codec import (
+    Batch,
+    decode_value,
+    encode_map,
+    encode_value,
+    masked_variables,
+)
+from dipeo_cli.store.dialect import Dialect, Row
 from dipeo_cli.store.notify import QUEUE, Subscription
 from dipeo_cli.store.statements import batch_statements
 
-Row = tuple[Any, ...]
 QUEUE_KEY = "queue"  # the one "execution id" queue announcements carry
 
 
@@ -42,7 +48,7 @@ class QueuedRun:
     variables: dict[str, Any]
 
 
-class Queue:
+class Queue(Dialect):
     """The queue half of SqlHistory (store/history.py); a dialect supplies `claim`."""
 
     # the row lock clause of the claiming SELECT: PostgreSQL skips rows others hold
@@ -50,28 +56,6 @@ class Queue:
 
     async def claim(self, sql: str, params: Any) -> list[Row]:
         """Run one statement that returns rows in a write transaction; its rows."""
-        raise NotImplementedError
-
-    # provided by SqlHistory / Queries (earlier in the MRO)
-    async def fetch(self, sql: str, params: Any = ()) -> list[Row]:
-        raise NotImplementedError
-
-    async def flush(self) -> None:
-        raise NotImplementedError
-
-    async def transaction(self, statements: Any) -> None:
-        raise NotImplementedError
-
-    def write_lock(self) -> Any:
-        raise NotImplementedError
-
-    def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:
-        raise NotImplementedError
-
-    def subscribe(self, channel: str, execution_ids: list[str]) -> Subscription:
-        raise NotImplementedError
-
-    async def _blobs(self, texts: list[str | None], clip: int | None) -> dict[str, Any]:
         raise NotImplementedError
 
     async def submit(
@@ -85,8 +69,6 @@ class Queue:
     ) -> None:
         """Record a QUEUED execution. Raises ValueError when a variable would be stored
         masked (a secret): a worker could only run it with *** in its place."""
-        from dipeo_cli.store.codec import Batch
-
         secret = masked_variables(variables)
         if secret:
             raise ValueError(
@@ -152,12 +134,6 @@ class Queue:
             diagram_source=decode_value(source, blobs) or "",
             variables=decode_value(variables, blobs) or {},
         )
-
-    async def queued_count(self) -> int:
-        rows = await self.fetch(
-            "SELECT COUNT(*) FROM executions WHERE status = ?", (ExecutionStatus.QUEUED.value,)
-        )
-        return int(rows[0][0]) if rows else 0
 
     def queue_subscription(self) -> Subscription:
         """Woken when something is submitted (PostgreSQL); elsewhere `wait` just sleeps."""

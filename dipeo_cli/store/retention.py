@@ -17,9 +17,9 @@ from typing import Any
 
 from dipeo_cli.state import ACTIVE_STATUSES, ExecutionState, ExecutionStatus
 from dipeo_cli.store.codec import REF_KEY, refs_in
+from dipeo_cli.store.dialect import Dialect, Row
 from dipeo_cli.store.rows import EXECUTION_COLUMNS, state_from_row
 
-Row = tuple[Any, ...]
 CHUNK = 500  # ids per IN (...) list: well under every dialect's limit on parameters
 # The columns that may hold a reference to a blob (store/codec.py: values stored once).
 _REF_COLUMNS = {
@@ -58,22 +58,8 @@ def _marks(items: list[Any]) -> str:
     return ",".join("?" * len(items))
 
 
-class Retention:
+class Retention(Dialect):
     """Mixin of SqlHistory: `remove`, `prune`, `stats`."""
-
-    where: str
-
-    async def fetch(self, sql: str, params: Any = ()) -> list[Row]:
-        raise NotImplementedError
-
-    async def transaction(self, statements: Any) -> None:
-        raise NotImplementedError
-
-    def write_lock(self) -> Any:
-        raise NotImplementedError
-
-    async def _prepare_read(self) -> None:
-        raise NotImplementedError
 
     def forget_search(self, ids: list[str]) -> list[tuple[str, list[Row]]]:
         return []

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -30,13 +30,14 @@ from dipeo_cli.errors import HistoryError, HistoryMissingError
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import INDEX_FOR_SEARCH, migrate
+from dipeo_cli.store.retention import CHUNK
 from dipeo_cli.store.statements import Statements, batch_statements
+from dipeo_cli.store.writer import BATCH_DELAY
 
 # Several processes share the file: wait this long for the write lock inside SQLite, then keep
 # retrying the batch ourselves (with backoff) for `retry_for` seconds before giving up.
 BUSY_TIMEOUT = 30.0
 RETRY_FOR = 120.0
-BATCH_DELAY = 0.002
 MEMORY = ":memory:"
 
 
@@ -84,12 +85,11 @@ def _multi_row(sql: str, count: int) -> str:
 
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class SqliteStore(SqlHistory):
     """The StateStore on one SQLite file. Create it with `await open_store(path)`."""
-
-    placeholder = "?"
 
     def __init__(
         self,
@@ -186,26 +186,48 @@ class SqliteStore(SqlHistory):
                 work.append((_multi_row(sql, len(chunk)), flat, False))
         if not work:
             return
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.01
         # The whole transaction in aiosqlite's thread, in one hand-off: a hand-off per
         # statement wakes the event loop and resumes this coroutine between statements (a
         # batch of 1,000 nodes is ~45 statements; measured: the commit after a 1,000-node
         # chain took 15.4 ms that way, 11.3 ms in one hand-off).
         in_thread = _thread_call(db)
+
+        async def attempt() -> None:
+            if in_thread is not None:
+                await in_thread(_write_all, db._conn, work)
+                return
+            await db.execute("BEGIN IMMEDIATE")
+            for sql, params, many in work:
+                if many:
+                    await db.executemany(sql, params)
+                else:
+                    await db.execute(sql, params)
+            await db.execute("COMMIT")
+
+        await self._retry_while_busy(attempt)
+
+    async def claim(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """One statement returning rows in a BEGIN IMMEDIATE transaction (one writer at a time
+        across processes), retried while another process holds the lock."""
+        db = self._require_db()
+
+        async def attempt() -> list[Row]:
+            await db.execute("BEGIN IMMEDIATE")
+            rows = list(await db.execute_fetchall(sql, params))
+            await db.execute("COMMIT")
+            return rows  # type: ignore[return-value]
+
+        async with self.write_lock():
+            return await self._retry_while_busy(attempt)
+
+    async def _retry_while_busy(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, a write transaction: rolled back on any error and tried again, with
+        backoff, while another process holds the lock (for `retry_for` seconds at most)."""
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.01
         while True:
             try:
-                if in_thread is not None:
-                    await in_thread(_write_all, db._conn, work)
-                else:
-                    await db.execute("BEGIN IMMEDIATE")
-                    for sql, params, many in work:
-                        if many:
-                            await db.executemany(sql, params)
-                        else:
-                            await db.execute(sql, params)
-                    await db.execute("COMMIT")
-                return
+                return await attempt()
             except sqlite3.Error as exc:
                 await self._rollback()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
@@ -217,32 +239,6 @@ class SqliteStore(SqlHistory):
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-
-    async def claim(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """One statement returning rows in a BEGIN IMMEDIATE transaction (one writer at a time
-        across processes), retried while another process holds the lock."""
-        db = self._require_db()
-        async with self.write_lock():
-            deadline = time.monotonic() + self._retry_for
-            delay = 0.01
-            while True:
-                try:
-                    await db.execute("BEGIN IMMEDIATE")
-                    rows = list(await db.execute_fetchall(sql, params))
-                    await db.execute("COMMIT")
-                    return rows  # type: ignore[return-value]
-                except sqlite3.Error as exc:
-                    await self._rollback()
-                    if not _is_busy(exc) or time.monotonic() >= deadline:
-                        raise HistoryError(
-                            f"could not write to the history database {self.where}: "
-                            f"{self.explain(exc)}"
-                        ) from exc
-                except BaseException:
-                    await self._rollback()
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     async def _rollback(self) -> None:
         db = self._db
@@ -286,7 +282,7 @@ class SqliteStore(SqlHistory):
             return []
         return [
             (f"DELETE FROM {table} WHERE execution_id IN ({','.join('?' * len(chunk))})", [chunk])
-            for chunk in (tuple(ids[i : i + 500]) for i in range(0, len(ids), 500))
+            for chunk in (tuple(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK))
             for table in ("execution_search", "search_indexed")
         ]
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dipeo_cli.store.notify import CONTROLS, Subscription
 
 if TYPE_CHECKING:
     from dipeo_cli.store.base import Control
+    from dipeo_cli.store.history import SqlHistory
 
 POLL_INTERVAL = 0.25
 NOTIFIED_POLL = 1.0
@@ -27,13 +30,13 @@ Handler = Callable[["Control"], "str | None"]
 
 
 class Watcher:
-    def __init__(self, store: Any, *, poll_interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, store: SqlHistory, *, poll_interval: float = POLL_INTERVAL) -> None:
         self._store = store
         self._poll_interval = poll_interval
         self._handlers: dict[str, Handler] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_beat = 0.0
-        self._subscription: Any = None
+        self._subscription: Subscription | None = None
 
     def watch(self, execution_id: str, handler: Handler) -> Callable[[], None]:
         self._handlers[execution_id] = handler
@@ -60,11 +63,7 @@ class Watcher:
 
     async def _run(self) -> None:
         self._last_beat = time.monotonic()
-        subscribe = getattr(self._store, "subscribe", None)
-        if subscribe is not None:
-            from dipeo_cli.store.notify import CONTROLS
-
-            self._subscription = subscribe(CONTROLS, list(self._handlers))
+        self._subscription = self._store.subscribe(CONTROLS, list(self._handlers))
         try:
             await self._loop()
         finally:
