@@ -230,19 +230,30 @@ def new_state(event: ev.ExecutionStarted) -> ExecutionState:
     return state
 
 
+_STARTED_FIELDS = ("status", "started_at", "ended_at", "iterations")
+_COMPLETED_FIELDS = ("status", "ended_at", "error")
+
+
 def apply_event(state: ExecutionState, event: ev.Event) -> None:
     """Apply one executor event to the state, in place. No I/O."""
+    # The two events of every node set their fields in the instance's __dict__ and mark them
+    # set, which is all pydantic's __setattr__ does for a model that neither validates
+    # assignment nor has frozen or private fields, at a quarter of its cost (~0.5 us a node).
     if isinstance(event, ev.NodeStarted):
         node = state.node_states[event.node_id]
-        node.status = NodeExecutionStatus.RUNNING
-        node.started_at = iso(event.at)
-        node.ended_at = None
-        node.iterations = event.iteration
+        fields = node.__dict__
+        fields["status"] = NodeExecutionStatus.RUNNING
+        fields["started_at"] = iso(event.at)
+        fields["ended_at"] = None
+        fields["iterations"] = event.iteration
+        node.__pydantic_fields_set__.update(_STARTED_FIELDS)
     elif isinstance(event, ev.NodeCompleted):
         node = state.node_states[event.node_id]
-        node.status = NodeExecutionStatus.COMPLETED
-        node.ended_at = iso(event.at)
-        node.error = None
+        fields = node.__dict__
+        fields["status"] = NodeExecutionStatus.COMPLETED
+        fields["ended_at"] = iso(event.at)
+        fields["error"] = None
+        node.__pydantic_fields_set__.update(_COMPLETED_FIELDS)
         state.node_outputs[event.node_id] = event.output
         _add_tokens(state, node, event.token_usage)
     elif isinstance(event, ev.NodeFailed):

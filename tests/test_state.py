@@ -59,6 +59,32 @@ def test_states_and_outputs_are_built_without_a_fields_set_each():
     )
 
 
+def test_a_nodes_start_and_end_set_fields_as_pydantic_assignment_does():
+    # apply_event writes these two events' fields into __dict__ (pydantic's __setattr__ was
+    # a fifth of the fold's cost): only right while NodeState validates no assignment and has
+    # no frozen or private fields, and the result must equal plain assignment's.
+    assert not NodeState.model_config.get("validate_assignment")
+    assert not NodeState.model_config.get("frozen")
+    assert not NodeState.__private_attributes__
+    state = started()
+    # a state read back from elsewhere: validated, with only some fields set
+    state.node_states["n1"] = NodeState.model_validate({"label": "A", "error": "old"})
+    assigned = NodeState.model_validate({"label": "A", "error": "old"})
+    apply_event(state, ev.NodeStarted("n1", 2, 1001.0))
+    apply_event(state, ev.NodeCompleted("n1", create_node_output(1), 1002.0, iteration=2))
+    assigned.status = NodeExecutionStatus.RUNNING
+    assigned.started_at = "1970-01-01T00:16:41+00:00"
+    assigned.ended_at = None
+    assigned.iterations = 2
+    assigned.status = NodeExecutionStatus.COMPLETED
+    assigned.ended_at = "1970-01-01T00:16:42+00:00"
+    assigned.error = None
+    node = state.node_states["n1"]
+    assert node == assigned
+    assert node.model_fields_set == assigned.model_fields_set
+    assert node.model_dump(exclude_unset=True) == assigned.model_dump(exclude_unset=True)
+
+
 def test_tokens_are_summed_per_node_over_iterations_and_per_execution():
     state = started()
     usage = TokenUsage(input=10, output=5, total=15)
