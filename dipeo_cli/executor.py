@@ -85,6 +85,10 @@ class Executor(Steering):
         self._running: dict[asyncio.Task[Any], str] = {}
         self._done: deque[asyncio.Task[Any]] = deque()
         self._wakeup = asyncio.Event()
+        # While the loop waits for nodes, _drain_done handles their ends (see there)
+        self._waiting_for_nodes = False
+        self._drain_scheduled = False
+        self._drain_error: BaseException | None = None
 
         self._failure: tuple[str, str] | None = None  # (node id, error) that stops the run
         self._unhandled_failures: list[tuple[str, str]] = []
@@ -173,8 +177,15 @@ class Executor(Steering):
                 if self._failure is None and self._resolve_quiescence():
                     continue
                 return
-            await self._wakeup.wait()
+            self._waiting_for_nodes = True
+            try:
+                await self._wakeup.wait()
+            finally:
+                self._waiting_for_nodes = False
             self._wakeup.clear()
+            if self._drain_error is not None:
+                error, self._drain_error = self._drain_error, None
+                raise error
             while self._done:
                 self._complete(self._done.popleft())
 
@@ -256,6 +267,29 @@ class Executor(Steering):
 
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self._done.append(task)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain_done)
+
+    def _drain_done(self) -> None:
+        """The nodes that ended in one turn of the event loop, then the launches they allow,
+        in one plain callback. Waking the loop's task for them instead cost more than a
+        trivial node's own work (~1.2 us a node). The task is woken only when it has to
+        decide: nothing runs, replays wait, a failure, an abort, a pause; or when it was not
+        waiting for nodes (cancelling them, say), and handles the ends itself as before."""
+        self._drain_scheduled = False
+        if not self._waiting_for_nodes:
+            self._wakeup.set()
+            return
+        try:
+            while self._done:
+                self._complete(self._done.popleft())
+            if self._abort_reason is None and self._failure is None and not self._paused:
+                self._launch_ready()
+                if self._running and not self._replays:
+                    return
+        except BaseException as exc:  # raised by the loop's task, as if it had done this
+            self._drain_error = exc
         self._wakeup.set()
 
     async def _call(self, node: ExecutableNode, ctx: NodeContext) -> Any:

@@ -223,6 +223,27 @@ def test_failure_lets_running_nodes_finish_and_starts_nothing_new():
     assert rec.node(g, "Next").status is NodeExecutionStatus.SKIPPED
 
 
+def test_nodes_ending_in_the_same_turn_are_all_handled_before_anything_starts():
+    # Fast and Boom end in the same turn of the event loop, Fast first. Their ends are handled
+    # together (executor._drain_done) before any launch, so Boom's failure stops Next from
+    # starting although Fast's end made it ready first.
+    def boom(ctx):
+        raise ValueError("bad")
+
+    g = build(
+        {"Start": S, "Fast": value(1), "Boom": ("fn", {"fn": boom}), "Next": value(2)},
+        ["Start -> Fast", "Start -> Boom", "Fast -> Next"],
+    )
+    finished, rec = run(g)
+    assert finished.status is ExecutionStatus.FAILED
+    assert rec.node(g, "Fast").status is NodeExecutionStatus.COMPLETED
+    assert rec.node(g, "Next").status is NodeExecutionStatus.SKIPPED
+    assert not any(
+        isinstance(e, ev.NodeStarted) and e.node_id == g.node_by_label("Next").id
+        for e in rec.events
+    )
+
+
 def test_error_port_carries_the_error_and_the_run_goes_on():
     def boom(ctx):
         raise RuntimeError("kaboom")
