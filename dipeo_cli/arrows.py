@@ -69,21 +69,25 @@ class ArrowState:
         self.sources: tuple[tuple[str, str, int], ...] = ()
         self._blocked = [False] * n
         self._delivery = 0
-        self._first: dict[str, list[Edge]] = {}
-        self._later: dict[str, list[Edge]] = {}
+        # The required arrows of each node's first and later executions: the node's incoming
+        # tuple itself, or () when that is what they are (as they mostly are), so that a large
+        # graph holds no copy per node.
+        self._first: dict[str, tuple[Edge, ...]] = {}
+        self._later: dict[str, tuple[Edge, ...]] = {}
         for nid in graph.order:
             incoming = graph.incoming[nid]
-            self._first[nid] = [e for e in incoming if not e.closes_loop]
+            self._first[nid] = _subset(incoming, [e for e in incoming if not e.closes_loop])
             if nid in graph.in_a_loop:
-                self._later[nid] = [e for e in incoming if e.in_loop and e.target_handle != "first"]
+                later = [e for e in incoming if e.in_loop and e.target_handle != "first"]
             else:
-                self._later[nid] = [
+                later = [
                     e
                     for e in incoming
                     if e.source in graph.repeating and e.target_handle != "first"
                 ]
+            self._later[nid] = _subset(incoming, later)
 
-    def required(self, nid: str) -> list[Edge]:
+    def required(self, nid: str) -> tuple[Edge, ...]:
         return self._first[nid] if self._counts[nid] == 0 else self._later[nid]
 
     # -- delivering and consuming ---------------------------------------------------------
@@ -224,6 +228,11 @@ class ArrowState:
         if failed is not None:
             return f"execution stopped: node '{failed}' failed"
         return "never became ready"
+
+
+def _subset(edges: tuple[Edge, ...], kept: list[Edge]) -> tuple[Edge, ...]:
+    """`kept` (some of `edges`, in order) as a tuple, `edges` itself when it kept them all."""
+    return edges if len(kept) == len(edges) else tuple(kept)
 
 
 def reachable(graph: ExecutableGraph, seeds: list[str]) -> set[str]:

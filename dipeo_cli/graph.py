@@ -132,8 +132,8 @@ class Edge:
 class ExecutableGraph:
     nodes: dict[str, ExecutableNode]
     edges: list[Edge]
-    incoming: dict[str, list[Edge]]
-    outgoing: dict[str, list[Edge]]
+    incoming: dict[str, tuple[Edge, ...]]  # in arrow order; tuples: one per node, kept all run
+    outgoing: dict[str, tuple[Edge, ...]]
     loop_of: dict[str, int]  # node id -> component id; nodes in one loop share it
     in_a_loop: set[str]  # nodes that can run more than once because they sit on a loop
     repeating: set[str]  # nodes in a loop or downstream of one (may produce several values)
@@ -231,11 +231,8 @@ def compile_graph(
                 and (arrow.source in in_a_loop),
             )
         )
-    incoming: dict[str, list[Edge]] = {nid: [] for nid in order}
-    outgoing: dict[str, list[Edge]] = {nid: [] for nid in order}
-    for edge in edges:
-        incoming[edge.target].append(edge)
-        outgoing[edge.source].append(edge)
+    incoming = _grouped(order, edges, "target")
+    outgoing = _grouped(order, edges, "source")
 
     graph = ExecutableGraph(
         nodes=nodes,
@@ -246,12 +243,21 @@ def compile_graph(
         in_a_loop=in_a_loop,
         repeating=_downstream_of(in_a_loop, successors),
         start_nodes=start_nodes,
-        diagram=diagram,
+        diagram=diagram.outline(),
         order=order,
         registry=registry,
     )
     graph.warnings = [*warnings, *shared_default_inputs(graph), *unfilled_placeholders(graph)]
     return graph
+
+
+def _grouped(order: list[str], edges: list[Edge], end: str) -> dict[str, tuple[Edge, ...]]:
+    """Node id -> its edges by `end` ("source" or "target"), in arrow order. Tuples, and one
+    shared empty tuple, rather than lists: a 10,000-node graph holds two of these all run."""
+    lists: dict[str, list[Edge]] = {}
+    for edge in edges:
+        lists.setdefault(getattr(edge, end), []).append(edge)
+    return {nid: tuple(lists[nid]) if nid in lists else () for nid in order}
 
 
 def _collect(

@@ -151,3 +151,55 @@ def test_runs_held_at_once_restore_the_collector_thresholds_when_the_last_one_en
     assert raised[0] > before[0] and raised[1:] == before[1:]
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def _alive(kind: type) -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+def test_a_compiled_graph_does_not_keep_the_node_and_arrow_models_and_gives_them_back() -> None:
+    """What a run holds: the graph keeps the diagram's outline (persons, file, source), not
+    its node and arrow models; asking for them parses them again from the source."""
+    from dipeo_cli.diagram import DiagramArrow, DiagramNode
+
+    text = big_chain(300) + "\npersons:\n  writer: {service: openai, model: m}\n"
+    before = _alive(DiagramNode), _alive(DiagramArrow)
+    graph = compile_graph(parse_diagram(text, "big.light.yaml"), load_builtin_handlers())
+    gc.collect()
+    assert (_alive(DiagramNode), _alive(DiagramArrow)) == before
+    outline = graph.diagram
+    assert outline.file == "big.light.yaml" and outline.source == text
+    assert list(outline.persons) == ["writer"]
+    assert _alive(DiagramNode) == before[0]  # the outline's own fields cost no reload
+    again = parse_diagram(text, "big.light.yaml")
+    assert outline.nodes == again.nodes and outline.arrows == again.arrows
+    assert outline == again and outline.model_dump() == again.model_dump()
+    assert graph.nodes["node_1"].props is not again.nodes[1].props  # the graph's own
+
+
+def test_a_diagram_built_in_code_is_kept_whole() -> None:
+    """Without a source there is nothing to parse again: the graph keeps the diagram."""
+    from dipeo_cli.diagram import Diagram, DiagramArrow, DiagramNode
+
+    diagram = Diagram(
+        nodes=[
+            DiagramNode(id="s", type="start", label="S"),
+            DiagramNode(id="e", type="endpoint", label="E"),
+        ],
+        arrows=[DiagramArrow(id="a", source="s", target="e")],
+    )
+    graph = compile_graph(diagram, load_builtin_handlers())
+    assert graph.diagram is diagram
+
+
+def test_per_node_edge_groups_are_shared_not_copied() -> None:
+    """A chain's per-node edge groups: tuples, one shared empty tuple, and the readiness
+    rules reuse them instead of holding copies."""
+    from dipeo_cli.arrows import ArrowState
+
+    graph = compile_graph(parse_diagram(big_chain(50), "c.light.yaml"), load_builtin_handlers())
+    assert graph.incoming["node_0"] is () and graph.outgoing["node_1"] is ()
+    assert all(type(edges) is tuple for edges in graph.incoming.values())
+    arrows = ArrowState(graph, dict.fromkeys(graph.order, 0), dict.fromkeys(graph.order, 0))
+    assert all(arrows.required(nid) is graph.incoming[nid] for nid in graph.order)
+    assert arrows._later["node_1"] is ()

@@ -10,9 +10,11 @@ diagram never builds them (5 ms of its start).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from dipeo_cli.prebuilt import prebuilt
 
 DEFERRED = ConfigDict(defer_build=True)
 
@@ -87,3 +89,54 @@ class Diagram(BaseModel):
 
     def node_by_id(self) -> dict[str, DiagramNode]:
         return {node.id: node for node in self.nodes}
+
+    def outline(self) -> Diagram:
+        """This diagram without the models of its nodes and arrows, which come back (parsed
+        again from `source`, in `format`) when first asked for; itself when it has no source.
+
+        A compiled graph keeps the outline: a run needs the persons, the file, the source
+        and the metadata, while the node and arrow models (half of what a loaded 10,000-node
+        diagram holds) serve compile-time checks and pictures. Only for a diagram as parsed
+        from `source` (a change made to it after parsing would not come back)."""
+        if self.source is None or "nodes" not in self.__dict__:
+            return self
+        kept = {k: v for k, v in self.__dict__.items() if k not in _BULK}
+        return prebuilt(Diagram, kept)
+
+    def _reload(self, name: str) -> Any:
+        from dipeo_cli.diagram import parse_diagram  # the loaders import this module
+
+        again = parse_diagram(self.source or "", self.file, self.format, strict=False)
+        for bulk in _BULK:
+            self.__dict__[bulk] = again.__dict__[bulk]
+        return self.__dict__[name]
+
+    if not TYPE_CHECKING:  # for a checker, `nodes` and `arrows` are plain fields
+
+        def __getattr__(self, name: str) -> Any:
+            if name in _BULK and "source" in self.__dict__:
+                return self._reload(name)
+            return super().__getattr__(name)
+
+        def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+            self._loaded()
+            return super().model_dump(**kwargs)
+
+        def model_dump_json(self, **kwargs: Any) -> str:
+            self._loaded()
+            return super().model_dump_json(**kwargs)
+
+    def _loaded(self) -> None:
+        """Bring an outline's nodes and arrows back (serializers read the fields directly)."""
+        if "nodes" not in self.__dict__:
+            self._reload("nodes")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Diagram):
+            self._loaded()
+            other._loaded()
+        return super().__eq__(other)
+
+
+# What `Diagram.outline` leaves out.
+_BULK = ("nodes", "arrows")
