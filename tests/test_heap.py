@@ -198,8 +198,9 @@ def test_per_node_edge_groups_are_shared_not_copied() -> None:
     from dipeo_cli.arrows import ArrowState
 
     graph = compile_graph(parse_diagram(big_chain(50), "c.light.yaml"), load_builtin_handlers())
-    assert graph.incoming["node_0"] is () and graph.outgoing["node_1"] is ()
+    empty = graph.incoming["node_0"]
+    assert empty == () and graph.outgoing["node_1"] is empty
     assert all(type(edges) is tuple for edges in graph.incoming.values())
     arrows = ArrowState(graph, dict.fromkeys(graph.order, 0), dict.fromkeys(graph.order, 0))
     assert all(arrows.required(nid) is graph.incoming[nid] for nid in graph.order)
-    assert arrows._later["node_1"] is ()
+    assert arrows._later["node_1"] is empty
