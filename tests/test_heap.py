@@ -204,3 +204,13 @@ def test_per_node_edge_groups_are_shared_not_copied() -> None:
     arrows = ArrowState(graph, dict.fromkeys(graph.order, 0), dict.fromkeys(graph.order, 0))
     assert all(arrows.required(nid) is graph.incoming[nid] for nid in graph.order)
     assert arrows._later["node_1"] is empty
+
+
+def test_repeated_yaml_texts_and_node_types_are_one_string_each() -> None:
+    """Keys, types and the labels arrows repeat are one string each, not one per occurrence."""
+    doc = parse_text(big_chain(3), "c.light.yaml")
+    first, second = doc.data["nodes"][1], doc.data["nodes"][2]
+    assert next(iter(first)) is next(iter(second))  # the key `label`
+    assert doc.data["connections"][0]["from"] is doc.data["connections"][1]["from"]  # Start
+    diagram = parse_diagram(big_chain(3).replace("type: endpoint", "type: EndPoint"), "c.yaml")
+    assert diagram.nodes[1].type == "endpoint" and diagram.nodes[1].type is diagram.nodes[2].type

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -114,7 +115,7 @@ def _nodes(doc: Document, problems: list[Problem]) -> list[DiagramNode]:
                 DiagramNode,
                 {
                     "id": node_id,
-                    "type": node_type.strip().lower(),
+                    "type": sys.intern(node_type.strip().lower()),  # one string per type
                     "label": label,
                     "props": props,
                     "position": position,
