@@ -137,7 +137,7 @@ def unfilled_placeholders(
         names = _placeholders(node)
         if not names:
             continue
-        edges = graph.incoming.get(node_id, [])
+        edges = graph.incoming.get(node_id, ())
         if any(
             e.variable in ("default", "first") and graph.nodes[e.source].type != "start"
             for e in edges
