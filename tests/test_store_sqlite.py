@@ -25,6 +25,7 @@ from dipeo_cli.state import (
     ExecutionState,
     ExecutionStatus,
     NodeExecutionStatus,
+    NodeState,
     TokenUsage,
     apply_event,
     create_node_output,
@@ -189,6 +190,36 @@ def test_a_running_execution_reads_back_running(run_with_store: Callable[[Body],
         assert got.status is ExecutionStatus.RUNNING
         assert got.is_active is True
         assert got.ended_at is None
+
+    run_with_store(body)
+
+
+def test_a_new_execution_lists_every_node_pending_in_diagram_order(
+    run_with_store: Callable[[Body], None],
+) -> None:
+    # The PENDING rows come from the ExecutionStarted node list in one statement per dialect
+    # (statements.PENDING_NODES_*), not a row each held in the batch.
+    many = tuple(ev.NodeInfo(f"n{i}", f"Node {i}", "code_job") for i in range(300))
+    nodes = (*NODES, *many)
+
+    async def body(store: Any) -> None:
+        started = ev.ExecutionStarted("exec-many", "demo", {}, nodes, T0)
+        state = new_state(started)
+        store.record(state, started)
+        batch = store._writer.batch
+        assert not batch.touched and not batch.nodes and len(batch.new_nodes) == 1
+        first = ev.NodeStarted("n7", 1, T0 + 0.1)  # in the same batch: its row wins
+        apply_event(state, first)
+        store.record(state, first)
+        got = await store.get_execution("exec-many")
+        assert got is not None
+        assert list(got.node_states) == [n.id for n in nodes]  # positions: diagram order
+        assert got.node_states["n299"] == NodeState(label="Node 299", type="code_job")
+        assert got.node_states["n7"].status is NodeExecutionStatus.RUNNING
+        assert sum(s.status is NodeExecutionStatus.PENDING for s in got.node_states.values()) == (
+            len(nodes) - 1
+        )
+        assert dump(got) == dump(state)
 
     run_with_store(body)
 
@@ -798,13 +829,15 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
 
     monkeypatch.setattr(writer, "MAX_LATENCY", 0.0)
     monkeypatch.setattr(writer, "NEW_RUN_LATENCY", 0.0)
-    monkeypatch.setattr(sqlite_store, "ROWS_PER_INSERT", 3)
+    monkeypatch.setattr(sqlite_store, "MID_RUN_ROWS_PER_INSERT", 3)
     row_counts = []
+    mid_runs: list[bool] = []
     original = SqliteStore.transaction
 
-    async def spy(self: SqliteStore, statements: Any) -> None:
+    async def spy(self: SqliteStore, statements: Any, *, mid_run: bool = False) -> None:
         row_counts.extend(len(rows) for _sql, rows in statements)
-        await original(self, statements)
+        mid_runs.append(mid_run)
+        await original(self, statements, mid_run=mid_run)
 
     monkeypatch.setattr(SqliteStore, "transaction", spy)
     recorded: list[ExecutionState] = []
@@ -816,6 +849,7 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
 
     run_sqlite(tmp_path, write)
     assert max(row_counts) > 3
+    assert mid_runs[0] is True  # committed by the writer on its own: large statements
 
     async def read(store: Any) -> None:
         got = await store.get_execution(recorded[0].id)

@@ -73,11 +73,16 @@ class Batch:
     heartbeats: dict[str, str] = field(default_factory=dict)  # execution id -> time
     outcomes: dict[int, str] = field(default_factory=dict)  # control request id -> outcome
     touched: dict[NodeKey, tuple[NodeState, int | None]] = field(default_factory=dict)
+    # (execution id, its nodes as the ExecutionStarted payload lists them): every node's
+    # PENDING row, written by one statement (statements.PendingNodes) rather than a row each
+    new_nodes: list[tuple[str, str]] = field(default_factory=list)
     new_run: bool = False
+    mid_run: bool = False  # committed while the run goes on (nobody waits for it)
 
     def __bool__(self) -> bool:
         return bool(
             self.events
+            or self.new_nodes
             or self.executions
             or self.nodes
             or self.touched
@@ -337,11 +342,12 @@ class Encoder:
         batch.new_run = True
         self._positions[eid] = {info.id: i for i, info in enumerate(event.nodes)}
         batch.put_execution(self._start_row(state, event, batch.blobs))
-        positions = self._positions[eid]
-        for nid, node in state.node_states.items():
-            batch.touch(eid, nid, node, positions.get(nid))
         # ids, labels and types: no value to walk for secrets, so mask the text once
         nodes = redact(_dump_json({"nodes": [[n.id, n.label, n.type] for n in event.nodes]}))
+        # Every node's PENDING row comes from this text in one statement: a row each, for a
+        # 10,000-node diagram, was 10,000 tuples held until the commit and hundreds of
+        # statements in a commit made while the run keeps the GIL busy.
+        batch.new_nodes.append((eid, nodes))
         return (state.started_at, None, None, state.status.value, nodes)
 
     def _touch(self, batch: Batch, eid: str, nid: str, node: NodeState) -> None:

@@ -23,6 +23,8 @@ ACTIVE_MARKS = ",".join("?" * len(ACTIVE_STATUSES))
 
 class Dialect:
     where: str  # the database as messages name it (a path, a URL without its password)
+    # the statement writing a new execution's PENDING node rows (statements.PENDING_NODES_*)
+    pending_nodes: str
 
     # -- what a dialect supplies -----------------------------------------------------------
 

@@ -178,7 +178,7 @@ class SqlHistory(Queries, Retention, Queue):
             )
         await self.flush()
         async with self.write_lock():
-            await self.transaction(batch_statements(batch))
+            await self.transaction(batch_statements(batch, self.pending_nodes))
             if eid not in self._encoder.seq:
                 self._encoder.seq[eid] = await self._max_seq(eid)
 

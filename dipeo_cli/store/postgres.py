@@ -26,7 +26,12 @@ from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.notify import CHANGES, CONTROLS, QUEUE, Hub
 from dipeo_cli.store.postgres_schema import migrate_postgres
-from dipeo_cli.store.statements import INSERT_BLOB, Statements, batch_statements
+from dipeo_cli.store.statements import (
+    INSERT_BLOB,
+    PENDING_NODES_POSTGRES,
+    Statements,
+    batch_statements,
+)
 
 Row = tuple[Any, ...]
 POOL_SIZE = 4
@@ -59,6 +64,8 @@ def to_postgres(sql: str) -> str:
 
 class PostgresStore(SqlHistory):
     """The StateStore on a PostgreSQL database. Create it with `await open_store(url)`."""
+
+    pending_nodes = PENDING_NODES_POSTGRES
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         super().__init__(where=mask_url_password(url))
@@ -131,7 +138,10 @@ class PostgresStore(SqlHistory):
         changed.update(row[0] for row in batch.events)
         async with self.write_lock():
             await self.transaction(
-                [*batch_statements(batch), *self.announce(CHANGES, sorted(changed))]
+                [
+                    *batch_statements(batch, self.pending_nodes),
+                    *self.announce(CHANGES, sorted(changed)),
+                ]
             )
 
     def announce(self, channel: str, execution_ids: list[str]) -> list[tuple[str, list[Any]]]:

@@ -101,7 +101,9 @@ class Queue(Dialect):
         batch.put_execution(row)
         await self.flush()
         async with self.write_lock():
-            await self.transaction([*batch_statements(batch), *self.announce(QUEUE, [QUEUE_KEY])])
+            await self.transaction(
+                [*batch_statements(batch, self.pending_nodes), *self.announce(QUEUE, [QUEUE_KEY])]
+            )
 
     async def take_queued(self) -> QueuedRun | None:
         """The oldest queued execution, now taken by this process (STARTED, with this host,

@@ -31,7 +31,7 @@ from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import INDEX_FOR_SEARCH, migrate
 from dipeo_cli.store.retention import CHUNK
-from dipeo_cli.store.statements import Statements, batch_statements
+from dipeo_cli.store.statements import PENDING_NODES_SQLITE, Statements, batch_statements
 from dipeo_cli.store.writer import BATCH_DELAY
 
 # Several processes share the file: wait this long for the write lock inside SQLite, then keep
@@ -50,6 +50,13 @@ MEMORY = ":memory:"
 # left over (fewer than ROWS_PER_INSERT) go through executemany: a statement of their exact
 # count would be prepared anew for nearly every batch.
 ROWS_PER_INSERT = 20
+# While a run goes on, its event loop holds the GIL, and this thread gets it back after each
+# statement only when the loop lets go of it or the switch interval (5 ms) forces it: a commit
+# of 2,000 events in 20-row statements then took up to 370 ms, during which the next rows
+# piled up (a 10,000-node chain held 9,000 nodes' rows at its end). Mid-run commits therefore
+# use few large statements, whose preparation (done without the GIL) the loop does not wait
+# for; the final commit, which the run does wait for, keeps the small cheap-to-prepare ones.
+MID_RUN_ROWS_PER_INSERT = 250
 
 
 def _thread_call(db: aiosqlite.Connection) -> Callable[..., Awaitable[Any]] | None:
@@ -93,6 +100,8 @@ T = TypeVar("T")
 
 class SqliteStore(SqlHistory):
     """The StateStore on one SQLite file. Create it with `await open_store(path)`."""
+
+    pending_nodes = PENDING_NODES_SQLITE
 
     def __init__(
         self,
@@ -169,13 +178,17 @@ class SqliteStore(SqlHistory):
 
     async def commit_batch(self, batch: Batch) -> None:
         async with self.write_lock():
-            await self.transaction(batch_statements(batch))
+            await self.transaction(
+                batch_statements(batch, self.pending_nodes), mid_run=batch.mid_run
+            )
 
-    async def transaction(self, statements: Statements) -> None:
+    async def transaction(self, statements: Statements, *, mid_run: bool = False) -> None:
         """Run `statements` in one BEGIN IMMEDIATE transaction, retrying while locked.
         The caller holds the write lock. INSERTs of several rows go as multi-row INSERTs
-        (ROWS_PER_INSERT); other statements through executemany."""
+        (ROWS_PER_INSERT; MID_RUN_ROWS_PER_INSERT while a run goes on), the rest through
+        executemany."""
         db = self._require_db()
+        size = MID_RUN_ROWS_PER_INSERT if mid_run else ROWS_PER_INSERT
         work: list[tuple[str, Sequence[Any], bool]] = []
         for sql, rows in statements:
             if not rows:
@@ -183,12 +196,16 @@ class SqliteStore(SqlHistory):
             if len(rows) == 1 or " VALUES (" not in sql:
                 work.append((sql, rows, True))
                 continue
-            full = len(rows) - len(rows) % ROWS_PER_INSERT
-            for i in range(0, full, ROWS_PER_INSERT):
-                flat = list(chain.from_iterable(rows[i : i + ROWS_PER_INSERT]))
-                work.append((_multi_row(sql, ROWS_PER_INSERT), flat, False))
-            if full < len(rows):
-                work.append((sql, rows[full:], True))
+            full = len(rows) - len(rows) % size
+            for i in range(0, full, size):
+                work.append(
+                    (_multi_row(sql, size), list(chain.from_iterable(rows[i : i + size])), False)
+                )
+            rest = rows[full:]
+            if len(rest) > 1 and mid_run:  # one statement (its preparation needs no GIL)
+                work.append((_multi_row(sql, len(rest)), list(chain.from_iterable(rest)), False))
+            elif rest:
+                work.append((sql, rest, True))
         if not work:
             return
         # The whole transaction in aiosqlite's thread, in one hand-off: a hand-off per

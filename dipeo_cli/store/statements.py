@@ -61,12 +61,39 @@ FINISHED_BEFORE_TAKEN = "error: the execution finished before taking this reques
 _FINAL = ("COMPLETED", "FAILED", "ABORTED")
 
 
-def batch_statements(batch: Batch) -> Statements:
-    """A batch as (statement, rows) pairs, parents before children."""
+# A new execution's nodes, all PENDING, from the node list of its ExecutionStarted payload
+# ({"nodes": [[id, label, type], ...]}, in diagram order): each dialect reads that JSON its way.
+# `{nodes}` is the dialect's set of (node_id, label, type, position) rows from parameter 2.
+_PENDING_NODES = (
+    "INSERT INTO node_states (execution_id, node_id, label, type, status, started_at, "
+    "ended_at, error, skip_reason, token_usage, iterations, position) "
+    "SELECT ?, n.node_id, n.label, n.type, 'PENDING', NULL, NULL, NULL, NULL, NULL, 0, "
+    "n.position FROM {nodes} WHERE true "
+    "ON CONFLICT(execution_id, node_id) DO UPDATE SET label = excluded.label, "
+    "type = excluded.type, status = excluded.status, started_at = NULL, ended_at = NULL, "
+    "error = NULL, skip_reason = NULL, token_usage = NULL, iterations = 0, "
+    "position = excluded.position"
+)
+PENDING_NODES_SQLITE = _PENDING_NODES.format(
+    nodes="(SELECT json_extract(j.value, '$[0]') AS node_id, json_extract(j.value, '$[1]') "
+    "AS label, json_extract(j.value, '$[2]') AS type, CAST(j.key AS INTEGER) AS position "
+    "FROM json_each(?, '$.nodes') AS j) AS n"
+)
+PENDING_NODES_POSTGRES = _PENDING_NODES.format(
+    nodes="(SELECT j.value->>0 AS node_id, j.value->>1 AS label, j.value->>2 AS type, "
+    "(j.n - 1)::integer AS position FROM jsonb_array_elements((?::jsonb)->'nodes') "
+    "WITH ORDINALITY AS j(value, n)) AS n"
+)
+
+
+def batch_statements(batch: Batch, pending_nodes: str) -> Statements:
+    """A batch as (statement, rows) pairs, parents before children. `pending_nodes` is the
+    dialect's PENDING_NODES_*."""
     batch.seal()
     return [
         (INSERT_BLOB, list(batch.blobs.values())),
         (UPSERT_EXECUTION, list(batch.executions.values())),
+        (pending_nodes, batch.new_nodes),
         (UPSERT_NODE, list(batch.nodes.values())),
         (UPSERT_ITERATION, list(batch.iterations.values())),
         (INSERT_EVENT, batch.events),

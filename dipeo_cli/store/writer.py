@@ -125,6 +125,7 @@ class BatchWriter:
                         await self._wait_for_quiet()
                     batch, self.batch = self.batch, Batch()
                     batch.seal()  # the node rows, as the states are now (codec.Batch)
+                    batch.mid_run = not self._flushing and not self._stopping
                     try:
                         await self._commit(batch)
                     except Exception as exc:
