@@ -72,7 +72,7 @@ class Batch:
     events: list[Row] = field(default_factory=list)
     heartbeats: dict[str, str] = field(default_factory=dict)  # execution id -> time
     outcomes: dict[int, str] = field(default_factory=dict)  # control request id -> outcome
-    touched: dict[NodeKey, tuple[NodeState, int | None]] = field(default_factory=dict)
+    touched: dict[NodeKey, NodeState] = field(default_factory=dict)
     # (execution id, its nodes as the ExecutionStarted payload lists them): every node's
     # PENDING row, written by one statement (statements.PendingNodes) rather than a row each
     new_nodes: list[tuple[str, str]] = field(default_factory=list)
@@ -102,17 +102,14 @@ class Batch:
             row = (*row[:11], old[11])
         self.nodes[key] = row
 
-    def touch(self, eid: str, nid: str, node: NodeState, position: int | None) -> None:
+    def touch(self, eid: str, nid: str, node: NodeState) -> None:
         """The node's row is to be written as its state is when the batch is sealed."""
-        key = (eid, nid)
-        if position is None:
-            position = self.touched.get(key, (node, None))[1]
-        self.touched[key] = (node, position)
+        self.touched[(eid, nid)] = node
 
     def seal(self) -> None:
         """Build the rows of the touched nodes from their states as they are now."""
-        for (eid, nid), (node, position) in self.touched.items():
-            self.put_node(node_row(eid, nid, node, position))
+        for (eid, nid), node in self.touched.items():
+            self.put_node(node_row(eid, nid, node))
         self.touched.clear()
 
     def put_iteration(self, row: Row) -> None:
@@ -223,11 +220,11 @@ _EXECUTION_EVENTS = (
 
 class Encoder:
     """Turns events into rows. Keeps, per execution running in this process, the next event
-    sequence number (this process is the only writer of those) and the nodes' positions."""
+    sequence number (this process is the only writer of those). A node's position is written
+    with its PENDING row (Batch.new_nodes); later rows leave it as stored."""
 
     def __init__(self) -> None:
         self.seq: dict[str, int] = {}
-        self._positions: dict[str, dict[str, int]] = {}
 
     def next_seq(self, execution_id: str) -> int:
         seq = self.seq.get(execution_id, 0) + 1
@@ -245,7 +242,7 @@ class Encoder:
             row = self._node_ended(batch, state, event)
         elif isinstance(event, (ev.NodeSkipped, ev.NodeCapped, ev.NodeStatusChanged)):
             node = state.node_states[event.node_id]
-            self._touch(batch, eid, event.node_id, node)
+            batch.touch(eid, event.node_id, node)
             payload: dict[str, Any]
             if isinstance(event, ev.NodeSkipped):
                 payload = {"reason": event.reason}
@@ -259,7 +256,6 @@ class Encoder:
         elif isinstance(event, _EXECUTION_EVENTS):
             batch.put_execution(execution_row(state, batch.blobs))
             if isinstance(event, ev.ExecutionFinished):
-                self._positions.pop(eid, None)
                 at = state.ended_at
                 payload = {"error": event.error, "reason": event.reason}
             else:
@@ -273,7 +269,7 @@ class Encoder:
             nid = getattr(event, "node_id", None)
             node_state = state.node_states.get(nid) if nid is not None else None
             if node_state is not None:
-                self._touch(batch, eid, nid, node_state)
+                batch.touch(eid, nid, node_state)
             at_value = getattr(event, "at", None)
             status = node_state.status.value if node_state is not None else None
             row = (iso(at_value) if at_value else None, nid, None, status, None)
@@ -290,7 +286,7 @@ class Encoder:
     def _node_started(self, batch: Batch, state: ExecutionState, event: ev.NodeStarted) -> EventRow:
         eid, nid, it = state.id, event.node_id, event.iteration
         node = state.node_states[nid]
-        self._touch(batch, eid, nid, node)
+        batch.touch(eid, nid, node)
         inputs = None
         if event.sources:  # labels and node ids: nothing to mask, no walk needed
             inputs = _dump_json({label: [src, n] for label, src, n in event.sources})
@@ -306,7 +302,7 @@ class Encoder:
     ) -> EventRow:
         eid, nid = state.id, event.node_id
         node = state.node_states[nid]
-        self._touch(batch, eid, nid, node)
+        batch.touch(eid, nid, node)
         usage = event.token_usage
         payload: dict[str, Any] = {}
         usage_text = None
@@ -340,7 +336,6 @@ class Encoder:
     ) -> EventRow:
         eid = state.id
         batch.new_run = True
-        self._positions[eid] = {info.id: i for i, info in enumerate(event.nodes)}
         batch.put_execution(self._start_row(state, event, batch.blobs))
         # ids, labels and types: no value to walk for secrets, so mask the text once
         nodes = redact(_dump_json({"nodes": [[n.id, n.label, n.type] for n in event.nodes]}))
@@ -349,10 +344,6 @@ class Encoder:
         # statements in a commit made while the run keeps the GIL busy.
         batch.new_nodes.append((eid, nodes))
         return (state.started_at, None, None, state.status.value, nodes)
-
-    def _touch(self, batch: Batch, eid: str, nid: str, node: NodeState) -> None:
-        positions = self._positions.get(eid)
-        batch.touch(eid, nid, node, positions.get(nid) if positions else None)
 
     def _start_row(
         self, state: ExecutionState, event: ev.ExecutionStarted, blobs: dict[str, Any]
