@@ -36,6 +36,10 @@ from dipeo_cli.pyworker import HEADER
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _GONE = -int(signal.SIGKILL)  # the exit code of a worker whose template died before reaping it
+# Microseconds a worker whose job ran alone waits awake for the next one (pyworker.serve): a
+# chain's next job comes a node's bookkeeping later (~100-200 us), and an idle worker burns at
+# most this once.
+LINGER_US = 300
 
 
 class PythonWorkerPool:
@@ -60,6 +64,9 @@ class PythonWorkerPool:
         self._zygote: asyncio.Task[_Zygote] | None = None
         self._reaping: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._running = 0  # jobs sent and not answered
+        # A worker waiting awake needs a CPU of its own beside the runner's.
+        self._spare_cpu = len(os.sched_getaffinity(0)) > 1
 
     @property
     def pids(self) -> list[int]:
@@ -72,12 +79,19 @@ class PythonWorkerPool:
             raise NodeError("the python worker pool is closed")
         async with self._slots:
             worker = self._take_idle() or await self._spawn()
+            self._running += 1
+            # Alone, the job's worker may wait awake for the next one (see pyworker.serve):
+            # a chain's next job is usually on its way. Never when jobs run side by side, where
+            # awake workers would take the CPUs the others need.
+            linger = LINGER_US if self._running == 1 and self._spare_cpu else 0
             try:
-                reply = await worker.request(job)
+                reply = await worker.request(job, linger)
             except BaseException:
                 # Cancelled (timeout, abort) or dead: its state is unknown, never reuse it.
                 self._discard(worker)
                 raise
+            finally:
+                self._running -= 1
             if self._closed:
                 self._discard(worker)
             else:
@@ -275,7 +289,9 @@ class _Worker:
             if text:
                 self.stderr_tail.append(text[:500])
 
-    async def request(self, job: dict[str, Any]) -> dict[str, Any]:
+    async def request(self, job: dict[str, Any], linger: int = 0) -> dict[str, Any]:
+        if linger:
+            job = {**job, "linger": linger}
         payload = json.dumps(job, ensure_ascii=False, default=str).encode("utf-8")
         self.stderr_tail.clear()  # a death message quotes only what this job wrote
         try:

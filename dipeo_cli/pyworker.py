@@ -11,7 +11,7 @@ prints (even from C or a child process) can corrupt the protocol. Python-level s
 each job are captured and returned with the reply.
 
     job:   {"code" | "file_path", "function_name", "inputs", "variables", "cwd", "filename",
-            "shown" (how messages name the file)}
+            "shown" (how messages name the file), "linger" (microseconds, see `serve`)}
     reply: {"ok": true, "result", "converted", "stdout", "stderr"}
          | {"ok": false, "error": "ExcType: message (line N: source)", "stdout", "stderr"}
 
@@ -350,16 +350,75 @@ def main() -> None:
 
 
 def serve(proto_in: int, proto_out: int) -> None:
-    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF."""
+    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF.
+
+    A job may ask the worker to linger (`"linger"`: microseconds): after its reply, the worker
+    waits awake for the next job for up to that long, if the previous job came that soon after
+    the reply before it (it is in a chain). Waking a process that sleeps costs the runner more
+    than the job itself on a virtual machine; lingering turns a chain's round trips into
+    hand-offs between two running processes. Then it sleeps, so an idle worker burns nothing."""
+    import select
+    import time
+
+    clock = time.perf_counter
+    poller = select.poll()
+    poller.register(proto_in, select.POLLIN)
+    try:
+        load = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        load = -1
+    cpus = len(os.sched_getaffinity(0))
+    replied = -1.0  # when the last reply went out
+    linger = 0.0  # how long to wait awake for the next job
     while True:
+        if linger:
+            _wait_awake(poller, clock() + linger, clock, cpus, load)
         header = _read_exactly(proto_in, _HEADER.size)
         if header is None:
             break
         body = _read_exactly(proto_in, _HEADER.unpack(header)[0])
         if body is None:
             break
-        data = _encode_reply(_run_job(json.loads(body)))
+        gap = clock() - replied
+        job = json.loads(body)
+        asked = job.get("linger")
+        data = _encode_reply(_run_job(job))
         _write_all(proto_out, _HEADER.pack(len(data)) + data)
+        replied = clock()
+        linger = linger_seconds(asked, gap)
+
+
+def linger_seconds(asked_us: Any, gap: float) -> float:
+    """Seconds to wait awake for the next job: what the runner asked (0 when others run in
+    parallel), only if this job came within that time of the previous reply."""
+    if not asked_us or not isinstance(asked_us, int):
+        return 0.0
+    asked = min(asked_us, _LINGER_CAP_US) / 1e6
+    return asked if gap <= asked else 0.0
+
+
+_LINGER_CAP_US = 2000  # whatever a job asks, never more than 2 ms awake per reply
+
+
+def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> None:
+    """Poll for the next job until `deadline`, but only while a CPU is spare: as soon as more
+    tasks are runnable than there are CPUs (the runner, other workers, other programs), a
+    waiting worker would take a CPU from one of them, so it goes to sleep instead."""
+    spins = 0
+    while not poller.poll(0):  # data, EOF or an error: the read that follows sees which
+        if clock() >= deadline:
+            return
+        if not spins & 7 and _runnable(load) > cpus:  # also when loadavg is unreadable
+            return
+        spins += 1
+
+
+def _runnable(load: int) -> int:
+    # /proc/loadavg: "0.54 0.75 1.06 3/150 12345", the 4th field runnable/all tasks, now
+    try:
+        return int(os.pread(load, 64, 0).split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return 1 << 30
 
 
 def _encode_reply(reply: dict[str, Any]) -> bytes:
