@@ -32,6 +32,7 @@ from typing import Any
 
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
+from dipeo_cli.pychannel import Channel
 from dipeo_cli.pyworker import HEADER
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -276,7 +277,7 @@ class _Worker:
 
     async def connect(self, sock: socket.socket, err_read: int) -> None:
         loop = asyncio.get_running_loop()
-        _, self._channel = await loop.create_connection(_Channel, sock=sock)
+        _, self._channel = await loop.create_connection(Channel, sock=sock)
         stderr = asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(err_read, "rb", buffering=0)
@@ -355,48 +356,3 @@ class _Worker:
                 await self._drain
             except asyncio.CancelledError:
                 pass
-
-
-class _Channel(asyncio.Protocol):
-    """The runner's end of a worker's protocol socket: one request at a time, its reply a
-    length-prefixed message. A protocol rather than asyncio streams: a round trip is most of
-    a small job's cost, and the streams' layers were a third of it."""
-
-    def __init__(self) -> None:
-        self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._reply: asyncio.Future[bytes] | None = None
-        self._lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) < HEADER.size:
-            return
-        end = HEADER.size + HEADER.unpack_from(self._buffer)[0]
-        if len(self._buffer) >= end and self._reply is not None and not self._reply.done():
-            self._reply.set_result(bytes(self._buffer[HEADER.size : end]))
-            del self._buffer[:end]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._reply is not None and not self._reply.done():
-            self._reply.set_exception(ConnectionError("the python worker closed its socket"))
-
-    async def ask(self, message: bytes) -> bytes:
-        """Send one request and wait for its reply; ConnectionError when the worker is gone."""
-        if self._lost or self._transport is None or self._transport.is_closing():
-            raise ConnectionError("the python worker closed its socket")
-        self._reply = asyncio.get_running_loop().create_future()
-        self._transport.write(message)
-        try:
-            return await self._reply
-        finally:
-            self._reply = None
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()

@@ -1,0 +1,77 @@
+"""The runner's end of a python worker's protocol socket (the protocol is in
+dipeo_cli.pyworker): one request at a time, each reply a length-prefixed message.
+
+An asyncio protocol rather than asyncio streams: a round trip is most of a small job's cost,
+and the streams' layers were a third of it. A buffered protocol, reading into a buffer it
+keeps: a plain protocol's transport allocates 256 KiB for every read (a fresh mapping, beyond
+malloc's threshold), which cost more than everything else about reading a small reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from dipeo_cli.pyworker import HEADER
+
+READ_SIZE = 64 * 1024  # the read buffer: most replies fit; a larger one grows it for its time
+
+
+class Channel(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray(READ_SIZE)
+        self._filled = 0
+        self._reply: asyncio.Future[bytearray] | None = None
+        self._lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._filled == len(self._buffer):  # a reply larger than the buffer: make room
+            size = 2 * len(self._buffer)
+            if self._filled >= HEADER.size:
+                size = max(size, HEADER.size + HEADER.unpack_from(self._buffer)[0])
+            # a new buffer, not a resize: the transport may still hold a view of this one
+            larger = bytearray(size)
+            larger[: self._filled] = self._buffer
+            self._buffer = larger
+        return memoryview(self._buffer)[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._filled < HEADER.size:
+            return
+        end = HEADER.size + HEADER.unpack_from(self._buffer)[0]
+        if self._filled < end or self._reply is None or self._reply.done():
+            return
+        self._reply.set_result(self._buffer[HEADER.size : end])  # a copy
+        rest = self._filled - end
+        if len(self._buffer) > READ_SIZE:  # do not keep a large reply's memory
+            kept = bytearray(max(READ_SIZE, rest))
+            kept[:rest] = self._buffer[end : self._filled]
+            self._buffer = kept
+        elif rest:
+            self._buffer[:rest] = self._buffer[end : self._filled]
+        self._filled = rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(ConnectionError("the python worker closed its socket"))
+
+    async def ask(self, message: bytes) -> bytearray:
+        """Send one request and wait for its reply; ConnectionError when the worker is gone."""
+        if self._lost or self._transport is None or self._transport.is_closing():
+            raise ConnectionError("the python worker closed its socket")
+        self._reply = asyncio.get_running_loop().create_future()
+        self._transport.write(message)
+        try:
+            return await self._reply
+        finally:
+            self._reply = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
