@@ -36,6 +36,8 @@ from dipeo_cli.pychannel import Channel
 from dipeo_cli.pyworker import HEADER
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+# json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
+_JOB_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 _GONE = -int(signal.SIGKILL)  # the exit code of a worker whose template died before reaping it
 # Microseconds a worker whose job ran alone waits awake for the next one (pyworker.serve): a
 # chain's next job comes a node's bookkeeping later (~100-200 us), and an idle worker burns at
@@ -293,7 +295,7 @@ class _Worker:
     async def request(self, job: dict[str, Any], linger: int = 0) -> dict[str, Any]:
         if linger:
             job = {**job, "linger": linger}
-        payload = json.dumps(job, ensure_ascii=False, default=str).encode("utf-8")
+        payload = _JOB_ENCODER.encode(job).encode("utf-8")
         self.stderr_tail.clear()  # a death message quotes only what this job wrote
         try:
             body = await self._channel.ask(HEADER.pack(len(payload)) + payload)

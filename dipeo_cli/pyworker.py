@@ -327,6 +327,32 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _read_message(fd: int) -> bytes | None:
+    """The next message's body, None at EOF between messages. One read, usually: the runner
+    sends a message only once the previous one is answered, so nothing follows it."""
+    data = os.read(fd, _READ_SIZE)
+    if not data:
+        return None
+    while len(data) < _HEADER.size:
+        data += _read_more(fd, _HEADER.size - len(data))
+    end = _HEADER.size + _HEADER.unpack_from(data)[0]
+    if len(data) < end:
+        data += _read_more(fd, end - len(data))
+    elif len(data) > end:
+        raise EOFError("the runner sent a message before the previous one was answered")
+    return data[_HEADER.size :]
+
+
+def _read_more(fd: int, size: int) -> bytes:
+    rest = _read_exactly(fd, size)
+    if rest is None:
+        raise EOFError("the runner closed the socket in the middle of a message")
+    return rest
+
+
+_READ_SIZE = 64 * 1024
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -373,10 +399,7 @@ def serve(proto_in: int, proto_out: int) -> None:
     while True:
         if linger:
             _wait_awake(poller, clock() + linger, clock, cpus, load)
-        header = _read_exactly(proto_in, _HEADER.size)
-        if header is None:
-            break
-        body = _read_exactly(proto_in, _HEADER.unpack(header)[0])
+        body = _read_message(proto_in)
         if body is None:
             break
         gap = clock() - replied
@@ -421,9 +444,12 @@ def _runnable(load: int) -> int:
         return 1 << 30
 
 
+_REPLY_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps's, built once
+
+
 def _encode_reply(reply: dict[str, Any]) -> bytes:
     try:
-        return json.dumps(reply, ensure_ascii=False).encode("utf-8")
+        return _REPLY_ENCODER.encode(reply).encode("utf-8")
     except (TypeError, ValueError):
         pass
     # The result holds something JSON cannot: convert those leaves with str().
@@ -431,7 +457,7 @@ def _encode_reply(reply: dict[str, Any]) -> bytes:
 
     reply["result"], reply["converted"] = to_json_safe(reply.get("result"))
     try:
-        return json.dumps(reply, ensure_ascii=False).encode("utf-8")
+        return _REPLY_ENCODER.encode(reply).encode("utf-8")
     except (TypeError, ValueError) as exc:  # e.g. lone surrogates in a string
         reply = {**reply, "ok": False, "result": None, "error": f"the result cannot be sent: {exc}"}
         return json.dumps(reply, ensure_ascii=True).encode("utf-8")

@@ -1,10 +1,13 @@
-"""The runner's end of a python worker's socket (dipeo_cli.pychannel), fed by hand and by real
-workers."""
+"""The two ends of the python worker protocol: the runner's (dipeo_cli.pychannel), fed by hand
+and by real workers, and the worker's reading of jobs (dipeo_cli.pyworker.serve)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -105,3 +108,25 @@ def test_large_and_small_results_alternate_through_a_real_worker() -> None:
         return sizes
 
     assert with_pool(body) == [5_000_000, 1, 200_000, 2]
+
+
+def test_a_job_is_read_whole_however_it_was_split_and_a_large_one_too() -> None:
+    from dipeo_cli import pyworker
+
+    ours, theirs = socket.socketpair()
+    thread = threading.Thread(target=pyworker.serve, args=(theirs.fileno(), theirs.fileno()))
+    thread.start()
+    try:
+        for text, pieces in (("small", [1, 2, 1]), ("z" * 3_000_000, [3, 100_000])):
+            payload = _message(json.dumps(job("result = len(s)", inputs={"s": text})).encode())
+            for size in pieces:  # the header and the body split anywhere
+                ours.sendall(payload[:size])
+                payload = payload[size:]
+                time.sleep(0.01)
+            ours.sendall(payload)
+            size = HEADER.unpack(ours.recv(HEADER.size, socket.MSG_WAITALL))[0]
+            assert json.loads(ours.recv(size, socket.MSG_WAITALL))["result"] == len(text)
+    finally:
+        ours.close()
+        thread.join()
+        theirs.close()
