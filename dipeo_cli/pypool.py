@@ -11,6 +11,12 @@ a python start costs ~25 ms of CPU, so a pool grows to a hundred workers in a fr
 second. Workers are reused; above `size` (default one per CPU), a worker idle for
 `idle_seconds` ends, so the pool shrinks back when the burst is over.
 
+A chain of small jobs is mostly round trips, and on a virtual machine a round trip is mostly
+the wake-ups of two sleeping processes. So when a job runs alone and a CPU is spare, its worker
+waits awake for the next job for a moment after replying (LINGER_US, see pyworker.serve), and
+the runner polls for the reply for a moment before it yields to its event loop (REPLY_POLL_US);
+polls that keep missing back off. Jobs side by side never do either.
+
 A job that is cancelled (the executor's timeout, an abort, Ctrl-C) kills its worker and every
 process the code started (dipeo_cli.processes marks them); a worker that dies (os._exit,
 segfault) fails only the job it was running. The worker protocol and what a job may do are in
@@ -33,7 +39,7 @@ from typing import Any
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
 from dipeo_cli.pychannel import Channel
-from dipeo_cli.pyworker import HEADER
+from dipeo_cli.pyworker import HEADER, open_loadavg, runnable_tasks
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
@@ -43,6 +49,10 @@ _GONE = -int(signal.SIGKILL)  # the exit code of a worker whose template died be
 # chain's next job comes a node's bookkeeping later (~100-200 us), and an idle worker burns at
 # most this once.
 LINGER_US = 300
+# Microseconds the runner polls for a lone job's reply before it yields to the event loop
+# (which blocks other tasks that long at most): a small job's reply from an awake worker takes
+# ~20 us.
+REPLY_POLL_US = 60
 
 
 class PythonWorkerPool:
@@ -69,7 +79,11 @@ class PythonWorkerPool:
         self._closed = False
         self._running = 0  # jobs sent and not answered
         # A worker waiting awake needs a CPU of its own beside the runner's.
-        self._spare_cpu = len(os.sched_getaffinity(0)) > 1
+        self._cpus = len(os.sched_getaffinity(0))
+        self._spare_cpu = self._cpus > 1
+        self._loadavg: int | None = None  # /proc/loadavg, opened on first use
+        self._poll_misses = 0  # polls for a reply that missed in a row (see _awake_for)
+        self._unpolled = 0  # jobs left to await without polling
 
     @property
     def pids(self) -> list[int]:
@@ -87,19 +101,43 @@ class PythonWorkerPool:
             # a chain's next job is usually on its way. Never when jobs run side by side, where
             # awake workers would take the CPUs the others need.
             linger = LINGER_US if self._running == 1 and self._spare_cpu else 0
+            awake = self._awake_for() if linger else 0.0
             try:
-                reply = await worker.request(job, linger)
+                reply = await worker.request(job, linger, awake)
             except BaseException:
                 # Cancelled (timeout, abort) or dead: its state is unknown, never reuse it.
                 self._discard(worker)
                 raise
             finally:
                 self._running -= 1
+            if awake:
+                self._awake_answered(worker.answered_awake)
             if self._closed:
                 self._discard(worker)
             else:
                 self._release(worker)
             return reply
+
+    def _awake_for(self) -> float:
+        """Seconds to poll for a lone job's reply before yielding to the event loop (see
+        pychannel.Channel.ask): the job and its worker are quick, when the last polls caught
+        their replies; after a poll that missed (a slower job, a busy machine), the next 2, 4,
+        ... 64 jobs are awaited plainly, so a poll that does not pay costs little."""
+        if self._unpolled:
+            self._unpolled -= 1
+            return 0.0
+        if self._loadavg is None:
+            self._loadavg = open_loadavg()
+        if runnable_tasks(self._loadavg) > self._cpus:  # its worker would wait for a CPU
+            return 0.0
+        return REPLY_POLL_US / 1e6
+
+    def _awake_answered(self, caught: bool) -> None:
+        if caught:
+            self._poll_misses = 0
+        else:
+            self._poll_misses = min(self._poll_misses + 1, 6)
+            self._unpolled = 1 << self._poll_misses
 
     def _take_idle(self) -> _Worker | None:
         if not self._idle:
@@ -152,6 +190,9 @@ class PythonWorkerPool:
         """End every worker (EOF, then SIGKILL after `grace` seconds), then the template, and
         reap them all."""
         self._closed = True
+        if self._loadavg is not None and self._loadavg >= 0:
+            os.close(self._loadavg)
+        self._loadavg = -1
         workers = list(self._workers)
         self._workers.clear()
         self._idle.clear()
@@ -279,7 +320,7 @@ class _Worker:
 
     async def connect(self, sock: socket.socket, err_read: int) -> None:
         loop = asyncio.get_running_loop()
-        _, self._channel = await loop.create_connection(Channel, sock=sock)
+        _, self._channel = await loop.create_connection(lambda: Channel(sock), sock=sock)
         stderr = asyncio.StreamReader()
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stderr), os.fdopen(err_read, "rb", buffering=0)
@@ -292,13 +333,19 @@ class _Worker:
             if text:
                 self.stderr_tail.append(text[:500])
 
-    async def request(self, job: dict[str, Any], linger: int = 0) -> dict[str, Any]:
+    @property
+    def answered_awake(self) -> bool:
+        return self._channel.answered_awake
+
+    async def request(
+        self, job: dict[str, Any], linger: int = 0, awake: float = 0.0
+    ) -> dict[str, Any]:
         if linger:
             job = {**job, "linger": linger}
         payload = _JOB_ENCODER.encode(job).encode("utf-8")
         self.stderr_tail.clear()  # a death message quotes only what this job wrote
         try:
-            body = await self._channel.ask(HEADER.pack(len(payload)) + payload)
+            body = await self._channel.ask(HEADER.pack(len(payload)) + payload, awake)
         except ConnectionError:
             raise await self._death() from None
         reply: dict[str, Any] = json.loads(body)

@@ -389,10 +389,7 @@ def serve(proto_in: int, proto_out: int) -> None:
     clock = time.perf_counter
     poller = select.poll()
     poller.register(proto_in, select.POLLIN)
-    try:
-        load = os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        load = -1
+    load = open_loadavg()
     cpus = len(os.sched_getaffinity(0))
     replied = -1.0  # when the last reply went out
     linger = 0.0  # how long to wait awake for the next job
@@ -431,13 +428,23 @@ def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) 
     while not poller.poll(0):  # data, EOF or an error: the read that follows sees which
         if clock() >= deadline:
             return
-        if not spins & 7 and _runnable(load) > cpus:  # also when loadavg is unreadable
+        if not spins & 7 and runnable_tasks(load) > cpus:  # also when loadavg is unreadable
             return
         spins += 1
 
 
-def _runnable(load: int) -> int:
-    # /proc/loadavg: "0.54 0.75 1.06 3/150 12345", the 4th field runnable/all tasks, now
+def open_loadavg() -> int:
+    """A descriptor of /proc/loadavg for `runnable_tasks`, or -1 where there is none."""
+    try:
+        return os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+def runnable_tasks(load: int) -> int:
+    """How many tasks are running or waiting for a CPU now (of the whole machine), read from
+    the /proc/loadavg descriptor `load`; a huge number when it cannot be read."""
+    # "0.54 0.75 1.06 3/150 12345": the 4th field is runnable/all tasks
     try:
         return int(os.pread(load, 64, 0).split()[3].split(b"/")[0])
     except (OSError, IndexError, ValueError):

@@ -130,3 +130,79 @@ def test_a_job_is_read_whole_however_it_was_split_and_a_large_one_too() -> None:
         ours.close()
         thread.join()
         theirs.close()
+
+
+async def _channel_on(ours: socket.socket) -> Channel:
+    loop = asyncio.get_running_loop()
+    _, channel = await loop.create_connection(lambda: Channel(ours), sock=ours)
+    return channel
+
+
+def _answer(peer: socket.socket, payload: bytes, delay: float = 0.0) -> threading.Thread:
+    """A peer that reads one request and answers `payload` after `delay` seconds."""
+
+    def run() -> None:
+        peer.recv(65536)
+        time.sleep(delay)
+        peer.sendall(_message(payload))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("size", [10, 3 * READ_SIZE])
+def test_a_reply_that_comes_while_the_channel_polls_is_read_there(size: int) -> None:
+    payload = b"[" + b"1" * size + b"]"
+
+    async def body() -> None:
+        ours, peer = socket.socketpair()
+        channel = await _channel_on(ours)
+        try:
+            answering = _answer(peer, payload)
+            assert await channel.ask(b"job", awake=30.0) == payload  # ends with the reply
+            assert channel.answered_awake
+            answering.join()
+        finally:
+            channel.close()
+            peer.close()
+
+    asyncio.run(body())
+
+
+def test_a_reply_that_comes_after_the_poll_is_awaited_on_the_event_loop() -> None:
+    async def body() -> None:
+        ours, peer = socket.socketpair()
+        channel = await _channel_on(ours)
+        try:
+            answering = _answer(peer, b"{}", delay=0.2)
+            assert await channel.ask(b"job", awake=0.001) == b"{}"
+            assert not channel.answered_awake
+            answering.join()
+        finally:
+            channel.close()
+            peer.close()
+
+    asyncio.run(body())
+
+
+def test_a_worker_gone_while_the_channel_polls_fails_the_request() -> None:
+    async def body() -> None:
+        ours, peer = socket.socketpair()
+        channel = await _channel_on(ours)
+
+        def close_after_reading() -> None:
+            peer.recv(65536)
+            peer.sendall(HEADER.pack(100) + b"{")  # half a reply, then gone
+            peer.close()
+
+        thread = threading.Thread(target=close_after_reading)
+        thread.start()
+        try:
+            with pytest.raises(ConnectionError):
+                await channel.ask(b"job", awake=30.0)
+        finally:
+            thread.join()
+            channel.close()
+
+    asyncio.run(body())

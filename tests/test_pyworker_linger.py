@@ -1,5 +1,6 @@
 """A python worker waits awake for the next job of a chain, briefly, and only with a CPU to
-spare (dipeo_cli.pyworker.serve, asked by dipeo_cli.pypool)."""
+spare (dipeo_cli.pyworker.serve, asked by dipeo_cli.pypool); the runner polls for a lone job's
+reply, briefly, and backs off when that does not pay (dipeo_cli.pychannel, dipeo_cli.pypool)."""
 
 from __future__ import annotations
 
@@ -124,9 +125,11 @@ def test_only_a_job_running_alone_asks_its_worker_to_linger(
     asked: list[int] = []
     request = pypool._Worker.request
 
-    async def recording(self: Any, job: dict[str, Any], linger: int = 0) -> dict[str, Any]:
+    async def recording(
+        self: Any, job: dict[str, Any], linger: int = 0, awake: float = 0.0
+    ) -> dict[str, Any]:
         asked.append(linger)
-        return await request(self, job, linger)
+        return await request(self, job, linger, awake)
 
     monkeypatch.setattr(pypool._Worker, "request", recording)
 
@@ -170,3 +173,56 @@ def test_a_worker_that_lingered_sleeps_once_the_chain_is_over() -> None:
             await pool.close()
 
     asyncio.run(body())
+
+
+def test_the_runner_polls_for_a_lone_jobs_reply_and_backs_off_when_polls_miss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pypool, "runnable_tasks", lambda load: 1)
+    pool = pypool.PythonWorkerPool(size=1)
+    poll = pypool.REPLY_POLL_US / 1e6
+    assert pool._awake_for() == poll
+    pool._awake_answered(True)
+    assert pool._awake_for() == poll
+    pool._awake_answered(False)  # a miss: the next 2 jobs are awaited plainly
+    assert [pool._awake_for() for _ in range(3)] == [0.0, 0.0, poll]
+    pool._awake_answered(False)  # a second miss in a row: 4
+    assert [pool._awake_for() for _ in range(5)] == [0.0] * 4 + [poll]
+    for _ in range(10):
+        pool._awake_answered(False)
+    assert [pool._awake_for() for _ in range(65)] == [0.0] * 64 + [poll]  # at most 64
+    pool._awake_answered(True)  # a catch: poll again at once
+    assert pool._awake_for() == poll
+    monkeypatch.setattr(pypool, "runnable_tasks", lambda load: pool._cpus + 1)
+    assert pool._awake_for() == 0.0  # every CPU taken: the worker could not answer meanwhile
+
+
+def test_a_chain_of_jobs_gets_its_replies_by_polling_on_a_quiet_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pypool, "runnable_tasks", lambda load: 1)
+    monkeypatch.setattr(pypool, "REPLY_POLL_US", 5_000_000)  # never gives up first
+    caught: list[bool] = []
+    answered = pypool.PythonWorkerPool._awake_answered
+
+    def recording(self: Any, awake: bool) -> None:
+        caught.append(awake)
+        answered(self, awake)
+
+    monkeypatch.setattr(pypool.PythonWorkerPool, "_awake_answered", recording)
+
+    async def body() -> None:
+        pool = pypool.PythonWorkerPool(size=2)
+        pool._spare_cpu = True
+        try:
+            results = [
+                (await pool.run(job("result = x + 1", inputs={"x": i})))["result"] for i in range(5)
+            ]
+            assert results == [1, 2, 3, 4, 5]
+            big = await pool.run(job("result = 'b' * 3_000_000"))  # larger than the buffer
+            assert len(big["result"]) == 3_000_000
+        finally:
+            await pool.close()
+
+    asyncio.run(body())
+    assert caught == [True] * 6
