@@ -121,14 +121,17 @@ class PythonWorkerPool:
     def _awake_for(self) -> float:
         """Seconds to poll for a lone job's reply before yielding to the event loop (see
         pychannel.Channel.ask): the job and its worker are quick, when the last polls caught
-        their replies; after a poll that missed (a slower job, a busy machine), the next 2, 4,
-        ... 64 jobs are awaited plainly, so a poll that does not pay costs little."""
+        their replies; after a poll that missed (a slower job) or a busy machine, the next 2,
+        4, ... 64 jobs are awaited plainly, so a poll that does not pay costs little."""
         if self._unpolled:
             self._unpolled -= 1
             return 0.0
         if self._loadavg is None:
             self._loadavg = open_loadavg()
-        if runnable_tasks(self._loadavg) > self._cpus:  # its worker would wait for a CPU
+        if runnable_tasks(self._loadavg) > self._cpus:
+            # A busy machine (its worker would wait for a CPU), and such load comes and goes
+            # in bursts: back off as after a miss.
+            self._awake_answered(False)
             return 0.0
         return REPLY_POLL_US / 1e6
 

@@ -393,9 +393,18 @@ def serve(proto_in: int, proto_out: int) -> None:
     cpus = len(os.sched_getaffinity(0))
     replied = -1.0  # when the last reply went out
     linger = 0.0  # how long to wait awake for the next job
+    misses = 0  # waits in a row that ended without a job (see below)
+    unwaited = 0  # lingers left to skip
     while True:
-        if linger:
-            _wait_awake(poller, clock() + linger, clock, cpus, load)
+        if linger and unwaited:
+            unwaited -= 1
+        elif linger and _wait_awake(poller, clock() + linger, clock, cpus, load):
+            misses = 0
+        elif linger:
+            # The chain ended, or it is slower than the wait, or the machine is busy (a
+            # load that comes and goes): sleep through the next 2, 4, ... 64 waits.
+            misses = min(misses + 1, 6)
+            unwaited = 1 << misses
         body = _read_message(proto_in)
         if body is None:
             break
@@ -420,17 +429,19 @@ def linger_seconds(asked_us: Any, gap: float) -> float:
 _LINGER_CAP_US = 2000  # whatever a job asks, never more than 2 ms awake per reply
 
 
-def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> None:
+def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> bool:
     """Poll for the next job until `deadline`, but only while a CPU is spare: as soon as more
     tasks are runnable than there are CPUs (the runner, other workers, other programs), a
-    waiting worker would take a CPU from one of them, so it goes to sleep instead."""
+    waiting worker would take a CPU from one of them, so it goes to sleep instead. True when
+    the job (or EOF) came meanwhile."""
     spins = 0
     while not poller.poll(0):  # data, EOF or an error: the read that follows sees which
         if clock() >= deadline:
-            return
+            return False
         if not spins & 7 and runnable_tasks(load) > cpus:  # also when loadavg is unreadable
-            return
+            return False
         spins += 1
+    return True
 
 
 def open_loadavg() -> int:

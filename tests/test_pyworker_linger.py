@@ -90,10 +90,7 @@ def _ask(sock: socket.socket, message: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def _serve_in_thread(monkeypatch: pytest.MonkeyPatch, lingers: list[float]) -> Any:
-    def wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> None:
-        lingers.append(deadline - clock())
-
+def _serve_in_thread(monkeypatch: pytest.MonkeyPatch, wait_awake: Any) -> Any:
     monkeypatch.setattr(pyworker, "_wait_awake", wait_awake)
     ours, theirs = socket.socketpair()
     thread = threading.Thread(target=pyworker.serve, args=(theirs.fileno(), theirs.fileno()))
@@ -106,7 +103,12 @@ def test_the_worker_waits_awake_after_each_reply_the_runner_asked_it_to(
 ) -> None:
     lingers: list[float] = []
     monkeypatch.setattr(pyworker, "linger_seconds", lambda asked, gap: 0.25 if asked else 0.0)
-    ours, theirs, thread = _serve_in_thread(monkeypatch, lingers)
+
+    def wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> bool:
+        lingers.append(deadline - clock())
+        return True
+
+    ours, theirs, thread = _serve_in_thread(monkeypatch, wait_awake)
     try:
         for linger in (300, 0, 300):
             assert _ask(ours, {**job("result = 1"), "linger": linger})["result"] == 1
@@ -117,6 +119,34 @@ def test_the_worker_waits_awake_after_each_reply_the_runner_asked_it_to(
         theirs.close()
     # after the first and the third reply; the fourth job arrives before any wait is over
     assert len(lingers) == 2 and all(0.2 < seconds <= 0.25 for seconds in lingers)
+
+
+def test_a_worker_whose_waits_miss_skips_the_next_2_4_up_to_64_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []  # in the worker's order: "r" a reply went out, "w" a wait
+
+    def linger(asked: Any, gap: float) -> float:
+        events.append("r")
+        return 0.25
+
+    monkeypatch.setattr(pyworker, "linger_seconds", linger)
+
+    def wait_awake(*_: Any) -> bool:
+        events.append("w")
+        return False  # no job came
+
+    ours, theirs, thread = _serve_in_thread(monkeypatch, wait_awake)
+    try:
+        for _ in range(1 + 2 + 1 + 4 + 1 + 8 + 1 + 16 + 1):
+            _ask(ours, {**job("result = 1"), "linger": 300})
+    finally:
+        ours.close()
+        thread.join()
+        theirs.close()
+    replies = [i for i, event in enumerate(events) if event == "r"]
+    waited_after = [n + 1 for n, i in enumerate(replies) if events[i + 1 : i + 2] == ["w"]]
+    assert waited_after == [1, 4, 9, 18, 35]  # 2, 4, 8, 16 skipped after each miss
 
 
 def test_only_a_job_running_alone_asks_its_worker_to_linger(
@@ -195,6 +225,8 @@ def test_the_runner_polls_for_a_lone_jobs_reply_and_backs_off_when_polls_miss(
     assert pool._awake_for() == poll
     monkeypatch.setattr(pypool, "runnable_tasks", lambda load: pool._cpus + 1)
     assert pool._awake_for() == 0.0  # every CPU taken: the worker could not answer meanwhile
+    monkeypatch.setattr(pypool, "runnable_tasks", lambda load: 1)
+    assert [pool._awake_for() for _ in range(3)] == [0.0, 0.0, poll]  # backed off as after a miss
 
 
 def test_a_chain_of_jobs_gets_its_replies_by_polling_on_a_quiet_machine(
