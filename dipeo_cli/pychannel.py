@@ -15,7 +15,9 @@ import time
 
 from dipeo_cli.pyworker import HEADER
 
-READ_SIZE = 64 * 1024  # the read buffer: most replies fit; a larger one grows it for its time
+# The read buffer, one per worker (a hundred workers: 800 KiB): most replies fit, a larger one
+# grows it for its time.
+READ_SIZE = 8 * 1024
 
 
 class Channel(asyncio.BufferedProtocol):
