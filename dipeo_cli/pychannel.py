@@ -1,5 +1,5 @@
 """The runner's end of a python worker's protocol socket (the protocol is in
-dipeo_cli.pyworker): one request at a time, each reply a length-prefixed message.
+dipeo_cli.pyserve): one request at a time, each reply a length-prefixed message.
 
 An asyncio protocol rather than asyncio streams: a round trip is most of a small job's cost,
 and the streams' layers were a third of it. A buffered protocol, reading into a buffer it
@@ -13,7 +13,7 @@ import asyncio
 import socket
 import time
 
-from dipeo_cli.pyworker import HEADER
+from dipeo_cli.pyserve import HEADER
 
 # The read buffer, one per worker (a hundred workers: 800 KiB): most replies fit, a larger one
 # grows it for its time.

@@ -13,7 +13,7 @@ second. Workers are reused; above `size` (default one per CPU), a worker idle fo
 
 A chain of small jobs is mostly round trips, and on a virtual machine a round trip is mostly
 the wake-ups of two sleeping processes. So when a job runs alone and a CPU is spare, its worker
-waits awake for the next job for a moment after replying (LINGER_US, see pyworker.serve), and
+waits awake for the next job for a moment after replying (LINGER_US, see pyserve.serve), and
 the runner polls for the reply for a moment before it yields to its event loop (REPLY_POLL_US);
 polls that keep missing back off. Jobs side by side never do either.
 
@@ -39,13 +39,13 @@ from typing import Any
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
 from dipeo_cli.pychannel import Channel
-from dipeo_cli.pyworker import HEADER, open_loadavg, runnable_tasks
+from dipeo_cli.pyserve import HEADER, open_loadavg, runnable_tasks
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
 _JOB_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 _GONE = -int(signal.SIGKILL)  # the exit code of a worker whose template died before reaping it
-# Microseconds a worker whose job ran alone waits awake for the next one (pyworker.serve): a
+# Microseconds a worker whose job ran alone waits awake for the next one (pyserve.serve): a
 # chain's next job comes a node's bookkeeping later (~100-200 us), and an idle worker burns at
 # most this once.
 LINGER_US = 300
@@ -97,7 +97,7 @@ class PythonWorkerPool:
         async with self._slots:
             worker = self._take_idle() or await self._spawn()
             self._running += 1
-            # Alone, the job's worker may wait awake for the next one (see pyworker.serve):
+            # Alone, the job's worker may wait awake for the next one (see pyserve.serve):
             # a chain's next job is usually on its way. Never when jobs run side by side, where
             # awake workers would take the CPUs the others need.
             linger = LINGER_US if self._running == 1 and self._spare_cpu else 0

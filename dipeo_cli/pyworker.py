@@ -1,19 +1,15 @@
 """A python worker: the process that runs code_job's python code, one job at a time.
 
 The parent side, a pool of these processes, is dipeo_cli.pypool; the pool forks its workers
-from a template process (dipeo_cli.pyzygote), which then calls `serve` in the fork.
+from a template process (dipeo_cli.pyzygote), which then calls dipeo_cli.pyserve.serve in the
+fork: the loop that reads jobs and writes replies (the protocol is described there). This module
+runs one job (`run_job`).
 
 Worker side (`python -m dipeo_cli.pyworker PARENT_PID`): dies with its parent (even by kill
--9, through PR_SET_PDEATHSIG), reads jobs from its stdin and answers on its stdout,
-each message a 4-byte big-endian length and UTF-8 JSON. At start it moves the protocol to private
-file descriptors and points fd 0 at /dev/null and fd 1 at fd 2, so that nothing the user's code
-prints (even from C or a child process) can corrupt the protocol. Python-level stdout/stderr of
-each job are captured and returned with the reply.
-
-    job:   {"code" | "file_path", "function_name", "inputs", "variables", "cwd", "filename",
-            "shown" (how messages name the file), "linger" (microseconds, see `serve`)}
-    reply: {"ok": true, "result", "converted", "stdout", "stderr"}
-         | {"ok": false, "error": "ExcType: message (line N: source)", "stdout", "stderr"}
+-9, through PR_SET_PDEATHSIG), reads jobs from its stdin and answers on its stdout. At start it
+moves the protocol to private file descriptors and points fd 0 at /dev/null and fd 1 at fd 2,
+so that nothing the user's code prints (even from C or a child process) can corrupt the
+protocol. Python-level stdout/stderr of each job are captured and returned with the reply.
 
 A job runs `code` in a fresh namespace (each input by label, `inputs`, `variables`), then
 returns `function_name(inputs)` if the code defined that function, else the variable `result`.
@@ -22,23 +18,13 @@ With `file_path` the file is imported as a module and `function_name(inputs)` is
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import struct
 import sys
 from collections import OrderedDict
 from typing import Any
 
 from dipeo_cli.processes import CAPTURE_LIMIT, die_with_parent
-
-HEADER = struct.Struct(">I")  # each message: its length, then UTF-8 JSON
-_HEADER = HEADER
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker side
-# ---------------------------------------------------------------------------------------------
 
 
 class _Capture:
@@ -123,7 +109,8 @@ def _compiled(code: str, filename: str) -> Any:
     return compiled
 
 
-def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job; its reply (see dipeo_cli.pyserve)."""
     out, err = _Capture(), _Capture()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
@@ -313,53 +300,6 @@ def _describe(exc: BaseException, filename: str) -> str:
     return message
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = os.read(fd, remaining)
-        if not chunk:
-            if remaining == size:
-                return None  # clean EOF between messages
-            raise EOFError("the runner closed the pipe in the middle of a message")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_message(fd: int) -> bytes | None:
-    """The next message's body, None at EOF between messages. One read, usually: the runner
-    sends a message only once the previous one is answered, so nothing follows it."""
-    data = os.read(fd, _READ_SIZE)
-    if not data:
-        return None
-    while len(data) < _HEADER.size:
-        data += _read_more(fd, _HEADER.size - len(data))
-    end = _HEADER.size + _HEADER.unpack_from(data)[0]
-    if len(data) < end:
-        data += _read_more(fd, end - len(data))
-    elif len(data) > end:
-        raise EOFError("the runner sent a message before the previous one was answered")
-    return data[_HEADER.size :]
-
-
-def _read_more(fd: int, size: int) -> bytes:
-    rest = _read_exactly(fd, size)
-    if rest is None:
-        raise EOFError("the runner closed the socket in the middle of a message")
-    return rest
-
-
-_READ_SIZE = 64 * 1024
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def main() -> None:
     """The worker's loop: one job at a time until the runner closes our stdin."""
     if len(sys.argv) > 1:
@@ -372,113 +312,9 @@ def main() -> None:
     os.dup2(null, 0)
     os.close(null)
     os.dup2(2, 1)
+    from dipeo_cli.pyserve import serve  # (which imports this module)
+
     serve(proto_in, proto_out)
-
-
-def serve(proto_in: int, proto_out: int) -> None:
-    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF.
-
-    A job may ask the worker to linger (`"linger"`: microseconds): after its reply, the worker
-    waits awake for the next job for up to that long, if the previous job came that soon after
-    the reply before it (it is in a chain). Waking a process that sleeps costs the runner more
-    than the job itself on a virtual machine; lingering turns a chain's round trips into
-    hand-offs between two running processes. Then it sleeps, so an idle worker burns nothing."""
-    import select
-    import time
-
-    clock = time.perf_counter
-    poller = select.poll()
-    poller.register(proto_in, select.POLLIN)
-    load = open_loadavg()
-    cpus = len(os.sched_getaffinity(0))
-    replied = -1.0  # when the last reply went out
-    linger = 0.0  # how long to wait awake for the next job
-    misses = 0  # waits in a row that ended without a job (see below)
-    unwaited = 0  # lingers left to skip
-    while True:
-        if linger and unwaited:
-            unwaited -= 1
-        elif linger and _wait_awake(poller, clock() + linger, clock, cpus, load):
-            misses = 0
-        elif linger:
-            # The chain ended, or it is slower than the wait, or the machine is busy (a
-            # load that comes and goes): sleep through the next 2, 4, ... 64 waits.
-            misses = min(misses + 1, 6)
-            unwaited = 1 << misses
-        body = _read_message(proto_in)
-        if body is None:
-            break
-        gap = clock() - replied
-        job = json.loads(body)
-        asked = job.get("linger")
-        data = _encode_reply(_run_job(job))
-        _write_all(proto_out, _HEADER.pack(len(data)) + data)
-        replied = clock()
-        linger = linger_seconds(asked, gap)
-
-
-def linger_seconds(asked_us: Any, gap: float) -> float:
-    """Seconds to wait awake for the next job: what the runner asked (0 when others run in
-    parallel), only if this job came within that time of the previous reply."""
-    if not asked_us or not isinstance(asked_us, int):
-        return 0.0
-    asked = min(asked_us, _LINGER_CAP_US) / 1e6
-    return asked if gap <= asked else 0.0
-
-
-_LINGER_CAP_US = 2000  # whatever a job asks, never more than 2 ms awake per reply
-
-
-def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> bool:
-    """Poll for the next job until `deadline`, but only while a CPU is spare: as soon as more
-    tasks are runnable than there are CPUs (the runner, other workers, other programs), a
-    waiting worker would take a CPU from one of them, so it goes to sleep instead. True when
-    the job (or EOF) came meanwhile."""
-    spins = 0
-    while not poller.poll(0):  # data, EOF or an error: the read that follows sees which
-        if clock() >= deadline:
-            return False
-        if not spins & 7 and runnable_tasks(load) > cpus:  # also when loadavg is unreadable
-            return False
-        spins += 1
-    return True
-
-
-def open_loadavg() -> int:
-    """A descriptor of /proc/loadavg for `runnable_tasks`, or -1 where there is none."""
-    try:
-        return os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
-
-
-def runnable_tasks(load: int) -> int:
-    """How many tasks are running or waiting for a CPU now (of the whole machine), read from
-    the /proc/loadavg descriptor `load`; a huge number when it cannot be read."""
-    # "0.54 0.75 1.06 3/150 12345": the 4th field is runnable/all tasks
-    try:
-        return int(os.pread(load, 64, 0).split()[3].split(b"/")[0])
-    except (OSError, IndexError, ValueError):
-        return 1 << 30
-
-
-_REPLY_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps's, built once
-
-
-def _encode_reply(reply: dict[str, Any]) -> bytes:
-    try:
-        return _REPLY_ENCODER.encode(reply).encode("utf-8")
-    except (TypeError, ValueError):
-        pass
-    # The result holds something JSON cannot: convert those leaves with str().
-    from dipeo_cli.values import to_json_safe
-
-    reply["result"], reply["converted"] = to_json_safe(reply.get("result"))
-    try:
-        return _REPLY_ENCODER.encode(reply).encode("utf-8")
-    except (TypeError, ValueError) as exc:  # e.g. lone surrogates in a string
-        reply = {**reply, "ok": False, "result": None, "error": f"the result cannot be sent: {exc}"}
-        return json.dumps(reply, ensure_ascii=True).encode("utf-8")
 
 
 if __name__ == "__main__":

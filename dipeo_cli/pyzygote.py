@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 
-from dipeo_cli import pyworker
+from dipeo_cli import pyserve
 from dipeo_cli.processes import die_with_parent
 from dipeo_cli.reaper import VARIABLE
 
@@ -61,7 +61,7 @@ def _become_worker(
         os.dup2(err, 2)
         os.dup2(err, 1)
         os.close(err)
-        pyworker.serve(proto, proto)
+        pyserve.serve(proto, proto)
     except BaseException:  # noqa: BLE001 - a forked child must never return into the zygote
         os._exit(70)
     os._exit(0)

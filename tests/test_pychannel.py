@@ -1,5 +1,5 @@
 """The two ends of the python worker protocol: the runner's (dipeo_cli.pychannel), fed by hand
-and by real workers, and the worker's reading of jobs (dipeo_cli.pyworker.serve)."""
+and by real workers, and the worker's reading of jobs (dipeo_cli.pyserve.serve)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dipeo_cli.pychannel import READ_SIZE, Channel
-from dipeo_cli.pyworker import HEADER
+from dipeo_cli.pyserve import HEADER
 from tests.test_pyworker import job, with_pool
 
 
@@ -111,10 +111,10 @@ def test_large_and_small_results_alternate_through_a_real_worker() -> None:
 
 
 def test_a_job_is_read_whole_however_it_was_split_and_a_large_one_too() -> None:
-    from dipeo_cli import pyworker
+    from dipeo_cli import pyserve
 
     ours, theirs = socket.socketpair()
-    thread = threading.Thread(target=pyworker.serve, args=(theirs.fileno(), theirs.fileno()))
+    thread = threading.Thread(target=pyserve.serve, args=(theirs.fileno(), theirs.fileno()))
     thread.start()
     try:
         for text, pieces in (("small", [1, 2, 1]), ("z" * 3_000_000, [3, 100_000])):

@@ -1,5 +1,5 @@
 """A python worker waits awake for the next job of a chain, briefly, and only with a CPU to
-spare (dipeo_cli.pyworker.serve, asked by dipeo_cli.pypool); the runner polls for a lone job's
+spare (dipeo_cli.pyserve.serve, asked by dipeo_cli.pypool); the runner polls for a lone job's
 reply, briefly, and backs off when that does not pay (dipeo_cli.pychannel, dipeo_cli.pypool)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from dipeo_cli import pypool, pyworker
-from dipeo_cli.pyworker import HEADER, linger_seconds
+from dipeo_cli import pypool, pyserve
+from dipeo_cli.pyserve import HEADER, linger_seconds
 from tests.test_pyworker import job
 
 
@@ -52,7 +52,7 @@ def test_waiting_awake_ends_when_the_next_job_arrives(tmp_path: Path) -> None:
     load = _load_file(tmp_path, 1)
     try:
         poller = _Poller(ready_after=20)
-        pyworker._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, load)
+        pyserve._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, load)
         assert poller.calls == 21
     finally:
         os.close(load)
@@ -63,7 +63,7 @@ def test_waiting_awake_ends_at_its_deadline(tmp_path: Path) -> None:
     ticks = iter(range(1000))
     try:
         poller = _Poller()
-        pyworker._wait_awake(poller, 50, lambda: next(ticks), 2, load)
+        pyserve._wait_awake(poller, 50, lambda: next(ticks), 2, load)
         assert poller.calls == 51  # the clock passed the deadline on the 51st look
     finally:
         os.close(load)
@@ -73,12 +73,12 @@ def test_a_worker_sleeps_at_once_when_no_cpu_is_spare(tmp_path: Path) -> None:
     busy = _load_file(tmp_path, 3)  # the runner, this worker and one more task on two CPUs
     try:
         poller = _Poller()
-        pyworker._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, busy)
+        pyserve._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, busy)
         assert poller.calls == 1
     finally:
         os.close(busy)
     poller = _Poller()
-    pyworker._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, -1)
+    pyserve._wait_awake(poller, time.perf_counter() + 60, time.perf_counter, 2, -1)
     assert poller.calls == 1  # no /proc/loadavg: never wait awake
 
 
@@ -91,9 +91,9 @@ def _ask(sock: socket.socket, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _serve_in_thread(monkeypatch: pytest.MonkeyPatch, wait_awake: Any) -> Any:
-    monkeypatch.setattr(pyworker, "_wait_awake", wait_awake)
+    monkeypatch.setattr(pyserve, "_wait_awake", wait_awake)
     ours, theirs = socket.socketpair()
-    thread = threading.Thread(target=pyworker.serve, args=(theirs.fileno(), theirs.fileno()))
+    thread = threading.Thread(target=pyserve.serve, args=(theirs.fileno(), theirs.fileno()))
     thread.start()
     return ours, theirs, thread
 
@@ -102,7 +102,7 @@ def test_the_worker_waits_awake_after_each_reply_the_runner_asked_it_to(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lingers: list[float] = []
-    monkeypatch.setattr(pyworker, "linger_seconds", lambda asked, gap: 0.25 if asked else 0.0)
+    monkeypatch.setattr(pyserve, "linger_seconds", lambda asked, gap: 0.25 if asked else 0.0)
 
     def wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) -> bool:
         lingers.append(deadline - clock())
@@ -130,7 +130,7 @@ def test_a_worker_whose_waits_miss_skips_the_next_2_4_up_to_64_waits(
         events.append("r")
         return 0.25
 
-    monkeypatch.setattr(pyworker, "linger_seconds", linger)
+    monkeypatch.setattr(pyserve, "linger_seconds", linger)
 
     def wait_awake(*_: Any) -> bool:
         events.append("w")
