@@ -42,26 +42,30 @@ def serve(proto_in: int, proto_out: int) -> None:
     linger = 0.0  # how long to wait awake for the next job
     misses = 0  # waits in a row that ended without a job (see below)
     unwaited = 0  # lingers left to skip
-    while True:
-        if linger and unwaited:
-            unwaited -= 1
-        elif linger and _wait_awake(poller, clock() + linger, clock, cpus, load):
-            misses = 0
-        elif linger:
-            # The chain ended, or it is slower than the wait, or the machine is busy (a
-            # load that comes and goes): sleep through the next 2, 4, ... 64 waits.
-            misses = min(misses + 1, 6)
-            unwaited = 1 << misses
-        body = _read_message(proto_in)
-        if body is None:
-            break
-        gap = clock() - replied
-        job = json.loads(body)
-        asked = job.get("linger")
-        data = _encode_reply(run_job(job))
-        _write_all(proto_out, HEADER.pack(len(data)) + data)
-        replied = clock()
-        linger = linger_seconds(asked, gap)
+    try:
+        while True:
+            if linger and unwaited:
+                unwaited -= 1
+            elif linger and _wait_awake(poller, clock() + linger, clock, cpus, load):
+                misses = 0
+            elif linger:
+                # The chain ended, or it is slower than the wait, or the machine is busy (a
+                # load that comes and goes): sleep through the next 2, 4, ... 64 waits.
+                misses = min(misses + 1, 6)
+                unwaited = 1 << misses
+            body = _read_message(proto_in)
+            if body is None:
+                break
+            gap = clock() - replied
+            job = json.loads(body)
+            asked = job.get("linger")
+            data = _encode_reply(run_job(job))
+            _write_all(proto_out, HEADER.pack(len(data)) + data)
+            replied = clock()
+            linger = linger_seconds(asked, gap)
+    finally:
+        if load >= 0:
+            os.close(load)
 
 
 def linger_seconds(asked_us: Any, gap: float) -> float:
