@@ -39,7 +39,7 @@ from typing import Any
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
 from dipeo_cli.pychannel import Channel
-from dipeo_cli.pyserve import HEADER, open_loadavg, runnable_tasks
+from dipeo_cli.pyserve import HEADER, open_loadavg, runnable_tasks, usable_cpus
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
@@ -79,7 +79,7 @@ class PythonWorkerPool:
         self._closed = False
         self._running = 0  # jobs sent and not answered
         # A worker waiting awake needs a CPU of its own beside the runner's.
-        self._cpus = len(os.sched_getaffinity(0))
+        self._cpus = usable_cpus()
         self._spare_cpu = self._cpus > 1
         self._loadavg: int | None = None  # /proc/loadavg, opened on first use
         self._poll_misses = 0  # polls for a reply that missed in a row (see _awake_for)

@@ -37,7 +37,7 @@ def serve(proto_in: int, proto_out: int) -> None:
     poller = select.poll()
     poller.register(proto_in, select.POLLIN)
     load = open_loadavg()
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     replied = -1.0  # when the last reply went out
     linger = 0.0  # how long to wait awake for the next job
     misses = 0  # waits in a row that ended without a job (see below)
@@ -93,6 +93,12 @@ def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) 
             return False
         spins += 1
     return True
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (where the system cannot say: the machine's)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def open_loadavg() -> int:
