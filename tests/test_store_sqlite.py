@@ -224,6 +224,24 @@ def test_a_new_execution_lists_every_node_pending_in_diagram_order(
     run_with_store(body)
 
 
+def test_a_short_runs_nodes_get_their_rows_once() -> None:
+    # Every node got a row in the run's one batch: no PENDING rows to write and replace.
+    from dipeo_cli.store.codec import Batch, Encoder
+
+    started = ev.ExecutionStarted("exec-short", "demo", {}, NODES[:2], T0)
+    state = new_state(started)
+    encoder, batch = Encoder(), Batch()
+    encoder.record(batch, state, started)
+    assert batch.pending_nodes() != []
+    for i, node in enumerate(NODES[:2]):
+        event = ev.NodeStarted(node.id, 1, T0 + i)
+        apply_event(state, event)
+        encoder.record(batch, state, event)
+    batch.seal()
+    assert batch.pending_nodes() == []
+    assert [row[11] for row in batch.nodes.values()] == [0, 1]  # their positions
+
+
 def test_find_accepts_latest_and_unique_prefixes(run_with_store: Callable[[Body], None]) -> None:
     async def body(store: Any) -> None:
         record_run(store, "abc-111", t0=T0)

@@ -73,9 +73,10 @@ class Batch:
     heartbeats: dict[str, str] = field(default_factory=dict)  # execution id -> time
     outcomes: dict[int, str] = field(default_factory=dict)  # control request id -> outcome
     touched: dict[NodeKey, NodeState] = field(default_factory=dict)
-    # (execution id, its nodes as the ExecutionStarted payload lists them): every node's
-    # PENDING row, written by one statement (statements.PendingNodes) rather than a row each
-    new_nodes: list[tuple[str, str]] = field(default_factory=list)
+    # A new execution's nodes: the ExecutionStarted payload's JSON text (statements.PENDING_
+    # NODES_* writes the PENDING rows of the nodes no event touched from it, in one statement
+    # rather than a row each) and each node's position, for the touched nodes' rows.
+    new_nodes: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
     new_run: bool = False
     mid_run: bool = False  # committed while the run goes on (nobody waits for it)
 
@@ -108,9 +109,21 @@ class Batch:
 
     def seal(self) -> None:
         """Build the rows of the touched nodes from their states as they are now."""
+        new_nodes = self.new_nodes
         for (eid, nid), node in self.touched.items():
-            self.put_node(node_row(eid, nid, node))
+            new = new_nodes.get(eid) if new_nodes else None
+            self.put_node(node_row(eid, nid, node, new[1].get(nid) if new else None))
         self.touched.clear()
+
+    def pending_nodes(self) -> list[tuple[str, str]]:
+        """(execution id, node list text) of the new executions whose nodes did not all get
+        a row in this batch (a short run's nodes all do: their PENDING rows would be written
+        only to be replaced)."""
+        pending = []
+        for eid, (text, positions) in self.new_nodes.items():
+            if any((eid, nid) not in self.nodes for nid in positions):
+                pending.append((eid, text))
+        return pending
 
     def put_iteration(self, row: Row) -> None:
         _put(self.iterations, (row[0], row[1], row[2]), row)
@@ -342,7 +355,7 @@ class Encoder:
         # Every node's PENDING row comes from this text in one statement: a row each, for a
         # 10,000-node diagram, was 10,000 tuples held until the commit and hundreds of
         # statements in a commit made while the run keeps the GIL busy.
-        batch.new_nodes.append((eid, nodes))
+        batch.new_nodes[eid] = (nodes, {info.id: i for i, info in enumerate(event.nodes)})
         return (state.started_at, None, None, state.status.value, nodes)
 
     def _start_row(

@@ -61,18 +61,16 @@ FINISHED_BEFORE_TAKEN = "error: the execution finished before taking this reques
 _FINAL = ("COMPLETED", "FAILED", "ABORTED")
 
 
-# A new execution's nodes, all PENDING, from the node list of its ExecutionStarted payload
-# ({"nodes": [[id, label, type], ...]}, in diagram order): each dialect reads that JSON its way.
-# `{nodes}` is the dialect's set of (node_id, label, type, position) rows from parameter 2.
+# A new execution's nodes that have no row yet, PENDING, from the node list of its
+# ExecutionStarted payload ({"nodes": [[id, label, type], ...]}, in diagram order), after the
+# batch's own node rows: each dialect reads that JSON its way. `{nodes}` is the dialect's set
+# of (node_id, label, type, position) rows from parameter 2.
 _PENDING_NODES = (
     "INSERT INTO node_states (execution_id, node_id, label, type, status, started_at, "
     "ended_at, error, skip_reason, token_usage, iterations, position) "
     "SELECT ?, n.node_id, n.label, n.type, 'PENDING', NULL, NULL, NULL, NULL, NULL, 0, "
     "n.position FROM {nodes} WHERE true "
-    "ON CONFLICT(execution_id, node_id) DO UPDATE SET label = excluded.label, "
-    "type = excluded.type, status = excluded.status, started_at = NULL, ended_at = NULL, "
-    "error = NULL, skip_reason = NULL, token_usage = NULL, iterations = 0, "
-    "position = excluded.position"
+    "ON CONFLICT(execution_id, node_id) DO NOTHING"
 )
 PENDING_NODES_SQLITE = _PENDING_NODES.format(
     nodes="(SELECT json_extract(j.value, '$[0]') AS node_id, json_extract(j.value, '$[1]') "
@@ -93,8 +91,8 @@ def batch_statements(batch: Batch, pending_nodes: str) -> Statements:
     return [
         (INSERT_BLOB, list(batch.blobs.values())),
         (UPSERT_EXECUTION, list(batch.executions.values())),
-        (pending_nodes, batch.new_nodes),
         (UPSERT_NODE, list(batch.nodes.values())),
+        (pending_nodes, batch.pending_nodes()),
         (UPSERT_ITERATION, list(batch.iterations.values())),
         (INSERT_EVENT, batch.events),
         (HEARTBEAT, [(at, eid) for eid, at in batch.heartbeats.items()]),
