@@ -34,6 +34,7 @@ from dipeo_cli.state import (
 )
 from dipeo_cli.store import MemoryStore, SqliteStore, StateStore, open_store
 from dipeo_cli.store.base import INTERRUPTED_ERROR
+from dipeo_cli.store.statements import INSERT_BLOB
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000.0
@@ -842,12 +843,11 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
 ) -> None:
     """Batches committed mid-run go to SQLite as multi-row INSERTs (more rows than one INSERT
     takes, so a table's rows span several); the result must be identical."""
-    from dipeo_cli.store import sqlite as sqlite_store
-    from dipeo_cli.store import writer
+    from dipeo_cli.store import sqlite_batch, writer
 
     monkeypatch.setattr(writer, "MAX_LATENCY", 0.0)
     monkeypatch.setattr(writer, "NEW_RUN_LATENCY", 0.0)
-    monkeypatch.setattr(sqlite_store, "MID_RUN_ROWS_PER_INSERT", 3)
+    monkeypatch.setattr(sqlite_batch, "MID_RUN_ROWS_PER_INSERT", 3)
     row_counts = []
     mid_runs: list[bool] = []
     original = SqliteStore.transaction
@@ -885,9 +885,10 @@ def test_without_aiosqlites_thread_call_a_batch_goes_statement_by_statement(
     """The one-hand-off transaction uses aiosqlite's non-public `_execute`; where a version
     lacks it, the same rows are written statement by statement."""
     from dipeo_cli.store import sqlite as sqlite_store
+    from dipeo_cli.store import sqlite_batch
 
     monkeypatch.setattr(sqlite_store, "_thread_call", lambda db: None)
-    monkeypatch.setattr(sqlite_store, "ROWS_PER_INSERT", 3)
+    monkeypatch.setattr(sqlite_batch, "ROWS_PER_INSERT", 3)
     recorded: list[ExecutionState] = []
 
     async def write(store: Any) -> None:
@@ -902,3 +903,52 @@ def test_without_aiosqlites_thread_call_a_batch_goes_statement_by_statement(
         assert [e["seq"] for e in await store.get_events(recorded[0].id)] == list(range(1, 15))
 
     run_sqlite(tmp_path, read)
+
+
+@pytest.mark.parametrize(
+    ("lend_for", "commit_seconds", "loop_waits"), [(5.0, 0.05, True), (0.01, 0.3, False)]
+)
+def test_a_mid_run_commit_holds_the_event_loop_until_it_ends_or_lend_for_passes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lend_for: float,
+    commit_seconds: float,
+    loop_waits: bool,
+) -> None:
+    """While a run goes on, a commit would starve for the GIL beside the busy loop; the loop
+    waits for it instead (sqlite._lend_the_gil), LEND_FOR seconds at most. A ticker on the loop
+    notes whether it ever ran while the commit was under way."""
+    from dipeo_cli.store import sqlite_batch
+
+    monkeypatch.setattr(sqlite_batch, "LEND_FOR", lend_for)
+    under_way = threading.Event()
+    finished = threading.Event()
+    write = sqlite_batch.write_now
+
+    def slow_write(conn: sqlite3.Connection, work: Any) -> None:
+        under_way.set()
+        time.sleep(commit_seconds)
+        write(conn, work)
+        finished.set()
+
+    monkeypatch.setattr(sqlite_batch, "write_now", slow_write)
+    ticks_meanwhile = []
+
+    async def body(store: Any) -> None:
+        stop = False
+
+        async def ticker() -> None:
+            while not stop:
+                ticks_meanwhile.append(under_way.is_set() and not finished.is_set())
+                await asyncio.sleep(0)
+
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        rows = [(f"h{i}", 1, "x") for i in range(5)]
+        await store.transaction([(INSERT_BLOB, rows)], mid_run=True)
+        stop = True
+        await ticking
+        assert len(await store.fetch("SELECT hash FROM blobs")) == 5
+
+    run_sqlite(tmp_path, body)
+    assert any(ticks_meanwhile) is not loop_waits

@@ -1,8 +1,7 @@
 """SqliteStore: the history on one SQLite file (the only module that imports aiosqlite).
 
 What is SQLite's here: the connection (WAL, `synchronous=NORMAL`, a busy timeout), the SQL of
-each statement, and committing a batch in one short `BEGIN IMMEDIATE` transaction (each table's
-rows as multi-row INSERTs), retried with backoff while another process holds the lock, so
+each statement, and committing a batch in one short `BEGIN IMMEDIATE` transaction (store/sqlite_batch.py), retried with backoff while another process holds the lock, so
 several `dipeo run` processes share one file. Events become rows in `store/codec.py`; the batching writer is
 `store/writer.py`; reads and direct writes are `store/history.py`, shared by every dialect.
 
@@ -16,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from dipeo_cli.errors import HistoryError, HistoryMissingError
+from dipeo_cli.store import sqlite_batch as batches
 from dipeo_cli.store.codec import Batch
 from dipeo_cli.store.history import SqlHistory
 from dipeo_cli.store.migrations import INDEX_FOR_SEARCH, migrate
@@ -41,57 +40,11 @@ RETRY_FOR = 120.0
 MEMORY = ":memory:"
 
 
-# Rows per multi-row INSERT: one statement binds ROWS_PER_INSERT rows at once and steps them
-# without the GIL, where executemany takes the GIL back for every row and a JSON array read by
-# json_each parses every value again (measured on a 1,000-node chain's batch: 7.5 us/node of
-# database CPU, against 9.5 with executemany and 14.3 with json_each). Each process prepares
-# the statement once: a 100-row one costs ~160 us to prepare, more than a 50-node run's whole
-# insert saves, while 20 rows is as fast per row at 1,000 rows and cheap to prepare. The rows
-# left over (fewer than ROWS_PER_INSERT) go through executemany: a statement of their exact
-# count would be prepared anew for nearly every batch.
-ROWS_PER_INSERT = 20
-# While a run goes on, its event loop holds the GIL, and this thread gets it back after each
-# statement only when the loop lets go of it or the switch interval (5 ms) forces it: a commit
-# of 2,000 events in 20-row statements then took up to 370 ms, during which the next rows
-# piled up (a 10,000-node chain held 9,000 nodes' rows at its end). Mid-run commits therefore
-# use few large statements, whose preparation (done without the GIL) the loop does not wait
-# for; the final commit, which the run does wait for, keeps the small cheap-to-prepare ones.
-MID_RUN_ROWS_PER_INSERT = 250
-
-
 def _thread_call(db: aiosqlite.Connection) -> Callable[..., Awaitable[Any]] | None:
     """aiosqlite's call that runs a function in its database thread: not public API, so
     None where a version lacks it (the transaction then goes statement by statement)."""
     call = getattr(db, "_execute", None)
     return call if callable(call) else None
-
-
-def _write_all(conn: sqlite3.Connection, work: list[tuple[str, Sequence[Any], bool]]) -> None:
-    """Run `work` in one BEGIN IMMEDIATE transaction on `conn` (in the database thread);
-    roll back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, params, many in work:
-            if many:
-                conn.executemany(sql, params)
-            else:
-                conn.execute(sql, params)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-        raise
-
-
-@lru_cache(maxsize=64)  # one text per statement and chunk size, as SQLite caches it
-def _multi_row(sql: str, count: int) -> str:
-    """`INSERT ... VALUES (?,...) rest` taking `count` rows: `VALUES (?,...),(?,...) rest`."""
-    head, values = sql.split(" VALUES ", 1)
-    marks, rest = values.split(")", 1)
-    return f"{head} VALUES {','.join([marks + ')'] * count)}{rest}"
 
 
 Row = tuple[Any, ...]
@@ -184,28 +137,10 @@ class SqliteStore(SqlHistory):
 
     async def transaction(self, statements: Statements, *, mid_run: bool = False) -> None:
         """Run `statements` in one BEGIN IMMEDIATE transaction, retrying while locked.
-        The caller holds the write lock. INSERTs of several rows go as multi-row INSERTs
-        (ROWS_PER_INSERT; MID_RUN_ROWS_PER_INSERT while a run goes on), the rest through
-        executemany."""
+        The caller holds the write lock. `mid_run`: committed while a run goes on
+        (store/sqlite_batch.py says what changes then)."""
         db = self._require_db()
-        size = MID_RUN_ROWS_PER_INSERT if mid_run else ROWS_PER_INSERT
-        work: list[tuple[str, Sequence[Any], bool]] = []
-        for sql, rows in statements:
-            if not rows:
-                continue
-            if len(rows) == 1 or " VALUES (" not in sql:
-                work.append((sql, rows, True))
-                continue
-            full = len(rows) - len(rows) % size
-            for i in range(0, full, size):
-                work.append(
-                    (_multi_row(sql, size), list(chain.from_iterable(rows[i : i + size])), False)
-                )
-            rest = rows[full:]
-            if len(rest) > 1 and mid_run:  # one statement (its preparation needs no GIL)
-                work.append((_multi_row(sql, len(rest)), list(chain.from_iterable(rest)), False))
-            elif rest:
-                work.append((sql, rest, True))
+        work = batches.plan(statements, mid_run=mid_run)
         if not work:
             return
         # The whole transaction in aiosqlite's thread, in one hand-off: a hand-off per
@@ -215,16 +150,19 @@ class SqliteStore(SqlHistory):
         in_thread = _thread_call(db)
 
         async def attempt() -> None:
-            if in_thread is not None:
-                await in_thread(_write_all, db._conn, work)
-                return
-            await db.execute("BEGIN IMMEDIATE")
-            for sql, params, many in work:
-                if many:
-                    await db.executemany(sql, params)
-                else:
-                    await db.execute(sql, params)
-            await db.execute("COMMIT")
+            if in_thread is not None and mid_run:
+                done = threading.Event()
+                await batches.lend_the_gil(in_thread(batches.write_all, db._conn, work, done), done)
+            elif in_thread is not None:
+                await in_thread(batches.write_all, db._conn, work, None)
+            else:
+                await db.execute("BEGIN IMMEDIATE")
+                for sql, params, many in work:
+                    if many:
+                        await db.executemany(sql, params)
+                    else:
+                        await db.execute(sql, params)
+                await db.execute("COMMIT")
 
         await self._retry_while_busy(attempt)
 
