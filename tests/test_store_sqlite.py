@@ -952,3 +952,33 @@ def test_a_mid_run_commit_holds_the_event_loop_until_it_ends_or_lend_for_passes(
 
     run_sqlite(tmp_path, body)
     assert any(ticks_meanwhile) is not loop_waits
+
+
+def test_a_mid_run_commit_queued_behind_other_work_does_not_hold_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database thread is busy (a slow read, say): the commit does not start at once, and
+    # the loop goes on rather than waiting for what runs before it.
+    from dipeo_cli.store import sqlite_batch
+
+    monkeypatch.setattr(sqlite_batch, "LEND_FOR", 5.0)
+    ticks = []
+
+    async def body(store: Any) -> None:
+        busy = asyncio.ensure_future(store._db._execute(time.sleep, 0.2))
+        await asyncio.sleep(0)
+        stop = False
+
+        async def ticker() -> None:
+            while not stop:
+                ticks.append(busy.done())
+                await asyncio.sleep(0.001)
+
+        ticking = asyncio.ensure_future(ticker())
+        await store.transaction([(INSERT_BLOB, [("h1", 1, "x"), ("h2", 1, "y")])], mid_run=True)
+        stop = True
+        await ticking
+        assert len(await store.fetch("SELECT hash FROM blobs")) == 2
+
+    run_sqlite(tmp_path, body)
+    assert ticks.count(False) > 3  # the loop ran while the thread was busy before the commit

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -151,8 +150,8 @@ class SqliteStore(SqlHistory):
 
         async def attempt() -> None:
             if in_thread is not None and mid_run:
-                done = threading.Event()
-                await batches.lend_the_gil(in_thread(batches.write_all, db._conn, work, done), done)
+                lent = batches.Lent()
+                await batches.lend_the_gil(in_thread(batches.write_all, db._conn, work, lent), lent)
             elif in_thread is not None:
                 await in_thread(batches.write_all, db._conn, work, None)
             else:

@@ -31,18 +31,30 @@ ROWS_PER_INSERT = 20
 # use few large statements, whose preparation (done without the GIL) the loop does not wait
 # for; the final commit, which the run does wait for, keeps the small cheap-to-prepare ones.
 MID_RUN_ROWS_PER_INSERT = 250
-# How long the event loop waits for a mid-run commit at most (see lend_the_gil).
+# How long the event loop waits for a mid-run commit at most, and for it to start (see
+# lend_the_gil).
 LEND_FOR = 0.05
+STARTS_WITHIN = 0.002
 
 
-def write_all(conn: sqlite3.Connection, work: Work, done: threading.Event | None) -> None:
+class Lent:
+    """What a transaction lent the GIL tells the event loop: it started, it ended."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.done = threading.Event()
+
+
+def write_all(conn: sqlite3.Connection, work: Work, lent: Lent | None) -> None:
     """Run `work` in one BEGIN IMMEDIATE transaction on `conn` (in the database thread);
-    roll back on any error. `done` is set once it ended, either way."""
+    roll back on any error. `lent` (see lend_the_gil) hears when it starts and ends."""
+    if lent is not None:
+        lent.started.set()
     try:
         write_now(conn, work)
     finally:
-        if done is not None:
-            done.set()
+        if lent is not None:
+            lent.done.set()
 
 
 def write_now(conn: sqlite3.Connection, work: Work) -> None:
@@ -71,10 +83,9 @@ def multi_row(sql: str, count: int) -> str:
     return f"{head} VALUES {','.join([marks + ')'] * count)}{rest}"
 
 
-async def lend_the_gil(commit: Awaitable[None], done: threading.Event) -> None:
-    """Await `commit`, a transaction sent to the database thread while a run goes on (`done` is
-    set when it ends), after blocking this thread (the event loop's) until it ends, for
-    LEND_FOR seconds at most.
+async def lend_the_gil(commit: Awaitable[None], lent: Lent) -> None:
+    """Await `commit`, a transaction sent to the database thread while a run goes on, after
+    blocking this thread (the event loop's) while it runs, for LEND_FOR seconds at most.
 
     A busy event loop lets go of the GIL at every turn (its poll of the sockets) and takes it
     back within microseconds, so a thread waiting for the GIL is woken each time too late and
@@ -82,10 +93,12 @@ async def lend_the_gil(commit: Awaitable[None], done: threading.Event) -> None:
     of milliseconds while the run's rows piled up behind it. Blocking here costs the loop
     nothing it would not lose to that contention: the commit runs at full speed meanwhile.
     A commit that takes longer (another process holds the lock, a slow disk) goes on after
-    LEND_FOR without the loop waiting for it."""
+    LEND_FOR without the loop waiting for it, and one that did not start at once (the thread
+    was busy) is awaited as usual."""
     pending = asyncio.ensure_future(commit)
     await asyncio.sleep(0)  # `pending` runs up to its wait: the transaction is queued
-    done.wait(LEND_FOR)
+    if lent.started.wait(STARTS_WITHIN):
+        lent.done.wait(LEND_FOR)
     await pending
 
 
