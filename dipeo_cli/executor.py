@@ -18,14 +18,15 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from dipeo_cli import events as ev
-from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState, reachable
+from dipeo_cli.arrows import CAPPED, DONE, FAILED, IDLE, RUNNING, SKIPPED, ArrowState
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
 from dipeo_cli.errors import IterationLimitError, NodeTimeoutError, describe_exception
+from dipeo_cli.flow import DataFlow
 from dipeo_cli.graph import ExecutableGraph, ExecutableNode
 from dipeo_cli.replay import Replay
 from dipeo_cli.state import ExecutionStatus, NodeOutput, create_node_output, token_usage_of
@@ -43,7 +44,7 @@ class RunOptions:
     continue_on_error: bool = False
 
 
-class Executor(Steering):
+class Executor(Steering, DataFlow):
     """Runs one graph. Besides `run()`, it can be steered while it runs (from signal handlers,
     the store's watch task, a server): `pause()`, `resume()`, `skip(node)`, `abort(reason)`,
     or `control(action, node, reason)`; each returns what it did or raises ControlError."""
@@ -254,17 +255,6 @@ class Executor(Steering):
         self._running[task] = nid
         task.add_done_callback(self._on_task_done)
 
-    def _loop_has_turns_left(self, nid: str) -> bool:
-        """Whether another node of `nid`'s loop has a max_iteration it has not reached."""
-        if nid not in self.graph.in_a_loop:
-            return False
-        loop = self.graph.loop_of[nid]
-        for other, node in self.graph.nodes.items():
-            if other != nid and self.graph.loop_of[other] == loop and node.max_iteration:
-                if self._counts[other] < node.max_iteration:
-                    return True
-        return False
-
     def _on_task_done(self, task: asyncio.Task[Any]) -> None:
         self._done.append(task)
         if not self._drain_scheduled:
@@ -363,53 +353,6 @@ class Executor(Steering):
             self._failure = (nid, error)
         self._route(nid, None)
 
-    # -- data flow ------------------------------------------------------------------------
-
-    def _route(self, nid: str, value: dict[str, Any] | None) -> None:
-        """Deliver a finished node's output along its arrows, then re-check the readiness of the
-        nodes that may have become ready (or dead) and of the node itself."""
-        touched = self._arrows.deliver(nid, value)
-        if len(touched) > 1:  # siblings that become ready together start in diagram order
-            position = self._position
-            touched = sorted(set(touched), key=position.__getitem__)
-        self._recheck([*touched, nid])
-
-    def _recheck(self, nids: Iterable[str]) -> None:
-        # First in, first out: nodes are queued in the order they were found, so siblings
-        # start in the order the caller gave (the diagram's), not in reverse.
-        work = deque(nids)
-        while work:
-            nid = work.popleft()
-            status = self._status[nid]
-            if status in (RUNNING, SKIPPED) or nid in self._queued:
-                continue
-            if self._arrows.is_ready(nid):
-                self._queue(nid)
-            elif status == IDLE and self._counts[nid] == 0 and self._arrows.is_dead(nid):
-                self._skip(nid, self._skip_reason(nid))
-                work.extend(self._arrows.block_outgoing(nid))
-
-    def _resolve_quiescence(self) -> bool:
-        """Nothing runs and nothing is ready. Run nodes holding a pending value whose missing
-        inputs can no longer arrive (their sources cannot become ready). Return True if any
-        node was queued."""
-        candidates = [
-            nid
-            for nid in self.graph.order
-            if self._status[nid] not in (RUNNING, SKIPPED) and self._arrows.holds_input(nid)
-        ]
-        if not candidates:
-            return False
-        # A candidate must not wait on a value that another candidate could still produce.
-        downstream = reachable(self.graph, candidates)
-        chosen = []
-        for nid in candidates:
-            if not any(src in downstream for src in self._arrows.missing_sources(nid)):
-                chosen.append(nid)
-        for nid in chosen or candidates[:1]:
-            self._queue(nid)
-        return True
-
     # -- the end --------------------------------------------------------------------------
 
     async def _cancel_running(self, reason: str, *, aborted: bool = False) -> None:
@@ -430,10 +373,6 @@ class Executor(Steering):
                 )
             )
         self._done.clear()
-
-    def _skip_reason(self, nid: str, ending: str | None = None) -> str:
-        failed = self.graph.nodes[self._failure[0]].label if self._failure else None
-        return self._arrows.skip_reason(nid, failed, ending)
 
     def _skip(self, nid: str, reason: str) -> None:
         self._status[nid] = SKIPPED
