@@ -38,7 +38,7 @@ Two parse errors are caught where they are used and reported as a Problem at val
 a NodeError, so they derive from ValueError, not DipeoError:
 
     ValueError
-    ├── PatchError                  diff_patch: the diff is not a unified diff
+    ├── PatchError                  unified_diff: the diff is not a unified diff
     └── PromptSyntaxError           prompt: a template's blocks do not balance
 
 and one stays inside a template render, where Jinja2 must not catch it as its own error:
