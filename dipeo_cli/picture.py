@@ -18,9 +18,10 @@ async def picture_of_execution(store: Any, state: ExecutionState) -> Picture:
 
 
 def picture_of_source(source: str, state: ExecutionState) -> Picture | None:
+    from dipeo_cli.compiler import compile_graph
     from dipeo_cli.diagram import parse_diagram
     from dipeo_cli.errors import DipeoError
-    from dipeo_cli.graph import CompileOptions, compile_graph
+    from dipeo_cli.graph import CompileOptions
     from dipeo_cli.registry import load_plugins
     from dipeo_cli.render.graph import picture_of_diagram, picture_of_graph
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dipeo_cli import events as ev
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.context import ProcessServices, RunResources
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import ControlError, HistoryError, UsageError
 from dipeo_cli.executor import Executor, RunOptions
-from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph
 from dipeo_cli.heap import frozen_for_run
 from dipeo_cli.paths import base_dir
 from dipeo_cli.registry import load_plugins

@@ -30,12 +30,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
 from dipeo_cli.diagram import load_diagram, parse_diagram
 from dipeo_cli.diagram.model import Diagram, DiagramNode
 from dipeo_cli.events import Event
 from dipeo_cli.executor import RunOptions
-from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.runner import Run
 from dipeo_cli.state import ExecutionState, NodeOutput

@@ -167,9 +167,10 @@ class Worker:
         self.say(f"{queued.id} {status} {name}{error}")
 
     def _compile(self, queued: QueuedRun) -> Any:
+        from dipeo_cli.compiler import compile_graph
         from dipeo_cli.diagram import parse_diagram
         from dipeo_cli.errors import DiagramError
-        from dipeo_cli.graph import CompileOptions, compile_graph
+        from dipeo_cli.graph import CompileOptions
         from dipeo_cli.registry import load_plugins
 
         # named by its place under this root, so its relative files resolve from there

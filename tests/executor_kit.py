@@ -9,10 +9,11 @@ import re
 from typing import Any
 
 from dipeo_cli import events as ev
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.executor import Executor, RunOptions
-from dipeo_cli.graph import ExecutableGraph, compile_graph
+from dipeo_cli.graph import ExecutableGraph
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 from dipeo_cli.state import ExecutionState, NodeOutput, apply_event, create_node_output, new_state
 

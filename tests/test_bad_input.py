@@ -13,9 +13,9 @@ from pydantic import BaseModel, field_validator
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import compile_graph
 from dipeo_cli.registry import HandlerSpec, load_builtin_handlers
 
 LONG_NAME = "x" * 300  # longer than any file system allows for one name (ENAMETOOLONG)

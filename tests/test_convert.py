@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import Diagram, load_diagram, parse_diagram
 from dipeo_cli.diagram.write import format_for_name, write_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import CompileOptions, compile_graph
+from dipeo_cli.graph import CompileOptions
 from dipeo_cli.registry import load_plugins
 from tests.conftest import DIPEO_EXAMPLES, HAVE_EXAMPLES
 

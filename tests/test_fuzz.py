@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import compile_graph
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.runner import prepare
 from tests.conftest import DIPEO_EXAMPLES, REPO

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import compile_graph
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec, load_builtin_handlers
 
 

@@ -20,9 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import load_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import CompileOptions, compile_graph
+from dipeo_cli.graph import CompileOptions
 from dipeo_cli.registry import load_plugins
 from dipeo_cli.render.graph import (
     dot_text,

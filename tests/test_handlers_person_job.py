@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from dipeo_cli import registry
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.context import RunResources
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import CompileOptions, ExecutableGraph, compile_graph
+from dipeo_cli.graph import CompileOptions, ExecutableGraph
 from dipeo_cli.handlers import person_job
 from dipeo_cli.llm import persons
 from dipeo_cli.llm.base import LLMError, LLMReply, LLMRequest, PersonConfig

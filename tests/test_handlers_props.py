@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from dipeo_cli import registry
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.context import NodeContext, NodeScopedStore, RunResources
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import DiagramError
-from dipeo_cli.graph import ExecutableGraph, compile_graph
+from dipeo_cli.graph import ExecutableGraph
 from dipeo_cli.state import NodeOutput
 
 REGISTRY = registry.load_builtin_handlers()

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from dipeo_cli import sandbox
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import NodeError
-from dipeo_cli.graph import compile_graph
 from tests import executor_kit
 from tests.test_handlers_props import REGISTRY, run_one
 

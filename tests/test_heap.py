@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import parse_diagram
 from dipeo_cli.diagram.detect import parse_text
-from dipeo_cli.graph import compile_graph
 from dipeo_cli.registry import load_builtin_handlers
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from dipeo_cli.cli import app
+from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram import parse_diagram
-from dipeo_cli.graph import compile_graph
 from dipeo_cli.registry import load_plugins
 
 REPO = Path(__file__).resolve().parent.parent

@@ -85,8 +85,8 @@ async def _plan(
     run_all: bool,
     plugins: list[str],
 ) -> Any:
+    from dipeo_cli.compiler import compile_graph
     from dipeo_cli.diagram import load_diagram, parse_diagram
-    from dipeo_cli.graph import compile_graph
     from dipeo_cli.registry import load_plugins
     from dipeo_cli.retry import plan_retry, retry_variables
 

@@ -117,8 +117,8 @@ def load_child(
 ) -> Any:
     """Load and compile the child diagram with the parent's CompileOptions (raises
     DiagramError or NodeError)."""
+    from dipeo_cli.compiler import compile_graph
     from dipeo_cli.diagram import load_diagram, parse_diagram
-    from dipeo_cli.graph import compile_graph
 
     if config.diagram_name:
         path = resolve_child(config.diagram_name, diagram_dir, base_dir)

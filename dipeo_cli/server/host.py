@@ -109,8 +109,9 @@ class ExecutionHost:
         return await self.find(execution_id)
 
     def _compile(self, diagram_id: str | None, diagram_data: Any) -> tuple[Any, Path]:
+        from dipeo_cli.compiler import compile_graph
         from dipeo_cli.diagram import load_diagram, parse_diagram
-        from dipeo_cli.graph import CompileOptions, compile_graph
+        from dipeo_cli.graph import CompileOptions
         from dipeo_cli.registry import load_plugins
 
         text: str | None = None
