@@ -115,7 +115,10 @@ else:
     if mode not in SEVERAL_RUNS:
         pause_until_run()
 
-from dipeo_cli.compiler import compile_graph  # noqa: E402
+try:
+    from dipeo_cli.compiler import compile_graph  # noqa: E402
+except ImportError:  # a checkout from before compiler.py (benchmarks compare checkouts)
+    from dipeo_cli.graph import compile_graph  # type: ignore[attr-defined,no-redef]  # noqa: E402
 from dipeo_cli.diagram import parse_diagram  # noqa: E402
 from dipeo_cli.executor import RunOptions  # noqa: E402
 from dipeo_cli.registry import load_builtin_handlers, node_handler  # noqa: E402
