@@ -44,8 +44,9 @@ a NodeError, so they derive from ValueError, not DipeoError:
 and one stays inside a template render, where Jinja2 must not catch it as its own error:
 
     Exception
-    └── RenderStoppedError          sandbox: a render ran out of its budget (size, memory) or
-                                    was cancelled; template_job turns it into a NodeError
+    └── RenderStoppedError          template_budget: a render ran out of its budget (size,
+                                    memory) or was cancelled; template_job turns it into a
+                                    NodeError
 
 tests/test_errors_tree.py fails when a class is missing here or drawn under the wrong parent.
 """

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from dipeo_cli import sandbox
+from dipeo_cli import sandbox, template_budget
 from dipeo_cli.compiler import compile_graph
 from dipeo_cli.diagram.model import Diagram, DiagramArrow, DiagramNode
 from dipeo_cli.errors import NodeError
+from dipeo_cli.template_budget import RenderStoppedError
 from tests import executor_kit
 from tests.test_handlers_props import REGISTRY, run_one
 
@@ -152,7 +153,7 @@ def _peak_memory_mb() -> float:
 def test_values_kept_alive_past_the_memory_limit_stop_the_render(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sandbox, "MEMORY_LIMIT", 64 * 1024 * 1024)
+    monkeypatch.setattr(template_budget, "MEMORY_LIMIT", 64 * 1024 * 1024)
     template = (
         "{% set ns = namespace(chain=[]) %}{% for i in range(100000) %}"
         "{% set ns.chain = [ns.chain, ('x' * 1000000) ~ i] %}{% endfor %}done"
@@ -280,5 +281,5 @@ def test_straight_line_templates_render_on_the_loop_and_loops_in_a_render_thread
     looping = "{% for i in range(2) %}{{ i }}{% endfor %}"
     assert asyncio.run(sandbox.render_template(looping, {})) == "01"
     assert len(submitted) == 1
-    with pytest.raises(sandbox.RenderStoppedError):  # the size checks still hold on the loop
+    with pytest.raises(RenderStoppedError):  # the size checks still hold on the loop
         asyncio.run(sandbox.render_template("{{ 'x' * 10**9 }}", {}))

@@ -131,6 +131,8 @@ def test_an_offline_run_loads_only_what_its_nodes_use():
 NOT_FOR_A_PLAIN_RUN = (
     "jinja2",
     "dipeo_cli.sandbox",
+    "dipeo_cli.template_budget",
+    "dipeo_cli.template_environment",
     "dipeo_cli.handlers.template_job",
     "rich",
     "httpx",

@@ -16,7 +16,7 @@ import jinja2
 import pytest
 from typer.testing import CliRunner
 
-from dipeo_cli import sandbox
+from dipeo_cli import sandbox, template_environment
 from dipeo_cli.cli import app
 from dipeo_cli.errors import NodeError
 from dipeo_cli.executor import RunOptions
@@ -171,7 +171,7 @@ NAMES: dict[str, Any] = {
 )
 def test_simple_templates_render_from_the_tree_as_jinja2_compiles_them(template: str) -> None:
     assert sandbox.compiled(template).parts is not None, "rendered from the tree"
-    expected = sandbox.ENVIRONMENT.from_string(template).render(NAMES)
+    expected = template_environment.ENVIRONMENT.from_string(template).render(NAMES)
     assert "".join(sandbox.compiled(template).generate(NAMES)) == expected
 
 
@@ -181,7 +181,7 @@ def test_simple_templates_render_from_the_tree_as_jinja2_compiles_them(template:
 )
 def test_tree_rendered_undefined_names_fail_as_in_jinja2(template: str) -> None:
     with pytest.raises(jinja2.UndefinedError) as expected:
-        sandbox.ENVIRONMENT.from_string(template).render(NAMES)
+        template_environment.ENVIRONMENT.from_string(template).render(NAMES)
     with pytest.raises(jinja2.UndefinedError) as got:
         "".join(sandbox.compiled(template).generate(NAMES))
     assert str(got.value) == str(expected.value)

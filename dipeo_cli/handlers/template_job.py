@@ -27,8 +27,9 @@ from pydantic_core import PydanticCustomError
 from dipeo_cli.errors import NodeError
 from dipeo_cli.files import display_path, resolve_path, write_atomic
 from dipeo_cli.registry import node_handler
-from dipeo_cli.sandbox import RenderStoppedError, compile_template, compiled, render_template
+from dipeo_cli.sandbox import compile_template, compiled, render_template
 from dipeo_cli.state import NodeOutput, create_node_output
+from dipeo_cli.template_budget import RenderStoppedError
 from dipeo_cli.values import decode_json_text
 
 if TYPE_CHECKING:
