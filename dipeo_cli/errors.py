@@ -19,8 +19,9 @@
     └── NodeError                   raised inside a run; fails one node, never the process
         ├── NodeTimeoutError        a node ran past its `timeout`
         ├── IterationLimitError     a node would run more often than `--max-iterations`
-        ├── ExpressionError         expression: a condition expression is invalid or failed
-        │   └── UndefinedNameError  it names no input, variable or builtin
+        ├── ExpressionError         expression_syntax: a condition expression is invalid or
+        │                           failed (expression evaluates it)
+        │   └── UndefinedNameError  expression: it names no input, variable or builtin
         ├── LLMError                llm: an LLM call failed for good, after the client's retries
         ├── BatchError              person_job: some items (or persons) of a batch failed
         ├── CodeJobError            code_job: the code raised, or exited non-zero

@@ -6,12 +6,8 @@ import pytest
 
 from dipeo_cli import expression
 from dipeo_cli.errors import NodeError
-from dipeo_cli.expression import (
-    ExpressionError,
-    UndefinedNameError,
-    evaluate,
-    parse_expression,
-)
+from dipeo_cli.expression import UndefinedNameError, evaluate
+from dipeo_cli.expression_syntax import ExpressionError, parse_expression
 
 
 @pytest.mark.parametrize(

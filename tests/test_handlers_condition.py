@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.expression import ExpressionError
+from dipeo_cli.expression_syntax import ExpressionError
 from tests.test_handlers_props import make_graph, run_node
 
 

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.expression import ExpressionError, UndefinedNameError, evaluate, parse_expression
+from dipeo_cli.expression import UndefinedNameError, evaluate
+from dipeo_cli.expression_syntax import ExpressionError, parse_expression
 from dipeo_cli.registry import node_handler
 from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text, to_text
