@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar  # TypeVar defaults (PEP 696) before Python 3.13
 
 from dipeo_cli.diagram.model import Diagram
-from dipeo_cli.errors import Problem
+from dipeo_cli.errors import DiagramError, Problem
 from dipeo_cli.redact import compact_json
 from dipeo_cli.registry import HandlerRegistry, HandlerSpec
 
@@ -127,6 +127,12 @@ class ExecutableGraph:
     def run_blockers(self) -> list[Problem]:
         """The warnings `dipeo run` refuses (a missing key, a missing program), as errors."""
         return [w.as_error() for w in self.warnings if w.blocks_run]
+
+    def check_runnable(self) -> None:
+        """Raise DiagramError with the run blockers, if any: a run cannot start with them."""
+        blockers = self.run_blockers()
+        if blockers:
+            raise DiagramError(blockers, self.diagram.file)
 
     def node_by_label(self, label: str) -> ExecutableNode | None:
         for node in self.nodes.values():

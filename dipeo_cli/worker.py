@@ -169,7 +169,6 @@ class Worker:
     def _compile(self, queued: QueuedRun) -> Any:
         from dipeo_cli.compiler import compile_graph
         from dipeo_cli.diagram import parse_diagram
-        from dipeo_cli.errors import DiagramError
         from dipeo_cli.graph import CompileOptions
         from dipeo_cli.registry import load_plugins
 
@@ -177,7 +176,5 @@ class Worker:
         file = str(self.root / queued.diagram_path) if queued.diagram_path else None
         diagram = parse_diagram(queued.diagram_source, file=file, strict=False)
         graph = compile_graph(diagram, load_plugins(()), CompileOptions(llm_mode=self.llm_mode))
-        blockers = graph.run_blockers()
-        if blockers:
-            raise DiagramError(blockers, file)
+        graph.check_runnable()
         return graph

@@ -355,7 +355,13 @@ def test_missing_key_is_a_warning_that_blocks_a_run_and_mock_needs_none(
     rendered = warned.render(None)
     assert "node 'Ask': person 'Writer': no API key for openai: set OPENAI_API_KEY" in rendered
     assert [p.message for p in graph.run_blockers()] == [warned.message]
-    assert compile_yaml(one_node("default_prompt: hi"), llm_mode="mock").warnings == []
+    with pytest.raises(DiagramError) as refused:  # what run, submit and a worker do with it
+        graph.check_runnable()
+    assert [p.message for p in refused.value.problems] == [warned.message]
+    assert refused.value.file == graph.diagram.file
+    mock = compile_yaml(one_node("default_prompt: hi"), llm_mode="mock")
+    assert mock.warnings == []
+    mock.check_runnable()
 
 
 def test_mock_llm_answers_offline_and_is_marked() -> None:

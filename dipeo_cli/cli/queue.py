@@ -76,9 +76,7 @@ def submit(
     try:
         variables = parse_variables(input_data, inputs, var)
         graph = _prepare(diagram)
-        blockers = graph.run_blockers()
-        if blockers:
-            raise DiagramError(blockers, graph.diagram.file)
+        graph.check_runnable()
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
     except DipeoError as exc:

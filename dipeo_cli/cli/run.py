@@ -127,9 +127,7 @@ def run(
         variables = parse_variables(input_data, inputs, var)
         graph = _prepare(diagram, format=fmt, plugins=tuple(plugin or ()), llm_mode=llm_mode)
         answers = _answers(answer, graph)
-        blockers = graph.run_blockers()  # validate warns about these; a run cannot start
-        if blockers:
-            raise DiagramError(blockers, graph.diagram.file)
+        graph.check_runnable()  # validate warns about these; a run cannot start
     except DiagramError as exc:
         _fail_invalid(diagram, exc)
     except DipeoError as exc:
