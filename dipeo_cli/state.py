@@ -302,6 +302,30 @@ def _add_tokens(state: ExecutionState, node: NodeState, usage: TokenUsage | None
     state.token_usage = state.token_usage + usage
 
 
+def nodes_named(state: ExecutionState, name: str) -> list[str]:
+    """The ids of the nodes `name` names in `state`: an id, else every node with that label
+    (exactly, then ignoring case); [] when there is none. `show --node`, `skip` and the live
+    details all resolve a user's node name here."""
+    if name in state.node_states:
+        return [name]
+    for folded in (False, True):
+        wanted = name.casefold() if folded else name
+        found = [
+            node_id
+            for node_id, node in state.node_states.items()
+            if (node.label.casefold() if folded else node.label) == wanted
+        ]
+        if found:
+            return found
+    return []
+
+
+def no_such_node(state: ExecutionState, name: str) -> str:
+    """What to say when `nodes_named` finds nothing: the nodes there are, in diagram order."""
+    labels = ", ".join(node.label or node_id for node_id, node in state.node_states.items())
+    return f"no node '{name}' in execution {state.id} (nodes: {labels or 'none'})"
+
+
 def token_usage_of(output: NodeOutput) -> TokenUsage | None:
     usage = output.metadata.get("token_usage") if output.metadata else None
     if usage is None or isinstance(usage, TokenUsage):

@@ -144,3 +144,29 @@ def test_iso_is_exactly_what_datetime_isoformat_gives() -> None:
         times += [t, float(int(t)), t + 1e-6, t - 3600]
     for t in times:
         assert iso(t) == datetime.fromtimestamp(t, UTC).isoformat(), t
+
+
+def test_a_node_is_named_by_id_then_label_then_label_in_any_case():
+    from dipeo_cli.state import no_such_node, nodes_named
+
+    state = new_state(
+        ev.ExecutionStarted(
+            "e1",
+            "d.yaml",
+            {},
+            (
+                ev.NodeInfo("n1", "Ask", "person_job"),
+                ev.NodeInfo("n2", "ask", "person_job"),
+                ev.NodeInfo("n3", "Ask", "person_job"),
+                ev.NodeInfo("n4", "End", "endpoint"),
+            ),
+            1000.0,
+        )
+    )
+    assert nodes_named(state, "n2") == ["n2"]
+    assert nodes_named(state, "Ask") == ["n1", "n3"]  # exact labels first, every one
+    assert nodes_named(state, "END") == ["n4"]  # then ignoring case
+    assert nodes_named(state, "Nope") == []
+    assert (
+        no_such_node(state, "Nope") == "no node 'Nope' in execution e1 (nodes: Ask, ask, Ask, End)"
+    )

@@ -146,14 +146,11 @@ def _skip_target(state: Any, node: str) -> tuple[str | None, str | None, str | N
     """(node id, label, problem): a label or id resolved from the stored node states, and
     refused here when the node cannot be skipped any more (the executor checks again)."""
     from dipeo_cli.state import NodeExecutionStatus as NS
+    from dipeo_cli.state import no_such_node, nodes_named
 
-    if node in state.node_states:
-        found = [node]
-    else:
-        found = [nid for nid, ns in state.node_states.items() if ns.label == node]
+    found = nodes_named(state, node)
     if not found:
-        labels = ", ".join(ns.label or nid for nid, ns in state.node_states.items())
-        return None, None, f"no node '{node}' in execution {state.id} (nodes: {labels})"
+        return None, None, no_such_node(state, node)
     if len(found) > 1:
         return (
             None,

@@ -258,13 +258,12 @@ def show(
 
 
 def _node_id(state: ExecutionState, node: str) -> str:
-    if node in state.node_states:
-        return node
-    for node_id, node_state in state.node_states.items():
-        if node_state.label == node:
-            return node_id
-    labels = ", ".join(sorted(s.label for s in state.node_states.values()))
-    _fail(f"no node '{node}' in execution {state.id} (nodes: {labels})")
+    from dipeo_cli.state import no_such_node, nodes_named
+
+    found = nodes_named(state, node)
+    if not found:
+        _fail(no_such_node(state, node))
+    return found[0]
 
 
 async def _find(db: str | None, execution: str, node: str | None, clip: int | None) -> Any:

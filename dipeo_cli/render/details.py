@@ -32,6 +32,8 @@ from dipeo_cli.state import (
     ExecutionStatus,
     NodeOutput,
     NodeState,
+    no_such_node,
+    nodes_named,
 )
 
 if TYPE_CHECKING:
@@ -43,23 +45,11 @@ SHOW_MAX_STRING = 300
 
 
 def _find_nodes(state: ExecutionState, node: str) -> list[str]:
-    """Node ids named by `node`: an id, else a label (exact, then ignoring case).
-
-    Several nodes may share a label: all of them are returned.
-    """
-    if node in state.node_states:
-        return [node]
-    for folded in (False, True):
-        wanted = node.casefold() if folded else node
-        found = [
-            node_id
-            for node_id, node_state in state.node_states.items()
-            if (node_state.label.casefold() if folded else node_state.label) == wanted
-        ]
-        if found:
-            return found
-    labels = ", ".join(ns.label or node_id for node_id, ns in state.node_states.items())
-    raise KeyError(f"no node {node!r} in execution {state.id} (nodes: {labels or 'none'})")
+    """Node ids named by `node` (state.nodes_named; several nodes may share a label)."""
+    found = nodes_named(state, node)
+    if not found:
+        raise KeyError(no_such_node(state, node))
+    return found
 
 
 def _event_line(event: dict[str, Any]) -> str:
