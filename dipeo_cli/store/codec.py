@@ -78,7 +78,7 @@ class Batch:
     # rather than a row each) and each node's position, for the touched nodes' rows.
     new_nodes: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
     new_run: bool = False
-    mid_run: bool = False  # committed while the run goes on (nobody waits for it)
+    mid_run: bool = False  # committed while the run goes on, not by a flush or a close
 
     def __bool__(self) -> bool:
         return bool(

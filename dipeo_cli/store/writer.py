@@ -13,7 +13,7 @@ A busy loop is otherwise left alone, because committing from a database thread w
 loop runs makes both fight over the GIL (measured: a 1,000-node chain took 70 us/node writing as
 it went, 50 us/node writing at the end). A commit made while the run goes on is marked
 `mid_run`: SQLite then writes it in few large statements and the loop waits for it rather than
-starving it of the GIL (store/sqlite.py `_lend_the_gil`).
+starving it of the GIL (store/sqlite_batch.py `lend_the_gil`).
 
 A commit that fails is kept and raised as HistoryError by `raise_if_failed()` (flush, close);
 later rows are dropped rather than written out of order.
