@@ -46,20 +46,22 @@ def run_in_terminal(
     args: list[str],
     env: dict[str, str],
     *,
-    watch: Callable[[bytes], None] | None = None,
+    watch: Callable[[bytes], bytes | None] | None = None,
     poll: float = 0.5,
     timeout: float = 30,
 ) -> tuple[int, str]:
     """Run the installed dipeo with a pseudo-terminal as its stdin, stdout and stderr; its exit
-    code and everything it wrote. `watch` sees the output so far before each read."""
+    code and everything it wrote. `watch` sees the output so far before each read; what it
+    returns, if anything, is typed into the terminal."""
     pid, fd = pty.fork()
     if pid == 0:  # child: the pty is its terminal
         os.execve(str(DIPEO), [str(DIPEO), *args], env)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if watch is not None:
-            watch(b"".join(chunks))
+        typed = watch(b"".join(chunks)) if watch is not None else None
+        if typed:
+            os.write(fd, typed)
         ready, _, _ = select.select([fd], [], [], poll)
         if ready:
             try:

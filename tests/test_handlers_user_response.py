@@ -4,12 +4,7 @@ pseudo-terminal where the question is answered by typing."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +13,11 @@ from typer.testing import CliRunner
 from dipeo_cli.cli import app
 from dipeo_cli.context import RunResources
 from dipeo_cli.errors import NodeError
+from tests.test_e2e import run_in_terminal, terminal_env
 from tests.test_handlers_props import compile_problem, make_graph, run_node
 
 REPO = Path(__file__).resolve().parents[1]
 ASK = str(REPO / "diagrams" / "ask.light.yaml")
-DIPEO = Path(sys.executable).with_name("dipeo")
 
 LOOP = """\
 nodes:
@@ -103,31 +98,20 @@ def test_validation_needs_a_prompt_and_a_positive_timeout():
 
 
 def _run_in_pty(args: list[str], answer: bytes | None, deadline_s: float = 15) -> tuple[int, str]:
-    """Run the installed dipeo in a pseudo-terminal; type `answer` once the question shows."""
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    env.pop("NO_COLOR", None)  # the live table runs, and pauses for the question
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the pty is its stdin, stdout and stderr
-        os.execve(str(DIPEO), [str(DIPEO), *args], env)
-    chunks: list[bytes] = []
+    """Run the installed dipeo in a pseudo-terminal (the live table runs, and pauses for the
+    question); type `answer` once the question shows."""
     sent = False
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        if answer is not None and not sent and b"> " in b"".join(chunks).split(b"Name:")[-1]:
-            os.write(fd, answer)
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", "replace")
+
+    def type_the_answer(screen: bytes) -> bytes | None:
+        nonlocal sent
+        if answer is None or sent or b"> " not in screen.split(b"Name:")[-1]:
+            return None
+        sent = True
+        return answer
+
+    return run_in_terminal(
+        args, terminal_env(), watch=type_the_answer, poll=0.2, timeout=deadline_s
+    )
 
 
 @pytest.mark.e2e
