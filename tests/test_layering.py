@@ -110,19 +110,28 @@ def test_an_offline_run_loads_only_what_its_nodes_use():
     """`dipeo run --quiet` of templates, a condition and an endpoint: no LLM services, no
     Rich, no HTTP client, no handlers of node types the diagram does not have."""
     diagram = PACKAGE.parent / "benchmarks" / "twenty_nodes.light.yaml"
+    printed = _run_then(
+        diagram,
+        f"loaded = [m for m in {NOT_FOR_AN_OFFLINE_RUN!r} if m in sys.modules]\n"
+        "print('loaded:' + ','.join(loaded))\n",
+    )
+    assert printed[-1] == "loaded:"
+
+
+def _run_then(diagram: Path, report: str) -> list[str]:
+    """`dipeo run DIAGRAM --quiet` through the entry point in a fresh python, then the python
+    code `report` (which prints what the test checks); the lines printed."""
     code = (
-        "import sys\n"
+        "import importlib, sys\n"
         f"sys.argv = ['dipeo', 'run', {str(diagram)!r}, '--quiet']\n"
         "from dipeo_cli.launch import main\n"
         "try:\n"
         "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        f"loaded = [m for m in {NOT_FOR_AN_OFFLINE_RUN!r} if m in sys.modules]\n"
-        "print('loaded:' + ','.join(loaded))\n"
-    )
+    ) + report
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "loaded:"
+    return out.stdout.strip().splitlines()
 
 
 # What `dipeo run` of a diagram without templates, persons or HTTP calls has no use for: the
@@ -171,23 +180,16 @@ def test_a_run_without_templates_loads_no_template_engine_and_no_other_command(
         "  - {from: 'Big[condtrue]', to: End}\n",
         encoding="utf-8",
     )
-    code = (
-        "import importlib, sys\n"
-        f"sys.argv = ['dipeo', 'run', {str(diagram)!r}, '--quiet']\n"
-        "from dipeo_cli.launch import main\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
+    printed = _run_then(
+        diagram,
         f"loaded = [m for m in {NOT_FOR_A_PLAIN_RUN!r} if m in sys.modules]\n"
         "built = [name for module, name in "
         f"{UNBUILT_IN_A_RUN!r} "
         "if getattr(importlib.import_module(module), name).__pydantic_complete__]\n"
         "print('loaded:' + ','.join(loaded))\n"
-        "print('built:' + ','.join(built))\n"
+        "print('built:' + ','.join(built))\n",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-2:] == ["loaded:", "built:"]
+    assert printed[-2:] == ["loaded:", "built:"]
 
 
 def test_each_command_is_registered_by_the_family_main_loads_for_it():
