@@ -39,7 +39,7 @@ from typing import Any
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
 from dipeo_cli.pychannel import Channel
-from dipeo_cli.pyserve import HEADER, open_loadavg, runnable_tasks, usable_cpus
+from dipeo_cli.pyserve import HEADER, Backoff, open_loadavg, runnable_tasks, usable_cpus
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
@@ -82,8 +82,7 @@ class PythonWorkerPool:
         self._cpus = usable_cpus()
         self._spare_cpu = self._cpus > 1
         self._loadavg: int | None = None  # /proc/loadavg, opened on first use
-        self._poll_misses = 0  # polls for a reply that missed in a row (see _awake_for)
-        self._unpolled = 0  # jobs left to await without polling
+        self._polls = Backoff()  # polls for a reply that missed (see _awake_for)
 
     @property
     def pids(self) -> list[int]:
@@ -123,8 +122,7 @@ class PythonWorkerPool:
         pychannel.Channel.ask): the job and its worker are quick, when the last polls caught
         their replies; after a poll that missed (a slower job) or a busy machine, the next 2,
         4, ... 64 jobs are awaited plainly, so a poll that does not pay costs little."""
-        if self._unpolled:
-            self._unpolled -= 1
+        if self._polls.skip():
             return 0.0
         if self._loadavg is None:
             self._loadavg = open_loadavg()
@@ -136,11 +134,7 @@ class PythonWorkerPool:
         return REPLY_POLL_US / 1e6
 
     def _awake_answered(self, caught: bool) -> None:
-        if caught:
-            self._poll_misses = 0
-        else:
-            self._poll_misses = min(self._poll_misses + 1, 6)
-            self._unpolled = 1 << self._poll_misses
+        self._polls.paid(caught)
 
     def _take_idle(self) -> _Worker | None:
         if not self._idle:

@@ -40,19 +40,13 @@ def serve(proto_in: int, proto_out: int) -> None:
     cpus = usable_cpus()
     replied = -1.0  # when the last reply went out
     linger = 0.0  # how long to wait awake for the next job
-    misses = 0  # waits in a row that ended without a job (see below)
-    unwaited = 0  # lingers left to skip
+    # A wait that ends without a job (the chain ended, it is slower than the wait, or the
+    # machine is busy: a load that comes and goes) sleeps through the next 2, 4, ... 64 waits.
+    backoff = Backoff()
     try:
         while True:
-            if linger and unwaited:
-                unwaited -= 1
-            elif linger and _wait_awake(poller, clock() + linger, clock, cpus, load):
-                misses = 0
-            elif linger:
-                # The chain ended, or it is slower than the wait, or the machine is busy (a
-                # load that comes and goes): sleep through the next 2, 4, ... 64 waits.
-                misses = min(misses + 1, 6)
-                unwaited = 1 << misses
+            if linger and not backoff.skip():
+                backoff.paid(_wait_awake(poller, clock() + linger, clock, cpus, load))
             body = _read_message(proto_in)
             if body is None:
                 break
@@ -66,6 +60,31 @@ def serve(proto_in: int, proto_out: int) -> None:
     finally:
         if load >= 0:
             os.close(load)
+
+
+class Backoff:
+    """For a wait that pays only sometimes (waiting awake for a job, polling for a reply):
+    after one that did not pay, skip the next 2, 4, ... 64; one that paid resets it."""
+
+    __slots__ = ("_misses", "_skips")
+
+    def __init__(self) -> None:
+        self._misses = 0  # attempts in a row that did not pay
+        self._skips = 0  # attempts left to skip
+
+    def skip(self) -> bool:
+        """Whether to skip this attempt (counting it)."""
+        if self._skips:
+            self._skips -= 1
+            return True
+        return False
+
+    def paid(self, paid: bool) -> None:
+        if paid:
+            self._misses = 0
+        else:
+            self._misses = min(self._misses + 1, 6)
+            self._skips = 1 << self._misses
 
 
 def linger_seconds(asked_us: Any, gap: float) -> float:
