@@ -39,7 +39,8 @@ from typing import Any
 from dipeo_cli.errors import NodeError
 from dipeo_cli.processes import job_token, kill_job, mark_job
 from dipeo_cli.pychannel import Channel
-from dipeo_cli.pyserve import HEADER, Backoff, open_loadavg, runnable_tasks, usable_cpus
+from dipeo_cli.pyserve import HEADER
+from dipeo_cli.spare_cpu import Backoff, open_loadavg, runnable_tasks, usable_cpus
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job

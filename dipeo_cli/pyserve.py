@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from dipeo_cli.pyworker import run_job
+from dipeo_cli.spare_cpu import Backoff, open_loadavg, runnable_tasks, usable_cpus
 
 HEADER = struct.Struct(">I")  # each message: its length, then UTF-8 JSON
 
@@ -62,31 +63,6 @@ def serve(proto_in: int, proto_out: int) -> None:
             os.close(load)
 
 
-class Backoff:
-    """For a wait that pays only sometimes (waiting awake for a job, polling for a reply):
-    after one that did not pay, skip the next 2, 4, ... 64; one that paid resets it."""
-
-    __slots__ = ("_misses", "_skips")
-
-    def __init__(self) -> None:
-        self._misses = 0  # attempts in a row that did not pay
-        self._skips = 0  # attempts left to skip
-
-    def skip(self) -> bool:
-        """Whether to skip this attempt (counting it)."""
-        if self._skips:
-            self._skips -= 1
-            return True
-        return False
-
-    def paid(self, paid: bool) -> None:
-        if paid:
-            self._misses = 0
-        else:
-            self._misses = min(self._misses + 1, 6)
-            self._skips = 1 << self._misses
-
-
 def linger_seconds(asked_us: Any, gap: float) -> float:
     """Seconds to wait awake for the next job: what the runner asked (0 when others run in
     parallel), only if this job came within that time of the previous reply."""
@@ -112,30 +88,6 @@ def _wait_awake(poller: Any, deadline: float, clock: Any, cpus: int, load: int) 
             return False
         spins += 1
     return True
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (where the system cannot say: the machine's)."""
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-
-
-def open_loadavg() -> int:
-    """A descriptor of /proc/loadavg for `runnable_tasks`, or -1 where there is none."""
-    try:
-        return os.open("/proc/loadavg", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
-
-
-def runnable_tasks(load: int) -> int:
-    """How many tasks are running or waiting for a CPU now (of the whole machine), read from
-    the /proc/loadavg descriptor `load`; a huge number when it cannot be read."""
-    # "0.54 0.75 1.06 3/150 12345": the 4th field is runnable/all tasks
-    try:
-        return int(os.pread(load, 64, 0).split()[3].split(b"/")[0])
-    except (OSError, IndexError, ValueError):
-        return 1 << 30
 
 
 _REPLY_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps's, built once
