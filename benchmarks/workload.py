@@ -8,12 +8,10 @@ others run dipeo's executor with the history ON (a real SQLite file in $DIPEO_HO
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import resource
 import sys
-import threading
 import time
 
 mode, n = sys.argv[1], int(sys.argv[2])
@@ -28,24 +26,13 @@ def emit(seconds: float, **extra: float) -> None:
     sys.exit(0)
 
 
-# -- baselines -----------------------------------------------------------------------------------
-
-if mode == "baseline-jinja":
-    # Plain Jinja2: compile and render N distinct templates, each fed the previous one's text,
-    # as the template chain of benchmarks/run.py does.
-    import jinja2
-
-    env = jinja2.Environment()
-    t0 = time.perf_counter()
-    text = ""
-    for i in range(n):
-        template = env.from_string(f"step {i} n={{{{ n }}}} got={{{{ default | length }}}}")
-        text = template.render(n=1, default=text)
-    emit((time.perf_counter() - t0) / n)
+# -- floors: before anything heavy is imported ----------------------------------------------------
 
 if mode == "floor-python":
     # This machine's floor for a process per job: a warm python forks N children that each
-    # sleep 0.1 s, and waits for them (no pool, no protocol, no history).
+    # sleep 0.1 s, and waits for them (no pool, no protocol, no history). It runs before this
+    # file imports asyncio, so the python that forks is as light as the template process
+    # dipeo's pool forks its workers from (the cost of a fork and of an exit grows with it).
     t0 = time.perf_counter()
     children = []
     for _ in range(n):
@@ -75,6 +62,24 @@ if mode == "floor-bash":
     for pid in children:
         os.waitpid(pid, 0)
     emit(time.perf_counter() - t0)
+
+import asyncio  # noqa: E402
+import threading  # noqa: E402
+
+# -- baselines -----------------------------------------------------------------------------------
+
+if mode == "baseline-jinja":
+    # Plain Jinja2: compile and render N distinct templates, each fed the previous one's text,
+    # as the template chain of benchmarks/run.py does.
+    import jinja2
+
+    env = jinja2.Environment()
+    t0 = time.perf_counter()
+    text = ""
+    for i in range(n):
+        template = env.from_string(f"step {i} n={{{{ n }}}} got={{{{ default | length }}}}")
+        text = template.render(n=1, default=text)
+    emit((time.perf_counter() - t0) / n)
 
 if mode.startswith("baseline"):
 

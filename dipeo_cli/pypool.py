@@ -9,7 +9,7 @@ that only wait (sleep, I/O) overlap instead of queueing behind a worker per CPU.
 forked from a warm template process (dipeo_cli.pyzygote): a fork costs about a millisecond where
 a python start costs ~25 ms of CPU, so a pool grows to a hundred workers in a fraction of a
 second. Workers are reused; above `size` (default one per CPU), a worker idle for
-`idle_seconds` ends, so the pool shrinks back when the burst is over.
+`idle_seconds` (IDLE_SECONDS) ends, so the pool shrinks back when the burst is over.
 
 A chain of small jobs is mostly round trips, and on a virtual machine a round trip is mostly
 the wake-ups of two sleeping processes. So when a job runs alone and a CPU is spare, its worker
@@ -54,6 +54,12 @@ LINGER_US = 300
 # (which blocks other tasks that long at most): a small job's reply from an awake worker takes
 # ~20 us.
 REPLY_POLL_US = 60
+# Seconds a worker above the pool's `size` stays idle before it ends. Long enough for a loop's
+# next burst, which comes a node's bookkeeping after the last (microseconds), to find it; short
+# because a fork costs about a millisecond, while the exit of every worker still there when the
+# run ends (~0.3 ms each, by the CPUs there are) is time the run waits for: 30 ms of a
+# 100-worker burst, where ended workers exit while other jobs still run.
+IDLE_SECONDS = 0.05
 
 
 class PythonWorkerPool:
@@ -66,7 +72,7 @@ class PythonWorkerPool:
         *,
         limit: int | None = None,
         python: str | None = None,
-        idle_seconds: float = 2.0,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.size = max(1, size if size is not None else (os.cpu_count() or 1))
         self.limit = max(self.size, limit or self.size)

@@ -26,8 +26,10 @@ from dipeo_cli.spare_cpu import Backoff, open_loadavg, runnable_tasks, usable_cp
 HEADER = struct.Struct(">I")  # each message: its length, then UTF-8 JSON
 
 
-def serve(proto_in: int, proto_out: int) -> None:
-    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF.
+def serve(proto_in: int, proto_out: int, load: int | None = None, cpus: int = 0) -> None:
+    """Answer jobs read from `proto_in` on `proto_out`, one at a time, until EOF. `load` is a
+    /proc/loadavg descriptor (spare_cpu.open_loadavg; opened here when None) and `cpus` the
+    CPUs this process may use (counted here when 0): a forked worker inherits both.
 
     A job may ask the worker to linger (`"linger"`: microseconds): after its reply, the worker
     waits awake for the next job for up to that long, if the previous job came that soon after
@@ -37,8 +39,9 @@ def serve(proto_in: int, proto_out: int) -> None:
     clock = time.perf_counter
     poller = select.poll()
     poller.register(proto_in, select.POLLIN)
-    load = open_loadavg()
-    cpus = usable_cpus()
+    if load is None:
+        load = open_loadavg()
+    cpus = cpus or usable_cpus()
     replied = -1.0  # when the last reply went out
     linger = 0.0  # how long to wait awake for the next job
     # A wait that ends without a job (the chain ended, it is slower than the wait, or the

@@ -28,6 +28,7 @@ import sys
 from dipeo_cli import pyserve
 from dipeo_cli.processes import die_with_parent
 from dipeo_cli.reaper import VARIABLE
+from dipeo_cli.spare_cpu import open_loadavg, usable_cpus
 
 
 def _preload() -> None:
@@ -41,7 +42,13 @@ def _preload() -> None:
 
 
 def _become_worker(
-    zygote: int, control: socket.socket, private: tuple[int, ...], token: str, fds: list[int]
+    zygote: int,
+    control: socket.socket,
+    private: tuple[int, ...],
+    token: str,
+    fds: list[int],
+    load: int,
+    cpus: int,
 ) -> None:
     """In the forked child: never returns."""
     try:
@@ -55,13 +62,10 @@ def _become_worker(
         proto, err = fds
         outer = os.environ.get(VARIABLE)
         os.environ[VARIABLE] = f"{outer} {token}" if outer else token
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(err, 2)
+        os.dup2(err, 2)  # (stdin is already the template's /dev/null)
         os.dup2(err, 1)
         os.close(err)
-        pyserve.serve(proto, proto)
+        pyserve.serve(proto, proto, load, cpus)
     except BaseException:  # noqa: BLE001 - a forked child must never return into the zygote
         os._exit(70)
     os._exit(0)
@@ -87,6 +91,10 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     import selectors
 
+    # Opened and counted once here: each worker would otherwise do it (and fault in the pages
+    # it touches doing so) before it can take its first job.
+    load = open_loadavg()
+    cpus = usable_cpus()
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_read, selectors.EVENT_READ)
@@ -105,7 +113,9 @@ def main() -> None:
                 me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    _become_worker(me, control, (wake_read, wake_write, reports), token, fds)
+                    _become_worker(
+                        me, control, (wake_read, wake_write, reports), token, fds, load, cpus
+                    )
                 for fd in fds:
                     os.close(fd)
                 os.write(reports, f"S {token} {pid}\n".encode())

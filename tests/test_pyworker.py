@@ -284,6 +284,27 @@ def test_waiting_jobs_overlap_on_workers_forked_on_demand_and_the_pool_shrinks_b
     asyncio.run(body())
 
 
+def test_by_default_workers_beyond_the_warm_ones_end_soon_after_a_burst() -> None:
+    # A burst's extra workers must not wait for the run's end to exit (the run waits for
+    # every exit then), nor end before a loop's next burst, a moment later, can reuse them.
+    async def body() -> None:
+        pool = PythonWorkerPool(size=1, limit=4)
+        try:
+            burst = "import os, time\ntime.sleep(0.2)\nresult = os.getpid()"
+            first = await asyncio.gather(*(pool.run(job(burst)) for _ in range(4)))
+            again = await asyncio.gather(*(pool.run(job(burst)) for _ in range(4)))
+            assert {r["result"] for r in again} == {r["result"] for r in first}  # reused
+            for _ in range(50):
+                await asyncio.sleep(0.02)
+                if len(pool.pids) == 1:
+                    break
+            assert len(pool.pids) == 1  # well under a second after the burst
+        finally:
+            await pool.close()
+
+    asyncio.run(body())
+
+
 def test_a_timeout_in_a_grown_pool_kills_only_that_job() -> None:
     async def body() -> None:
         pool = PythonWorkerPool(size=1, limit=4)
