@@ -323,9 +323,14 @@ def test_by_default_workers_beyond_the_warm_ones_end_soon_after_a_burst() -> Non
     async def body() -> None:
         pool = PythonWorkerPool(size=1, limit=4)
         try:
-            burst = "import os, time\ntime.sleep(0.2)\nresult = os.getpid()"
-            first = await asyncio.gather(*(pool.run(job(burst)) for _ in range(4)))
-            again = await asyncio.gather(*(pool.run(job(burst)) for _ in range(4)))
+            # Every job of a burst ends at the same moment, however long its fork took.
+            burst = "import os, time\ntime.sleep(max(0.0, end - time.time()))\nresult = os.getpid()"
+
+            def ending_at(end: float) -> list[Any]:
+                return [pool.run(job(burst, inputs={"end": end})) for _ in range(4)]
+
+            first = await asyncio.gather(*ending_at(time.time() + 0.5))
+            again = await asyncio.gather(*ending_at(time.time() + 0.2))
             assert {r["result"] for r in again} == {r["result"] for r in first}  # reused
             for _ in range(50):
                 await asyncio.sleep(0.02)

@@ -134,6 +134,8 @@ class BatchWriter:
                         self.error = exc
                     finally:
                         self._writing = False
+                        # Not held while the next batch fills: both at once were a run's peak.
+                        del batch
                 self._notify_idle()
                 if self._stopping:
                     return
