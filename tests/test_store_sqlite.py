@@ -982,3 +982,30 @@ def test_a_mid_run_commit_queued_behind_other_work_does_not_hold_the_event_loop(
 
     run_sqlite(tmp_path, body)
     assert ticks.count(False) > 3  # the loop ran while the thread was busy before the commit
+
+
+def test_the_writer_lets_go_of_a_batch_once_it_is_committed() -> None:
+    # A committed batch held while the next one fills doubled what a long run kept in rows.
+    import gc
+    import weakref
+
+    from dipeo_cli.store.writer import BatchWriter
+
+    committed: list[weakref.ref[Any]] = []
+
+    async def commit(batch: Any) -> None:
+        committed.append(weakref.ref(batch))
+
+    async def body() -> None:
+        writer = BatchWriter(commit, where="test", batch_delay=0)
+        writer.start()
+        writer.batch.events.append(("e", 1, "t", "Kind", None, None, None, None))
+        await writer.drain()
+        assert len(committed) == 1
+        writer.batch.events.append(("e", 2, "t", "Kind", None, None, None, None))  # filling
+        gc.collect()
+        assert committed[0]() is None
+        await writer.stop()
+        assert len(committed) == 2
+
+    asyncio.run(body())
