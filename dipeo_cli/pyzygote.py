@@ -55,7 +55,7 @@ def _become_worker(
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
-        for fd in private:  # the template's own pipes: its reports must end when it does
+        for fd in private:  # the template's own: its reports must end when it does
             os.close(fd)
         os.setsid()
         die_with_parent(zygote)
@@ -98,6 +98,8 @@ def main() -> None:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_read, selectors.EVENT_READ)
+    # What a worker must not keep of its template (its descriptors are inherited by the fork).
+    own = (wake_read, wake_write, reports, selector.fileno())
     running = True
     while running:
         for key, _ in selector.select():
@@ -113,9 +115,7 @@ def main() -> None:
                 me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    _become_worker(
-                        me, control, (wake_read, wake_write, reports), token, fds, load, cpus
-                    )
+                    _become_worker(me, control, own, token, fds, load, cpus)
                 for fd in fds:
                     os.close(fd)
                 os.write(reports, f"S {token} {pid}\n".encode())

@@ -317,6 +317,30 @@ def test_a_pool_closed_while_its_template_still_boots_leaves_no_process() -> Non
     assert gone(asyncio.run(body()))
 
 
+def test_a_job_reads_an_empty_stdin_and_holds_no_descriptor_of_the_pool() -> None:
+    # A forked worker keeps the template's /dev/null as stdin: never the template's request
+    # socket, nor any other descriptor of the pool but its own protocol socket and stderr.
+    code = (
+        "import os, sys\n"
+        "others = []\n"
+        "for fd in sorted(int(fd) for fd in os.listdir('/proc/self/fd') if int(fd) > 2):\n"
+        "    try:\n"
+        "        others.append(os.readlink(f'/proc/self/fd/{fd}').split(':')[0])\n"
+        "    except FileNotFoundError:\n"
+        "        pass  # the listing's own descriptor, closed since\n"
+        "result = [sys.stdin.read(), os.readlink('/proc/self/fd/0'), others]"
+    )
+
+    async def body(pool: PythonWorkerPool) -> Any:
+        await pool.run(job("result = 1"))  # a job forks its worker from the template
+        pool._idle.clear()  # the next job forks a new worker
+        return (await pool.run(job(code)))["result"]
+
+    text, stdin, others = with_pool(body)
+    assert text == "" and stdin == "/dev/null"
+    assert sorted(others) == ["/proc/loadavg", "socket"], others  # and its socket to the runner
+
+
 def test_by_default_workers_beyond_the_warm_ones_end_soon_after_a_burst() -> None:
     # A burst's extra workers must not wait for the run's end to exit (the run waits for
     # every exit then), nor end before a loop's next burst, a moment later, can reuse them.
