@@ -175,6 +175,7 @@ def bench_nodes(b: Bench) -> list[Row]:
     return [
         *_per_node(b, "condchain", "one condition (chain)"),
         *_per_node(b, "endchain", "one endpoint (fan-out of N after Start)"),
+        *_per_node(b, "dbchain", "one db read of a small JSON file (chain)"),
     ]
 
 

@@ -111,7 +111,7 @@ if mode.startswith("baseline"):
 
 # A mode with one run per process does what `dipeo run` does: no collections while loading, the
 # run's start resumes them (modes that run several diagrams in one process are not `dipeo run`).
-SEVERAL_RUNS = ("pychain", "condchain", "endchain", "chainper")
+SEVERAL_RUNS = ("pychain", "condchain", "endchain", "dbchain", "chainper")
 try:
     from dipeo_cli.heap import pause_until_run  # noqa: E402
 except ImportError:  # a checkout from before it existed
@@ -156,6 +156,8 @@ NODE_OF = {
     "pychain": "type: code_job, code: 'result = 1'",
     "condchain": "type: condition, condition_type: custom, expression: 'true'",
     "endchain": "type: endpoint",
+    # a read of a small JSON file (written below, in the folder the run's paths resolve in)
+    "dbchain": "type: db, operation: read, file: bench.json",
 }
 
 
@@ -289,6 +291,12 @@ async def main() -> None:
         # per node: (N nodes - 1 node) / (N - 1), both in this process after a warm-up run
         # (first imports and the worker pool's start excluded)
         kind = "chain" if mode == "chainper" else mode
+        if kind == "dbchain":  # in a folder of its own: the run's paths resolve in the cwd
+            import tempfile
+
+            os.chdir(os.environ.get("DIPEO_HOME") or tempfile.mkdtemp())
+            with open("bench.json", "w") as f:
+                json.dump({"n": 1}, f)  # a value as small as the trivial node's
         await run_graph(kind, 1, store)
         _, one = await run_graph(kind, 1, store)
         _, many = await run_graph(kind, n, store)
