@@ -91,15 +91,6 @@ class PythonWorkerPool:
         self._loadavg: int | None = None  # /proc/loadavg, opened on first use
         self._polls = Backoff()  # polls for a reply that missed (see _awake_for)
 
-    def warm(self) -> None:
-        """Start the template process now, in the background: for a host that knows python
-        jobs are coming, so that the first one does not wait for a python to start (tens of
-        milliseconds) but only for a fork."""
-        if self._zygote is None and not self._closed:
-            self._zygote = asyncio.ensure_future(_Zygote.start(self._python))
-            # A failed start is the first job's error (see _template); never an unread one.
-            self._zygote.add_done_callback(lambda t: t.cancelled() or t.exception())
-
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and diagnostics)."""

@@ -209,39 +209,6 @@ def test_a_directory_as_the_history_is_one_line(tmp_path: Path, cli) -> None:
         assert "Hello, world!" not in result.stdout
 
 
-def test_a_history_that_cannot_open_stops_the_python_template_started_for_the_run(
-    tmp_path: Path, cli
-) -> None:
-    # `dipeo run` starts the python pool's template while the history opens: when it does not
-    # open, the template must be gone too (here, in-process, it would be this test's child).
-    diagram = tmp_path / "py.light.yaml"
-    diagram.write_text(
-        "version: light\nnodes:\n- {label: Start, type: start}\n"
-        "- {label: Py, type: code_job, props: {code: 'result = 1'}}\n"
-        "connections:\n- {from: Start, to: Py}\n"
-    )
-    for db in (str(tmp_path), "postgresql://dipeo@127.0.0.1:9/refused"):  # at once; after a wait
-        result = cli("run", str(diagram), "--db", db)
-        assert result.exit_code == 2
-        assert "cannot open" in one_error_line(result.stderr) or "is a directory" in result.stderr
-        assert _templates_of(os.getpid()) == [], db
-
-
-def _templates_of(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == parent and b"dipeo_cli.pyzygote" in command and stat[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def test_a_history_under_a_regular_file_is_one_line(tmp_path: Path, cli) -> None:
     (tmp_path / "plain").write_text("x")
     db = tmp_path / "plain" / "history.db"

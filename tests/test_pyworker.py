@@ -284,39 +284,6 @@ def test_waiting_jobs_overlap_on_workers_forked_on_demand_and_the_pool_shrinks_b
     asyncio.run(body())
 
 
-def test_a_warmed_pool_boots_its_template_before_any_job_and_the_first_job_uses_it() -> None:
-    async def body() -> None:
-        pool = PythonWorkerPool(size=1)
-        try:
-            pool.warm()
-            assert pool._zygote is not None
-            template = await pool._zygote  # started with no job asked
-            assert template.alive and not gone(template.process.pid)
-            pool.warm()  # again: nothing new
-            assert await pool._zygote is template
-            assert (await pool.run(job("result = 6 * 7")))["result"] == 42
-            assert await pool._zygote is template  # the job forked from it
-        finally:
-            await pool.close()
-        assert gone(template.process.pid)
-
-    asyncio.run(body())
-
-
-def test_a_pool_closed_while_its_template_still_boots_leaves_no_process() -> None:
-    async def body() -> int:
-        pool = PythonWorkerPool(size=1)
-        pool.warm()
-        assert pool._zygote is not None
-        booting = pool._zygote
-        await pool.close()  # at once: the template has not answered yet
-        pool.warm()  # closed: nothing starts
-        assert pool._zygote is None
-        return (await booting).process.pid
-
-    assert gone(asyncio.run(body()))
-
-
 def test_a_job_reads_an_empty_stdin_and_holds_no_descriptor_of_the_pool() -> None:
     # A forked worker keeps the template's /dev/null as stdin: never the template's request
     # socket, nor any other descriptor of the pool but its own protocol socket and stderr.

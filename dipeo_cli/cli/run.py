@@ -234,26 +234,16 @@ async def _run(
     from dipeo_cli.render import choose_mode, open_progress
     from dipeo_cli.runner import execute
 
-    services = ProcessServices()  # this process hosts one execution; its pool closes with it
-    if any(node.type == "code_job" for node in graph.nodes.values()):
-        from dipeo_cli.handlers.code_job import runs_python, warm_python_pool
-
-        if runs_python(graph):
-            warm_python_pool(services, options)  # its template boots while the history opens
-    try:
-        store = await _open_store(db)
-    except BaseException:
-        await services.close()
-        raise
+    store = await _open_store(db)
     try:
         more = await extra(store) if extra is not None else {}
     except BaseException:
-        await services.close()
         with contextlib.suppress(HistoryError):
             await store.close()
         raise
     progress = open_progress(choose_mode(sys.stderr, quiet), _err())
     handled: list[Any] = []
+    services = ProcessServices()  # this process hosts one execution; its pool closes with it
     try:
         outcome = await execute(
             graph,

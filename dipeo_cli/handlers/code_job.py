@@ -49,8 +49,8 @@ from dipeo_cli.state import NodeOutput, create_node_output
 from dipeo_cli.values import decode_json_text
 
 if TYPE_CHECKING:
-    from dipeo_cli.context import NodeContext, ProcessServices
-    from dipeo_cli.graph import ExecutableGraph, ExecutableNode
+    from dipeo_cli.context import NodeContext
+    from dipeo_cli.graph import ExecutableNode
 
 _LANGUAGES = {
     "python": "python",
@@ -188,8 +188,9 @@ def _code_file(config: CodeJobProps, ctx: NodeContext) -> Path:
 # -- python ------------------------------------------------------------------------------------
 
 
-def _pool_factory(options: Any) -> Any:
+def _pool_factory(ctx: Any) -> Any:
     def new_pool() -> PythonWorkerPool:
+        options = ctx.resources.options
         limit = getattr(options, "max_parallel", None) or DEFAULT_MAX_PARALLEL
         cap = os.environ.get(WORKERS_VARIABLE, "").strip()
         if cap.isdigit() and int(cap) > 0:
@@ -207,25 +208,9 @@ def python_pool(ctx: NodeContext) -> PythonWorkerPool:
     """The python worker pool: the host process's (shared by its executions), started on
     first use."""
     pool: PythonWorkerPool = ctx.resources.process_service(
-        "python_pool", _pool_factory(ctx.resources.options), _close_pool
+        "python_pool", _pool_factory(ctx), _close_pool
     )
     return pool
-
-
-def runs_python(graph: ExecutableGraph) -> bool:
-    """Whether the diagram itself has a python code_job (its sub-diagrams are not looked at)."""
-    return any(
-        node.type == "code_job" and getattr(node.config, "language", None) == "python"
-        for node in graph.nodes.values()
-    )
-
-
-def warm_python_pool(services: ProcessServices, options: Any) -> None:
-    """Start the host's python pool, and its template process, before the run that needs it:
-    the template then boots while the history opens and the run starts, not when the first
-    python node is already waiting for it."""
-    pool: PythonWorkerPool = services.get("python_pool", _pool_factory(options), _close_pool)
-    pool.warm()
 
 
 async def _run_python(
