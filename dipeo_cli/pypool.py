@@ -54,11 +54,11 @@ LINGER_US = 300
 # (which blocks other tasks that long at most): a small job's reply from an awake worker takes
 # ~20 us.
 REPLY_POLL_US = 60
-# Seconds a worker above the pool's `size` stays idle before it ends. Long enough for a loop's
-# next burst, which comes a node's bookkeeping after the last (microseconds), to find it; short
-# because a fork costs about a millisecond, while the exit of every worker still there when the
-# run ends (~0.3 ms each, by the CPUs there are) is time the run waits for: 30 ms of a
-# 100-worker burst, where ended workers exit while other jobs still run.
+# Seconds a worker above the pool's `size` stays idle before it ends: long enough for a loop's
+# next burst (which comes microseconds after the last) to reuse it, short enough that a burst's
+# workers exit while its other jobs still run. Each worker still alive when the run ends is an
+# exit the run waits for (~0.3 ms each on two CPUs: 35 ms for a 100-worker burst, with 2 s);
+# forking one again costs about a millisecond.
 IDLE_SECONDS = 0.05
 
 

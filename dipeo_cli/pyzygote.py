@@ -91,8 +91,7 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     import selectors
 
-    # Opened and counted once here: each worker would otherwise do it (and fault in the pages
-    # it touches doing so) before it can take its first job.
+    # Opened and counted once here, for every worker, rather than again in each.
     load = open_loadavg()
     cpus = usable_cpus()
     selector = selectors.DefaultSelector()
