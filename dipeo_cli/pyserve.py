@@ -112,27 +112,13 @@ def _encode_reply(reply: dict[str, Any]) -> bytes:
         return json.dumps(reply, ensure_ascii=True).encode("utf-8")
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = os.read(fd, remaining)
-        if not chunk:
-            if remaining == size:
-                return None  # clean EOF between messages
-            raise EOFError("the runner closed the pipe in the middle of a message")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def _read_message(fd: int) -> bytes | None:
     """The next message's body, None at EOF between messages. One read, usually: the runner
     sends a message only once the previous one is answered, so nothing follows it."""
     data = os.read(fd, _READ_SIZE)
     if not data:
         return None
-    while len(data) < HEADER.size:
+    if len(data) < HEADER.size:
         data += _read_more(fd, HEADER.size - len(data))
     end = HEADER.size + HEADER.unpack_from(data)[0]
     if len(data) < end:
@@ -143,10 +129,16 @@ def _read_message(fd: int) -> bytes | None:
 
 
 def _read_more(fd: int, size: int) -> bytes:
-    rest = _read_exactly(fd, size)
-    if rest is None:
-        raise EOFError("the runner closed the socket in the middle of a message")
-    return rest
+    """The rest of a message begun: exactly `size` more bytes."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            raise EOFError("the runner closed the socket in the middle of a message")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 _READ_SIZE = 64 * 1024

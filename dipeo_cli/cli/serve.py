@@ -76,7 +76,6 @@ def serve(
 async def _serve(
     bind: str, port: int, db: str | None, root: Any, token: str | None, allow_inline: bool
 ) -> None:
-
     from dipeo_cli.errors import HistoryError
     from dipeo_cli.llm.mode import choose_llm_mode
     from dipeo_cli.server.app import build_server

@@ -1,9 +1,11 @@
 """SqliteStore: the history on one SQLite file (the only module that imports aiosqlite).
 
 What is SQLite's here: the connection (WAL, `synchronous=NORMAL`, a busy timeout), the SQL of
-each statement, and committing a batch in one short `BEGIN IMMEDIATE` transaction (store/sqlite_batch.py), retried with backoff while another process holds the lock, so
-several `dipeo run` processes share one file. Events become rows in `store/codec.py`; the batching writer is
-`store/writer.py`; reads and direct writes are `store/history.py`, shared by every dialect.
+each statement, and committing a batch in one short `BEGIN IMMEDIATE` transaction
+(store/sqlite_batch.py), retried with backoff while another process holds the lock, so several
+`dipeo run` processes share one file. Events become rows in `store/codec.py`; the batching
+writer is `store/writer.py`; reads and direct writes are `store/history.py`, shared by every
+dialect.
 
 `:memory:` (also `MemoryStore`) keeps the history in this process only: same code, same
 behaviour, nothing on disk. A store belongs to the event loop that opened it; close it (or use
