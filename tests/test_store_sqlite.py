@@ -879,6 +879,43 @@ def test_batches_written_while_the_loop_is_busy_round_trip_too(
     run_sqlite(tmp_path, read)
 
 
+def test_mid_run_commits_use_few_statement_sizes_whatever_their_row_counts() -> None:
+    """SQLite keeps every statement it prepared (a row of one costs ~1.3 KiB), so the rows a
+    mid-run commit leaves over go in statements of a few fixed sizes (64, 32, ... 2 rows and
+    a last row alone), never one of each batch's exact count; every row is written once, in
+    order."""
+    from dipeo_cli.store import sqlite_batch
+
+    sql = "INSERT INTO t (a, b) VALUES (?,?)"
+    sizes: set[int] = set()
+    for count in range(1, 700):
+        rows = [(i, f"r{i}") for i in range(count)]
+        work = sqlite_batch.plan([(sql, rows)], mid_run=True)
+        written: list[Any] = []
+        for text, params, many in work:
+            if many:
+                assert text == sql
+                written.extend(params)
+                continue
+            size = text.count("(?,?)")
+            sizes.add(size)
+            written.extend(zip(params[::2], params[1::2], strict=True))
+        assert written == rows
+        assert len(work) <= count // sqlite_batch.MID_RUN_ROWS_PER_INSERT + 7
+    assert sizes == {sqlite_batch.MID_RUN_ROWS_PER_INSERT, 64, 32, 16, 8, 4, 2}
+
+
+def test_the_history_keeps_a_page_cache_of_one_mib(tmp_path: Path) -> None:
+    """A run's writes touch the last pages of a few tables: SQLite's default 2 MiB cache only
+    added to a large run's peak memory."""
+
+    async def check(store: Any) -> None:
+        rows = await store._db.execute_fetchall("PRAGMA cache_size")
+        assert list(rows) == [(-1024,)]
+
+    run_sqlite(tmp_path, check)
+
+
 def test_without_aiosqlites_thread_call_a_batch_goes_statement_by_statement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

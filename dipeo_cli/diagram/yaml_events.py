@@ -75,6 +75,10 @@ def _build(loader: Any) -> tuple[Any, Any]:
     # 10,000-node diagram's loading peak).
     texts: dict[str, str] = {}
     shared = texts.setdefault
+    # One int per line number too: a flow mapping's line, its keys' and its values' lines are
+    # the same number, otherwise a new int object each (2.5 MiB of that peak).
+    lines: dict[int, int] = {}
+    same_line = lines.setdefault
     # one frame per open collection: [is_mapping, line, data, shapes, anchor, pending key]
     stack: list[list[Any]] = []
     done: Any  # (data, shape) of the value just finished
@@ -93,7 +97,8 @@ def _build(loader: Any) -> tuple[Any, Any]:
                 value = constructors[tag](loader, node)
             else:
                 raise _Unusual(f"tag {tag}")
-            done = (value, (SCALAR, event.start_mark.line + 1, text))
+            line = event.start_mark.line + 1
+            done = (value, (SCALAR, same_line(line, line), text))
             if event.anchor is not None:
                 _anchor(anchors, event.anchor, done)
         elif kind is alias_event:
@@ -110,6 +115,7 @@ def _build(loader: Any) -> tuple[Any, Any]:
             if len(stack) >= _DEEPEST:
                 raise _Unusual("nested deeper than diagrams go")
             line = event.start_mark.line + 1
+            line = same_line(line, line)
             stack.append([is_mapping, line, {} if is_mapping else [], [], event.anchor, None])
             continue
         else:  # MappingEnd / SequenceEnd

@@ -106,6 +106,10 @@ class SqliteStore(SqlHistory):
                 await asyncio.to_thread(_prepare_database, target, self._busy_timeout)
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            # A page cache of 1 MiB rather than SQLite's 2: a run's writes touch the last pages
+            # of a few tables, reads of old runs are served by the OS's cache as well. A
+            # 10,000-node run filled the 2 MiB (1.3 MiB more at its peak) for no speed gained.
+            await self._db.execute("PRAGMA cache_size = -1024")
             # Test seam: past this many pages SQLite fails with SQLITE_FULL exactly as it does
             # on a full disk (see tests/test_history_failures.py). The limit is per connection.
             max_pages = os.environ.get("DIPEO_SQLITE_MAX_PAGES", "")
