@@ -227,15 +227,21 @@ def bench_scale(b: Bench) -> list[Row]:
     def per(n: int, key: str) -> float:
         return statistics.median(s[key] for s in samples[n]) / n
 
-    run_ratio = per(10000, "seconds") / per(1000, "seconds")
+    # Running: until the history is closed. Where SQLite's checkpoints fall depends on size
+    # (every 4 MB of writes, and at the close): timed without the close, a 1,000-node chain
+    # left its checkpoint out of the figure while a 10,000-node one had most of its own in.
+    for runs in samples.values():
+        for s in runs:
+            s["closed"] = s["seconds"] + s["close_seconds"]
+    run_ratio = per(10000, "closed") / per(1000, "closed")
     load_ratio = per(10000, "load_seconds") / per(1000, "load_seconds")
     mem = {n: statistics.median(s["peak_mib"] for s in samples[n]) for n in samples}
     base_mem = b.field("baseline-chain", 10000, "peak_mib")
     return [
         (
-            "chain 10,000 / chain 1,000, per node: running",
+            "chain 10,000 / chain 1,000, per node: running, history closed",
             f"{run_ratio:.2f}",
-            f"{us(per(10000, 'seconds'))} vs {us(per(1000, 'seconds'))}",
+            f"{us(per(10000, 'closed'))} vs {us(per(1000, 'closed'))}",
             "floor 1.0",
         ),
         (
