@@ -63,6 +63,16 @@ if mode == "floor-bash":
         os.waitpid(pid, 0)
     emit(time.perf_counter() - t0)
 
+if mode in ("pyfanout", "pyfanout-memory"):
+    # What `dipeo run` does at launch for a diagram that mentions code_job: start the python
+    # pool's template while the rest is imported (dipeo_cli.pytemplate).
+    try:
+        from dipeo_cli import pytemplate
+    except ImportError:  # a checkout from before it existed
+        pass
+    else:
+        pytemplate.start_early()
+
 import asyncio  # noqa: E402
 import threading  # noqa: E402
 

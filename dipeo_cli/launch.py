@@ -82,9 +82,12 @@ def main() -> None:
     answer = fast_answer(sys.argv[1:])
     if answer is None:
         if sys.argv[1:2] == ["run"]:
+            from dipeo_cli import pytemplate
             from dipeo_cli.heap import pause_until_run
 
             pause_until_run()  # no collections while loading; the run's start resumes them
+            if pytemplate.wanted_by(sys.argv[2:]):
+                pytemplate.start_early()  # python's start overlaps ours (see there)
         from dipeo_cli.cli import main as typer_main
 
         typer_main()

@@ -6,9 +6,9 @@
 
 A job takes an idle worker, or a new one while fewer than `limit` exist (else it waits), so jobs
 that only wait (sleep, I/O) overlap instead of queueing behind a worker per CPU. New workers are
-forked from a warm template process (dipeo_cli.pyzygote): a fork costs about a millisecond where
-a python start costs ~25 ms of CPU, so a pool grows to a hundred workers in a fraction of a
-second. Workers are reused; above `size` (default one per CPU), a worker idle for
+forked from a warm template process (dipeo_cli.pyzygote, started by dipeo_cli.pytemplate): a
+fork costs about a millisecond where a python start costs ~25 ms of CPU, so a pool grows to a
+hundred workers in a fraction of a second. Workers are reused; above `size` (default one per CPU), a worker idle for
 `idle_seconds` (IDLE_SECONDS) ends, so the pool shrinks back when the burst is over.
 
 A chain of small jobs is mostly round trips, and on a virtual machine a round trip is mostly
@@ -33,16 +33,15 @@ import signal
 import socket
 import sys
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from dipeo_cli.errors import NodeError
-from dipeo_cli.processes import job_token, kill_job, mark_job
+from dipeo_cli.processes import job_token, kill_job
 from dipeo_cli.pychannel import Channel
 from dipeo_cli.pyserve import HEADER
+from dipeo_cli.pytemplate import Template, discard, spawn, take_early
 from dipeo_cli.spare_cpu import Backoff, open_loadavg, runnable_tasks, usable_cpus
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 # json.dumps(job, ensure_ascii=False, default=str) without building an encoder per job
 _JOB_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 _GONE = -int(signal.SIGKILL)  # the exit code of a worker whose template died before reaping it
@@ -212,48 +211,34 @@ class PythonWorkerPool:
 
 
 class _Zygote:
-    """The parent's end of the template process: asks it to fork, learns each fork's pid and,
-    once reaped, its exit code."""
+    """The parent's end of the template process (dipeo_cli.pytemplate): asks it to fork,
+    learns each fork's pid and, once reaped, its exit code."""
 
-    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
-        self.process = process
-        self.control = control
+    def __init__(self, template: Template, reports: asyncio.StreamReader) -> None:
+        self.process = template.process
+        self.control = template.control
         self.alive = True
         self._forks: dict[str, asyncio.Future[int]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
-        self._reports = asyncio.ensure_future(self._read_reports())
+        self._reports = asyncio.ensure_future(self._read_reports(reports))
 
     @classmethod
     async def start(cls, python: str) -> _Zygote:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env, _ = mark_job()  # its forks carry the template's mark, see dipeo_cli.processes
-        path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
+        # Started here, on the event loop's thread, which outlives the pool (see spawn), unless
+        # `dipeo run` started one at launch.
+        template = take_early(python) or spawn(python)
+        reports = asyncio.StreamReader()
         try:
-            process = await asyncio.create_subprocess_exec(
-                python,
-                "-m",
-                "dipeo_cli.pyzygote",
-                # It dies with this process. (Linux ties PR_SET_PDEATHSIG to the thread that
-                # started it: the event loop's, which outlives the pool.)
-                str(os.getpid()),
-                stdin=theirs.fileno(),  # the socket end it reads requests from
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                # Its own process group: the terminal's Ctrl-C reaches only the runner, which
-                # then cancels the jobs.
-                start_new_session=True,
+            await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reports), template.process.stdout
             )
         except BaseException:
-            ours.close()
+            discard(template)
             raise
-        finally:
-            theirs.close()
-        return cls(process, ours)
+        return cls(template, reports)
 
-    async def _read_reports(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
+    async def _read_reports(self, reports: asyncio.StreamReader) -> None:
+        while line := await reports.readline():
             kind, first, second = line.decode().split()
             if kind == "S":
                 future = self._forks.pop(first, None)
@@ -304,12 +289,13 @@ class _Zygote:
 
     async def stop(self, grace: float) -> None:
         self.control.close()  # EOF: the template exits, and any worker left dies with it
-        try:
-            await asyncio.wait_for(self.process.wait(), grace)
+        try:  # its reports end when it does
+            await asyncio.wait_for(asyncio.shield(self._reports), grace)
         except TimeoutError:
             self.process.kill()
-            await self.process.wait()
-        await self._reports
+            await self._reports
+        while self.process.poll() is None:  # reaped: it has closed its reports, and exits
+            await asyncio.sleep(0.001)
 
 
 class _Worker:

@@ -126,9 +126,7 @@ def plan(statements: Sequence[tuple[str, Sequence[Any]]], *, mid_run: bool) -> W
         if mid_run:  # few statements (their preparation needs no GIL), of few sizes
             while len(rest) > 1:
                 count = 1 << (len(rest).bit_length() - 1)
-                work.append(
-                    (multi_row(sql, count), list(chain.from_iterable(rest[:count])), False)
-                )
+                work.append((multi_row(sql, count), list(chain.from_iterable(rest[:count])), False))
                 rest = rest[count:]
         if rest:
             work.append((sql, rest, True))
