@@ -8,8 +8,9 @@ A job takes an idle worker, or a new one while fewer than `limit` exist (else it
 that only wait (sleep, I/O) overlap instead of queueing behind a worker per CPU. New workers are
 forked from a warm template process (dipeo_cli.pyzygote, started by dipeo_cli.pytemplate): a
 fork costs about a millisecond where a python start costs ~25 ms of CPU, so a pool grows to a
-hundred workers in a fraction of a second. Workers are reused; above `size` (default one per CPU), a worker idle for
-`idle_seconds` (IDLE_SECONDS) ends, so the pool shrinks back when the burst is over.
+hundred workers in a fraction of a second. Workers are reused; above `size` (default one per
+CPU), a worker idle for `idle_seconds` (IDLE_SECONDS) ends, so the pool shrinks back when the
+burst is over.
 
 A chain of small jobs is mostly round trips, and on a virtual machine a round trip is mostly
 the wake-ups of two sleeping processes. So when a job runs alone and a CPU is spare, its worker
