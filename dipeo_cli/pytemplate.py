@@ -7,10 +7,10 @@ will need it.
 
 A python start is ~30 ms of CPU (interpreter, site, the template's imports), and the first
 python job of a run waited for all of it (measured: 229 ms for a one-node python run, 204 ms
-with the template started early). `dipeo run` spends
-its first ~100 ms importing its own modules on one CPU, so the entry point starts the template
-then, when a diagram file it was given mentions `code_job`, and the pool takes that template
-(`take_early`) instead of starting one. A template started for nothing (a bash job, a diagram
+with the template started early). `dipeo run` spends its first ~100 ms importing its own
+modules on one CPU, so the entry point starts the template then, when a diagram file it was
+given mentions `code_job`, and the pool takes that template (`take_early`) instead of starting
+one. A template started for nothing (a bash job, a diagram
 that fails validation) ends with dipeo like any other: it reads EOF from its socket when dipeo
 exits, and dies with it (PR_SET_PDEATHSIG) even on kill -9.
 """
@@ -38,7 +38,8 @@ class Template(NamedTuple):
 
 def spawn(python: str) -> Template:
     """Start a template process. Call it from a thread that lives as long as the process
-    (Linux ties PR_SET_PDEATHSIG to the thread that started the child): the main thread."""
+    (Linux ties PR_SET_PDEATHSIG to the thread that started the child): the main thread. Hence
+    not dipeo_cli.spawn's starter threads, which jobs' processes are started from."""
     import socket
     import subprocess
 

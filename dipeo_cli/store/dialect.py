@@ -1,4 +1,5 @@
-"""The one base of SqlHistory (store/history.py) and of its parts (Queries, Retention, Queue).
+"""The one base of SqlHistory (store/history.py) and of its parts (Queries and its Repairs,
+Retention, Queue).
 
 It declares, once, what a SQL dialect supplies (SqliteStore, PostgresStore: the connection
 and the statements run on it; SQL is written with `?` placeholders) and the few methods one
@@ -58,7 +59,7 @@ class Dialect:
         changed on `channel` (store/notify.py); none where the dialect cannot announce."""
         return []
 
-    # -- what SqlHistory and Queries provide to the other parts ----------------------------
+    # -- what SqlHistory, Queries and Repairs provide to the other parts -----------------
 
     async def flush(self) -> None:
         raise NotImplementedError
